@@ -1,0 +1,219 @@
+"""Backends apply plan operations to a kernel.
+
+:class:`NetlinkBackend` talks rtnetlink through pyroute2, one socket per namespace
+(opened from a helper thread, see :mod:`netlab.netns`); iptables rules go in with one
+``iptables-restore`` per namespace, as kube-proxy does. :class:`RecordingBackend` is the
+fake: it records operations and can fail on demand, so plans, journaling and rollback are
+tested without root.
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from collections.abc import Callable
+from typing import Protocol
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
+
+from netlab import netns
+from netlab.errors import EnvironmentProblem
+from netlab.plan import (
+    AddAddress,
+    AddBridge,
+    AddFdb,
+    AddNeighbour,
+    AddRoute,
+    AddRule,
+    AddVeth,
+    AddVxlan,
+    CreateNamespace,
+    LinkUp,
+    LoadIptables,
+    Operation,
+    SetMaster,
+    SetSysctl,
+    SetTunnel,
+)
+
+RTNH_F_ONLINK = 4
+RT_SCOPE_LINK = 253
+
+
+class Backend(Protocol):
+    def apply(self, op: Operation) -> None: ...
+
+    def remove_namespace(self, ns: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RecordingBackend:
+    """A fake kernel: records what would be done; ``fail_at`` makes operation N raise."""
+
+    def __init__(self, fail_at: int | None = None, error: BaseException | None = None) -> None:
+        self.applied: list[Operation] = []
+        self.namespaces: set[str] = set()
+        self.removed: list[str] = []
+        self.fail_at = fail_at
+        self.error = error or OSError(errno.EPERM, "injected failure")
+        self.closed = False
+
+    def apply(self, op: Operation) -> None:
+        if self.fail_at is not None and len(self.applied) == self.fail_at:
+            raise self.error
+        if isinstance(op, CreateNamespace):
+            if op.ns in self.namespaces:
+                raise FileExistsError(op.ns)
+            self.namespaces.add(op.ns)
+        self.applied.append(op)
+
+    def remove_namespace(self, ns: str) -> None:
+        self.namespaces.discard(ns)
+        self.removed.append(ns)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class NetlinkBackend:
+    """Applies operations through netlink (pyroute2) inside the lab's namespaces."""
+
+    def __init__(self) -> None:
+        self._ipr: dict[str, IPRoute] = {}
+        self._index: dict[tuple[str, str], int] = {}
+
+    # ------------------------------------------------------------ plumbing
+    def ipr(self, ns: str) -> IPRoute:
+        handle = self._ipr.get(ns)
+        if handle is None:
+            handle = self._ipr[ns] = IPRoute(use_socket=netns.netlink_socket(ns))
+        return handle
+
+    def index(self, ns: str, name: str) -> int:
+        key = (ns, name)
+        if key not in self._index:
+            found = self.ipr(ns).link_lookup(ifname=name)
+            if not found:
+                raise NetlinkError(errno.ENODEV, f"no interface {name!r} in namespace {ns}")
+            self._index[key] = found[0]
+        return self._index[key]
+
+    def close(self) -> None:
+        for handle in self._ipr.values():
+            handle.close()
+        self._ipr.clear()
+        self._index.clear()
+
+    def remove_namespace(self, ns: str) -> None:
+        handle = self._ipr.pop(ns, None)
+        if handle is not None:
+            handle.close()
+        self._index = {k: v for k, v in self._index.items() if k[0] != ns}
+        netns.remove(ns)
+
+    # ------------------------------------------------------------ operations
+    def apply(self, op: Operation) -> None:
+        handler: Callable[[Operation], None] = getattr(self, "_" + type(op).__name__)
+        handler(op)
+
+    def _CreateNamespace(self, op: CreateNamespace) -> None:  # noqa: N802 - named after the op
+        def open_socket() -> object:
+            import socket
+
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+
+        sock = netns.create(op.ns, then=open_socket)
+        ipr = self._ipr[op.ns] = IPRoute(use_socket=sock)
+        ipr.link("set", index=1, state="up")
+
+    def _AddVeth(self, op: AddVeth) -> None:  # noqa: N802
+        peer: dict[str, object] = {"ifname": op.peer, "net_ns_fd": netns.path(op.peer_ns), "mtu": op.mtu}
+        if op.peer_mac:
+            peer["address"] = op.peer_mac
+        args: dict[str, object] = {"ifname": op.name, "kind": "veth", "mtu": op.mtu, "peer": peer}
+        if op.mac:
+            args["address"] = op.mac
+        self.ipr(op.ns).link("add", **args)
+
+    def _AddBridge(self, op: AddBridge) -> None:  # noqa: N802
+        args: dict[str, object] = {"ifname": op.name, "kind": "bridge", "mtu": op.mtu}
+        if op.mac:
+            args["address"] = op.mac
+        self.ipr(op.ns).link("add", **args)
+
+    def _AddVxlan(self, op: AddVxlan) -> None:  # noqa: N802
+        self.ipr(op.ns).link(
+            "add",
+            ifname=op.name,
+            kind="vxlan",
+            address=op.mac,
+            mtu=op.mtu,
+            vxlan_id=op.vni,
+            vxlan_local=str(op.local),
+            vxlan_link=self.index(op.ns, op.dev),
+            vxlan_port=op.port,
+            vxlan_learning=1 if op.learning else 0,
+        )
+
+    def _SetTunnel(self, op: SetTunnel) -> None:  # noqa: N802
+        self.ipr(op.ns).link("set", index=self.index(op.ns, op.name), mtu=op.mtu)
+
+    def _SetMaster(self, op: SetMaster) -> None:  # noqa: N802
+        self.ipr(op.ns).link("set", index=self.index(op.ns, op.name), master=self.index(op.ns, op.master))
+
+    def _LinkUp(self, op: LinkUp) -> None:  # noqa: N802
+        self.ipr(op.ns).link("set", index=self.index(op.ns, op.dev), state="up")
+
+    def _AddAddress(self, op: AddAddress) -> None:  # noqa: N802
+        self.ipr(op.ns).addr(
+            "add", index=self.index(op.ns, op.dev), address=str(op.address.ip), prefixlen=op.address.network.prefixlen
+        )
+
+    def _AddRoute(self, op: AddRoute) -> None:  # noqa: N802
+        args: dict[str, object] = {"dst": str(op.dst) if op.dst else "0.0.0.0/0"}
+        if op.gateway:
+            args["gateway"] = str(op.gateway)
+        if op.dev:
+            args["oif"] = self.index(op.ns, op.dev)
+        if op.onlink:
+            args["flags"] = RTNH_F_ONLINK
+        if op.scope_link:
+            args["scope"] = RT_SCOPE_LINK
+        if op.table is not None:
+            args["table"] = op.table
+        self.ipr(op.ns).route("add", **args)
+
+    def _AddRule(self, op: AddRule) -> None:  # noqa: N802
+        self.ipr(op.ns).rule(
+            "add", src=str(op.src.network_address), src_len=op.src.prefixlen, table=op.table, priority=op.priority
+        )
+
+    def _AddNeighbour(self, op: AddNeighbour) -> None:  # noqa: N802
+        self.ipr(op.ns).neigh(
+            "add", dst=str(op.address), lladdr=op.lladdr, ifindex=self.index(op.ns, op.dev), state=NUD_PERMANENT
+        )
+
+    def _AddFdb(self, op: AddFdb) -> None:  # noqa: N802
+        self.ipr(op.ns).fdb("add", ifindex=self.index(op.ns, op.dev), lladdr=op.lladdr, dst=str(op.dst))
+
+    def _SetSysctl(self, op: SetSysctl) -> None:  # noqa: N802
+        netns.run_in(op.ns, lambda: netns.write_sysctl(op.key, op.value))
+
+    def _LoadIptables(self, op: LoadIptables) -> None:  # noqa: N802
+        run_iptables_restore(op.ns, op.rules)
+
+
+def run_iptables_restore(ns: str, rules: str) -> None:
+    """Load ``rules`` (iptables-save format) atomically into namespace ``ns``."""
+    argv = ["nsenter", f"--net={netns.path(ns)}", "iptables-restore", "--noflush", "-w"]
+    try:
+        done = subprocess.run(argv, input=rules, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as exc:
+        raise EnvironmentProblem(
+            f"{exc.filename} is not installed: run ./setup.sh (it installs iptables and util-linux)"
+        ) from None
+    if done.returncode != 0:
+        raise OSError(errno.EINVAL, f"iptables-restore in {ns} failed: {done.stderr.strip()}")

@@ -1,0 +1,200 @@
+"""The ``netlab`` command line. rich stays here, at the edge.
+
+Exit codes: 0 ok, 1 a check failed, 2 bad input, 3 environment (not root, missing feature).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from netlab import lab, netns
+from netlab.datapaths import make_plan
+from netlab.errors import NetlabError
+from netlab.model import load_topology
+
+PROGRESS_THRESHOLD = 200  # operations; smaller builds finish before a bar is worth drawing
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    out = console or Console()
+    err = Console(stderr=True) if console is None else console
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args, out) or 0)
+    except NetlabError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netlab", description="Kubernetes and container networking, built for real in network namespaces.")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    def cmd(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = cmd("up", cmd_up, "build a lab from a topology file")
+    sp.add_argument("file")
+    sp = cmd("down", cmd_down, "tear a lab down (no topology file needed)")
+    sp.add_argument("lab")
+    sp = cmd("status", cmd_status, "show labs, or one lab's namespaces, interfaces, addresses and routes")
+    sp.add_argument("lab", nargs="?")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd("exec", cmd_exec, "run a command inside a node, pod, or the internet host")
+    sp.add_argument("lab")
+    sp.add_argument("target")
+    sp.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+    sp = cmd("plan", cmd_plan, "print the kernel operations a topology takes, as ip/iptables commands")
+    sp.add_argument("file")
+    sp = cmd("clean", cmd_clean, "remove everything any netlab lab left behind (and nothing else)")
+    sp = cmd("doctor", cmd_doctor, "check what this machine's kernel and tools can do")
+    sp.add_argument("--json", action="store_true")
+    return p
+
+
+def _plan(path: str) -> tuple[Any, Any]:
+    topology = load_topology(path)
+    return topology, make_plan(topology, path)
+
+
+def cmd_plan(args: argparse.Namespace, out: Console) -> int:
+    _topology, plan = _plan(args.file)
+    out.print(plan.render(), end="", highlight=False, markup=False, soft_wrap=True)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, out: Console) -> int:
+    topology, plan = _plan(args.file)
+    lab.require_root()
+    if len(plan) >= PROGRESS_THRESHOLD:
+        with Progress(TextColumn("building {task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=out, transient=True) as bar:
+            task = bar.add_task(plan.lab, total=len(plan))
+            state = lab.up(topology, plan, args.file, progress=lambda done, total, _op: bar.update(task, completed=done))
+    else:
+        state = lab.up(topology, plan, args.file)
+    pods = sum(1 for e in state.endpoint_objects() if e.kind == "pod")
+    nodes = sum(1 for e in state.endpoint_objects() if e.kind == "node")
+    out.print(
+        f"[green]lab {state.lab} is up[/]: cni {state.cni}, {nodes} node(s), {pods} pod(s), "
+        f"{len(state.namespaces)} namespaces, {len(plan)} operations"
+    )
+    for note in state.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    out.print(f"try: netlab status {state.lab} · netlab exec {state.lab} <target> -- ping ... · netlab down {state.lab}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, out: Console) -> int:
+    lab.require_root()
+    state = lab.down(args.lab)
+    out.print(f"[green]lab {state.lab} is down[/]: {len(state.namespaces)} namespaces removed")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace, out: Console) -> int:
+    lab.require_root()
+    states = lab.clean()
+    if not states:
+        out.print("nothing to clean: no netlab lab has left anything behind")
+    for state in states:
+        out.print(f"removed lab {state.lab} ({state.status}): {', '.join(state.namespaces) or 'no namespaces'}")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace, out: Console) -> int:
+    from netlab.errors import UsageError
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError("nothing to run: netlab exec LAB TARGET -- COMMAND ...")
+    lab.require_root()
+    state = lab.get(args.lab)
+    ep = lab.endpoint(state, args.target)
+    try:
+        return subprocess.call(netns.exec_argv(ep.ns, command))
+    except FileNotFoundError:
+        from netlab.errors import EnvironmentProblem
+
+        raise EnvironmentProblem("the `ip` command is missing: apt install iproute2") from None
+
+
+def cmd_status(args: argparse.Namespace, out: Console) -> int:
+    from netlab import status
+    from netlab.state import LabState
+
+    lab.require_root()
+    if not args.lab:
+        states = LabState.all()
+        if args.json:
+            out.print_json(json.dumps([{"lab": s.lab, "cni": s.cni, "status": s.status, "source": s.source, "namespaces": len(s.namespaces)} for s in states]))
+            return 0
+        table = Table("lab", "cni", "status", "namespaces", "source", title="netlab labs")
+        for s in states:
+            table.add_row(s.lab, s.cni, s.status, str(len(s.namespaces)), s.source)
+        out.print(table if states else "no labs are up")
+        return 0
+    state = lab.get(args.lab)
+    views = status.collect(state)
+    if args.json:
+        out.print_json(json.dumps(status.as_json(state, views), default=str))
+        return 0
+    out.print(f"[bold]lab {state.lab}[/] · cni {state.cni} · from {state.source}")
+    for note in state.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    for view in views:
+        if view.kind == "underlay":
+            continue
+        table = Table("interface", "kind", "state", "mtu", "addresses", "master", title=f"{view.kind} {view.name}  (netns {view.ns})", title_justify="left", min_width=60)
+        for iface in view.interfaces:
+            if iface.name == "lo":
+                continue
+            table.add_row(iface.name, iface.kind, iface.state, str(iface.mtu), " ".join(iface.addresses), iface.master or "")
+        out.print(table)
+        if view.routes:
+            out.print("  routes: " + "\n          ".join(str(r) for r in view.routes), highlight=False)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, out: Console) -> int:
+    from netlab import doctor
+
+    checks = doctor.run_checks()
+    if args.json:
+        from dataclasses import asdict
+
+        out.print_json(json.dumps([asdict(c) for c in checks]))
+    else:
+        table = Table("check", "result", "detail", "without it", "how to get it", title="netlab doctor")
+        for c in checks:
+            mark = "[green]ok[/]" if c.ok else ("[red]MISSING[/]" if c.essential else "[yellow]missing[/]")
+            table.add_row(c.name, mark, c.detail, "" if c.ok else c.disables, "" if c.ok else c.how)
+        out.print(table)
+    if any(not c.ok and c.essential for c in checks):
+        return 3
+    return 1 if any(not c.ok for c in checks) else 0
+
+
+def main_entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_entry()

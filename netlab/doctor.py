@@ -1,0 +1,156 @@
+"""``netlab doctor``: what this machine can and cannot do, and how to get what is missing.
+
+Kernel features are probed for real inside a scratch namespace (journaled like a lab, so
+``netlab clean`` removes it even after a crash); the host's namespace is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyroute2 import IPVS, IPRoute
+
+from netlab import netns
+from netlab.lab import stop_processes
+from netlab.state import LabState
+
+VM_HINT = "or run the command in a stock-kernel VM: netlab vm -- <command>"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    essential: bool
+    detail: str
+    disables: str
+    how: str
+
+
+@dataclass(frozen=True)
+class _Probe:
+    name: str
+    essential: bool
+    disables: str
+    how: str
+    run: Callable[[IPRoute, str], None]
+
+
+def _link(kind: str, **extra: object) -> Callable[[IPRoute, str], None]:
+    def probe(ipr: IPRoute, ns: str) -> None:
+        ipr.link("add", ifname=f"probe-{kind}"[:15], kind=kind, **extra)
+
+    return probe
+
+
+def _qdisc(kind: str, **params: object) -> Callable[[IPRoute, str], None]:
+    def probe(ipr: IPRoute, ns: str) -> None:
+        ipr.link("add", ifname=f"q-{kind}", kind="veth", peer={"ifname": f"q-{kind}-p"})
+        ipr.tc("add", kind, index=ipr.link_lookup(ifname=f"q-{kind}")[0], **params)
+
+    return probe
+
+
+def _ipvs(ipr: IPRoute, ns: str) -> None:
+    netns.run_in(ns, lambda: IPVS()).close()
+
+
+def _iptables(rules: str) -> Callable[[IPRoute, str], None]:
+    def probe(ipr: IPRoute, ns: str) -> None:
+        argv = ["nsenter", f"--net={netns.path(ns)}", "iptables-restore", "--noflush", "-w"]
+        done = subprocess.run(argv, input=rules, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise OSError(done.stderr.strip() or f"iptables-restore exited {done.returncode}")
+
+    return probe
+
+
+PROBES = (
+    _Probe("veth", True, "every lab", "enable CONFIG_VETH (every distro kernel has it)", _link("veth", peer={"ifname": "probe-veth-p"})),
+    _Probe("bridge", True, "every lab (underlay, docker0, cni0)", "modprobe bridge", _link("bridge")),
+    _Probe("vxlan", False, "cni vxlan (Flannel)", "modprobe vxlan", _link("vxlan", vxlan_id=1, vxlan_port=8472)),
+    _Probe(
+        "ipip", False, "cni ipip (Calico IP-in-IP)",
+        f"modprobe ipip (Ubuntu: apt install linux-modules-extra-$(uname -r)); {VM_HINT}", _link("ipip"),
+    ),
+    _Probe("tbf", False, "rate limits in scenarios", "modprobe sch_tbf", _qdisc("tbf", rate="10mbit", burst=10240, latency=50000)),
+    _Probe(
+        "netem", False, "delay/loss impairments in scenarios",
+        f"modprobe sch_netem (Ubuntu: linux-modules-extra-$(uname -r)); {VM_HINT}", _qdisc("netem", delay=1000),
+    ),
+    _Probe("ipvs", False, "kube-proxy IPVS mode", f"modprobe ip_vs; {VM_HINT}", _ipvs),
+    _Probe(
+        "iptables-nat", True, "SNAT to the internet, published ports, kube-proxy",
+        "apt install iptables; modprobe nf_nat iptable_nat (or nft_chain_nat)",
+        _iptables("*nat\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\n-A PREROUTING -p tcp --dport 1 -j DNAT --to-destination 10.0.0.1:2\nCOMMIT\n"),
+    ),
+    _Probe(
+        "conntrack", True, "NAT replies, kube-proxy", "modprobe nf_conntrack",
+        _iptables("*filter\n-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\nCOMMIT\n"),
+    ),
+    _Probe(
+        "kube-proxy matches", False, "Services (statistic, recent, mark, comment matches)",
+        "modprobe xt_statistic xt_recent xt_mark xt_comment",
+        _iptables(
+            "*nat\n:KUBE-T - [0:0]\n-A KUBE-T -m comment --comment probe -m statistic --mode random --probability 0.5 -j MARK --set-xmark 0x4000/0x4000\n"
+            "-A KUBE-T -m recent --name KUBE-T --rcheck --seconds 10800 --reap -j RETURN\nCOMMIT\n"
+        ),
+    ),
+)
+
+TOOLS = (
+    ("ip", True, "exec, plan commands", "apt install iproute2"),
+    ("nsenter", True, "loading iptables rules into a namespace", "apt install util-linux"),
+    ("iptables-restore", True, "every NAT rule", "apt install iptables"),
+    ("ping", False, "netlab check and the walkthrough", "apt install iputils-ping"),
+    ("tcpdump", False, "reading pcaps by hand", "apt install tcpdump"),
+    ("iperf3", False, "throughput measurements", "apt install iperf3"),
+)
+
+
+def run_checks() -> list[Check]:
+    checks: list[Check] = []
+    root = os.geteuid() == 0
+    checks.append(Check("root", root, True, "running as root" if root else "not root", "everything", "run with sudo"))
+    for tool, essential, disables, how in TOOLS:
+        found = shutil.which(tool)
+        checks.append(Check(f"tool {tool}", found is not None, essential, found or "not found", disables, how))
+    if not root:
+        return checks
+    scratch = LabState(lab=f"doctor-{os.getpid()}", cni="doctor", status="building")
+    ns = f"netlab-doctor-{os.getpid()}"
+    scratch.will_create(ns)
+    try:
+        sock = netns.create(ns, then=lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
+        with IPRoute(use_socket=sock) as ipr:
+            for probe in PROBES:
+                try:
+                    probe.run(ipr, ns)
+                    checks.append(Check(probe.name, True, probe.essential, "works", probe.disables, probe.how))
+                except Exception as exc:  # the probe's failure *is* the finding
+                    checks.append(Check(probe.name, False, probe.essential, _reason(exc), probe.disables, probe.how))
+    finally:
+        stop_processes(ns)
+        netns.remove(ns)
+        scratch.delete()
+    return checks
+
+
+def _reason(exc: BaseException) -> str:
+    code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+    if code in (95, 2, 93):
+        return f"not supported by this kernel ({exc})"
+    return str(exc)
+
+
+def missing(feature: str) -> Check | None:
+    """The failed check for ``feature``, or None if this machine has it."""
+    for check in run_checks():
+        if check.name == feature and not check.ok:
+            return check
+    return None

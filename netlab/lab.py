@@ -1,0 +1,142 @@
+"""A lab's lifecycle: up (plan -> journaled apply, rollback on failure), down, clean.
+
+Teardown undoes the journal: every object netlab creates lives inside one of the lab's
+namespaces, so removing the journaled namespaces (after stopping any process still
+running in them) removes everything. Nothing is ever created in the host's namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+from netlab import netns
+from netlab.backend import Backend, NetlinkBackend
+from netlab.errors import BuildError, EnvironmentProblem, LabExists, LabNotFound, UsageError
+from netlab.model import Topology
+from netlab.plan import CreateNamespace, Endpoint, Plan, describe
+from netlab.state import LabState
+
+Progress = Callable[[int, int, str], None]
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            "netlab needs root to create network namespaces: run it with sudo (e.g. sudo .venv/bin/netlab ...)"
+        )
+
+
+def up(
+    topology: Topology,
+    plan: Plan,
+    source: str = "",
+    backend: Backend | None = None,
+    progress: Progress | None = None,
+) -> LabState:
+    """Build ``plan``. On any failure (or Ctrl-C) remove everything created, then raise."""
+    if LabState.load(plan.lab) is not None:
+        raise LabExists(f"lab {plan.lab!r} is already up: run `netlab down {plan.lab}` first")
+    taken = [ns for ns in plan.namespaces if netns.exists(ns)] if backend is None else []
+    if taken:
+        raise EnvironmentProblem(
+            f"namespace {taken[0]} already exists and no netlab lab owns it; "
+            f"remove it (`ip netns del {taken[0]}`) if it is yours to remove, or rename the lab"
+        )
+    kernel = backend or NetlinkBackend()
+    state = LabState(lab=plan.lab, cni=plan.cni, source=source, topology=topology.model_dump(mode="json", by_alias=True))
+    state.save()
+    total = len(plan.operations)
+    current = None
+    try:
+        for done, op in enumerate(plan.operations):
+            current = op
+            if isinstance(op, CreateNamespace):
+                state.will_create(op.ns)
+            kernel.apply(op)
+            if progress:
+                progress(done + 1, total, describe(op))
+    except BaseException as exc:
+        removed = _undo(state, kernel)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        assert current is not None
+        raise BuildError(describe(current), exc, removed) from exc
+    finally:
+        kernel.close()
+    state.status = "up"
+    state.endpoints = [asdict(e) for e in plan.endpoints]
+    state.notes = list(plan.notes)
+    state.save()
+    return state
+
+
+def _undo(state: LabState, kernel: Backend) -> int:
+    removed = 0
+    for ns in reversed(state.namespaces):
+        stop_processes(ns)
+        kernel.remove_namespace(ns)
+        removed += 1
+    state.delete()
+    return removed
+
+
+def down(lab: str, backend: Backend | None = None) -> LabState:
+    state = LabState.load(lab)
+    if state is None:
+        up_labs = ", ".join(s.lab for s in LabState.all()) or "none"
+        raise LabNotFound(f"no lab named {lab!r} is up (labs up: {up_labs})")
+    kernel = backend or NetlinkBackend()
+    try:
+        _undo(state, kernel)
+    finally:
+        kernel.close()
+    return state
+
+
+def clean(backend: Backend | None = None) -> list[LabState]:
+    """Remove every lab any netlab run left behind (crashed ones included), and only those."""
+    states = LabState.all()
+    for state in states:
+        down(state.lab, backend)
+    return states
+
+
+def stop_processes(ns: str, grace: float = 1.0) -> list[int]:
+    """Stop processes still running inside ``ns`` (servers a person started with exec)."""
+    pids = [p for p in netns.pids_in(ns) if p != os.getpid()]
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        time.sleep(0.02)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    return pids
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def get(lab: str) -> LabState:
+    state = LabState.load(lab)
+    if state is None or state.status != "up":
+        up_labs = ", ".join(s.lab for s in LabState.all()) or "none"
+        raise LabNotFound(f"no lab named {lab!r} is up (labs up: {up_labs}); start it with `netlab up FILE`")
+    return state
+
+
+def endpoint(state: LabState, target: str) -> Endpoint:
+    for ep in state.endpoint_objects():
+        if ep.name == target:
+            return ep
+    valid = ", ".join(ep.name for ep in state.endpoint_objects())
+    raise UsageError(f"lab {state.lab!r} has no node or pod named {target!r}; valid: {valid}")

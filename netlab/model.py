@@ -1,0 +1,390 @@
+"""The topology model: a YAML file validated into immutable objects.
+
+``load_topology(path)`` is the only way in from a file. Structural checks (types, unknown
+keys) come from pydantic; cross-field checks (duplicate names, overlapping CIDRs, subnet
+sizes) run in :meth:`Topology._check`. Every problem is raised as a :class:`TopologyError`
+that names the file and the field (``topologies/x.yaml: nodes[1].pods[0].name: ...``).
+Nothing here touches the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from netlab.errors import TopologyError
+
+KNOWN_CNIS = ("docker0", "vxlan", "ipip", "host-gw", "vpc-native")
+RESERVED_NAMES = ("internet", "gateway", "underlay")
+DOCKER_BRIDGE_CIDR = ipaddress.IPv4Network("172.17.0.0/16")
+DEFAULT_SUBNET = {"name": "lan", "cidr": "192.168.1.0/24"}
+FIRST_NODE_HOST = 11  # node addresses are .11, .12, ... of their subnet (gateway is .1)
+
+_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+_PORT_RE = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?$")
+
+
+def _name(kind: str, max_len: int, why: str) -> Any:
+    def check(value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                f"invalid {kind} {value!r}: use lowercase letters, digits and '-', "
+                "starting with a letter and not ending with '-'"
+            )
+        if len(value) > max_len:
+            raise ValueError(f"{kind} {value!r} is {len(value)} characters; at most {max_len} ({why})")
+        return value
+
+    return check
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class PortMapping(_Frozen):
+    """A published port, Docker's ``-p host:container/proto``."""
+
+    host_port: int
+    container_port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.host_port}:{self.container_port}/{self.protocol}"
+
+
+def _parse_port(value: Any) -> Any:
+    if isinstance(value, PortMapping) or isinstance(value, dict):
+        return value
+    text = str(value)
+    match = _PORT_RE.match(text)
+    if not match:
+        raise ValueError(f"malformed port {text!r}: expected 'HOST:CONTAINER' or 'HOST:CONTAINER/tcp|udp', e.g. '8080:80'")
+    host, container = int(match.group(1)), int(match.group(2))
+    for port in (host, container):
+        if not 1 <= port <= 65535:
+            raise ValueError(f"malformed port {text!r}: {port} is outside 1-65535")
+    return {"host_port": host, "container_port": container, "protocol": match.group(3) or "tcp"}
+
+
+class Pod(_Frozen):
+    """A container (docker0) or a Kubernetes pod."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    ports: tuple[PortMapping, ...] = ()
+    host_network: bool = Field(False, alias="hostNetwork")
+
+    _check_name = field_validator("name")(
+        classmethod(lambda cls, v: _name("pod name", 63, "a DNS label")(v))
+    )
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be a list of 'HOST:CONTAINER[/tcp|udp]' strings")
+        return [_parse_port(item) for item in value]
+
+    def __hash__(self) -> int:  # labels is a dict; names are unique within a lab
+        return hash(self.name)
+
+
+class Node(_Frozen):
+    """A Docker host or a Kubernetes node."""
+
+    name: str
+    subnet: str | None = None
+    pods: tuple[Pod, ...] = ()
+    instance_type: str | None = Field(None, alias="instanceType")
+
+    _check_name = field_validator("name")(
+        classmethod(lambda cls, v: _name("node name", 10, "it goes into interface names such as '<node>-eth0'")(v))
+    )
+
+
+class Subnet(_Frozen):
+    """An underlay L2 segment (a bridge in the lab's underlay namespace)."""
+
+    name: str
+    cidr: ipaddress.IPv4Network
+
+    _check_name = field_validator("name")(
+        classmethod(lambda cls, v: _name("subnet name", 12, "it names the underlay bridge")(v))
+    )
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.cidr.network_address + 1
+
+
+class Network(_Frozen):
+    cni: str = "docker0"
+    mtu: Annotated[int, Field(ge=576, le=9000)] = 1500
+    subnets: tuple[Subnet, ...] = (Subnet.model_validate(DEFAULT_SUBNET),)
+    internet: ipaddress.IPv4Network | None = None
+    pod_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.244.0.0/16"), alias="podCIDR")
+    mode: Literal["Always", "CrossSubnet"] = "Always"
+    external_snat: bool = Field(False, alias="externalSNAT")
+
+    @field_validator("cni")
+    @classmethod
+    def _cni(cls, value: str) -> str:
+        if value not in KNOWN_CNIS:
+            raise ValueError(f"unknown cni {value!r}; valid: {', '.join(KNOWN_CNIS)}")
+        return value
+
+    @field_validator("subnets")
+    @classmethod
+    def _subnets(cls, value: tuple[Subnet, ...]) -> tuple[Subnet, ...]:
+        if not value:
+            raise ValueError("at least one subnet is needed")
+        return value
+
+    def subnet(self, name: str) -> Subnet:
+        for subnet in self.subnets:
+            if subnet.name == name:
+                return subnet
+        raise KeyError(name)
+
+    @property
+    def internet_host(self) -> ipaddress.IPv4Address | None:
+        return None if self.internet is None else self.internet.network_address + 1
+
+    @property
+    def internet_gateway(self) -> ipaddress.IPv4Address | None:
+        """The gateway's address on the internet side: the last usable address."""
+        return None if self.internet is None else self.internet.broadcast_address - 1
+
+
+class Topology(_Frozen):
+    """A validated lab description. Build it with :func:`load_topology` or :func:`parse_topology`."""
+
+    name: str
+    network: Network = Network()
+    nodes: tuple[Node, ...]
+
+    _check_name = field_validator("name")(
+        classmethod(lambda cls, v: _name("lab name", 16, "it prefixes every namespace of the lab")(v))
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, value: tuple[Node, ...]) -> tuple[Node, ...]:
+        if not value:
+            raise ValueError("at least one node is needed")
+        return value
+
+    # ----------------------------------------------------------------- derived facts
+    def subnet_of(self, node: Node) -> Subnet:
+        return self.network.subnet(node.subnet) if node.subnet else self.network.subnets[0]
+
+    def node_ip(self, node: Node) -> ipaddress.IPv4Address:
+        subnet = self.subnet_of(node)
+        index = [n.name for n in self.nodes if self.subnet_of(n) == subnet].index(node.name)
+        return subnet.cidr.network_address + FIRST_NODE_HOST + index
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def pods(self) -> Iterator[tuple[Node, Pod]]:
+        for node in self.nodes:
+            for pod in node.pods:
+                yield node, pod
+
+    @property
+    def needs_gateway(self) -> bool:
+        return self.network.internet is not None or len(self.network.subnets) > 1
+
+    # ----------------------------------------------------------------- cross-field checks
+    @model_validator(mode="after")
+    def _check(self) -> Topology:
+        net = self.network
+        seen: dict[str, str] = {}
+        for i, node in enumerate(self.nodes):
+            self._claim(seen, node.name, f"nodes[{i}].name")
+            if node.subnet is not None and node.subnet not in {s.name for s in net.subnets}:
+                raise _Problem(
+                    f"nodes[{i}].subnet",
+                    f"unknown subnet {node.subnet!r}; defined: {', '.join(s.name for s in net.subnets)}",
+                )
+            for j, pod in enumerate(node.pods):
+                self._claim(seen, pod.name, f"nodes[{i}].pods[{j}].name")
+                published: set[tuple[int, str]] = set()
+                for k, port in enumerate(pod.ports):
+                    if net.cni != "docker0":
+                        raise _Problem(f"nodes[{i}].pods[{j}].ports", "published ports exist only with cni docker0 (use a NodePort Service)")
+                    key = (port.host_port, port.protocol)
+                    if key in published:
+                        raise _Problem(f"nodes[{i}].pods[{j}].ports[{k}]", f"host port {port.host_port}/{port.protocol} published twice")
+                    published.add(key)
+            self._check_host_ports(i, node)
+
+        names: set[str] = set()
+        for i, subnet in enumerate(net.subnets):
+            if subnet.name in names:
+                raise _Problem(f"network.subnets[{i}].name", f"duplicate subnet name {subnet.name!r}")
+            names.add(subnet.name)
+            ranges = [(f"network.subnets[{k}] {s.cidr}", s.cidr) for k, s in enumerate(net.subnets[:i])]
+            self._no_overlap(f"network.subnets[{i}].cidr", subnet.cidr, ranges)
+            members = sum(1 for n in self.nodes if self.subnet_of(n) == subnet)
+            room = subnet.cidr.num_addresses - 2 - (FIRST_NODE_HOST - 1)
+            if members > room:
+                raise _Problem(
+                    f"network.subnets[{i}].cidr",
+                    f"{subnet.cidr} is too small for its {members} nodes (they take .{FIRST_NODE_HOST} upwards; room for {max(room, 0)}); use a larger prefix",
+                )
+        taken = [(f"network.subnets[{k}] {s.cidr}", s.cidr) for k, s in enumerate(net.subnets)]
+        if net.internet is not None:
+            if net.internet.num_addresses < 4:
+                raise _Problem("network.internet", f"{net.internet} is too small: use a /30 or larger")
+            self._no_overlap("network.internet", net.internet, taken)
+            taken.append((f"network.internet {net.internet}", net.internet))
+        if net.cni == "docker0":
+            self._no_overlap("network.subnets", DOCKER_BRIDGE_CIDR, taken, what="docker0's 172.17.0.0/16")
+            for i, node in enumerate(self.nodes):
+                if len(node.pods) > DOCKER_BRIDGE_CIDR.num_addresses - 3:
+                    raise _Problem(f"nodes[{i}].pods", "more containers than docker0's 172.17.0.0/16 holds")
+        return self
+
+    @staticmethod
+    def _claim(seen: dict[str, str], name: str, field: str) -> None:
+        if name in RESERVED_NAMES:
+            raise _Problem(field, f"{name!r} is reserved ({', '.join(RESERVED_NAMES)} name the lab's own namespaces)")
+        if name in seen:
+            raise _Problem(field, f"duplicate name {name!r} (already used at {seen[name]}; node and pod names share one space)")
+        seen[name] = field
+
+    @staticmethod
+    def _check_host_ports(i: int, node: Node) -> None:
+        owners: dict[tuple[int, str], str] = {}
+        for j, pod in enumerate(node.pods):
+            for k, port in enumerate(pod.ports):
+                key = (port.host_port, port.protocol)
+                if key in owners and owners[key] != pod.name:
+                    raise _Problem(
+                        f"nodes[{i}].pods[{j}].ports[{k}]",
+                        f"host port {port.host_port}/{port.protocol} is already published by {owners[key]!r} on {node.name}",
+                    )
+                owners[key] = pod.name
+
+    @staticmethod
+    def _no_overlap(
+        field: str,
+        cidr: ipaddress.IPv4Network,
+        taken: list[tuple[str, ipaddress.IPv4Network]],
+        what: str | None = None,
+    ) -> None:
+        for label, other in taken:
+            if cidr.overlaps(other):
+                subject = what or str(cidr)
+                raise _Problem(field, f"{subject} overlaps {label}; choose ranges that do not overlap")
+
+
+class _Problem(TopologyError):
+    """A cross-field problem found during validation; the loader adds the file name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__("<topology>", field, message)
+
+
+# --------------------------------------------------------------------- loading
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a topology file; raise :class:`TopologyError` naming file and field."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise TopologyError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
+    return parse_topology(text, source)
+
+
+def parse_topology(text: str | dict[str, Any], source: str = "<topology>") -> Topology:
+    """Validate YAML text (or an already-parsed mapping) into a :class:`Topology`."""
+    if isinstance(text, str):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise TopologyError(source, where, f"not valid YAML: {problem}") from None
+    else:
+        data = text
+    if not isinstance(data, dict):
+        raise TopologyError(source, "", "expected a mapping with keys name, network, nodes")
+    try:
+        return Topology.model_validate(data)
+    except _Problem as problem:
+        raise TopologyError(source, problem.field, problem.message) from None
+    except ValidationError as exc:
+        raise _from_pydantic(exc, source) from None
+    except RecursionError:
+        raise TopologyError(source, "", "the document nests too deeply") from None
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """``('nodes', 1, 'pods', 0, 'name')`` -> ``nodes[1].pods[0].name``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_ALIASES = {"host_network": "hostNetwork", "instance_type": "instanceType", "pod_cidr": "podCIDR", "external_snat": "externalSNAT"}
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: Any = Topology
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            for name, info in model.model_fields.items():
+                if info.alias == part:
+                    field = model.model_fields[name]
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ()) or (annotation,)
+        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _from_pydantic(exc: ValidationError, source: str) -> TopologyError:
+    error = exc.errors()[0]
+    loc = tuple(part for part in error["loc"] if part not in ("function-after", "function-before"))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        valid = sorted(info.alias or name for name, info in owner.model_fields.items()) if owner else []
+        message = f"unknown key {loc[-1]!r}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind == "value_error":
+        message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    elif kind in ("ip_v4_network", "ip_v4_address"):
+        message = f"{error.get('input')!r} is not a valid IPv4 CIDR (e.g. 192.168.1.0/24, host bits zero)"
+    else:
+        message = error["msg"]
+        if "input" in error and not isinstance(error["input"], (dict, list)):
+            message += f" (got {error['input']!r})"
+    count = exc.error_count()
+    if count > 1:
+        message += f" (and {count - 1} more problem{'s' if count > 2 else ''})"
+    return TopologyError(source, field_path(loc), message)

@@ -1,0 +1,51 @@
+"""Naming rules, written down in one place.
+
+- Namespaces carry the lab name so they read well in ``ip netns list``:
+  ``<lab>-<node>``, ``<lab>-<pod>``, ``<lab>-underlay``, ``<lab>-gateway``, ``<lab>-internet``.
+- Interface names never carry the lab name. Inside a node they are the real ones
+  (``eth0``, ``docker0``, ``cni0``, ``flannel.1``, ``tunl0``); host ends of pod veths are
+  named the way each runtime names them, from a hash of the pod's name:
+  Docker ``veth`` + 7 hex, Calico ``cali`` + 11 hex, AWS VPC CNI ``eni`` + 11 hex.
+- In the underlay namespace, a node's port is ``<node>-eth0``; the gateway's is ``gw-<subnet>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+UNDERLAY = "underlay"
+GATEWAY = "gateway"
+INTERNET = "internet"
+
+
+def namespace(lab: str, target: str) -> str:
+    return f"{lab}-{target}"
+
+
+def _hex(*parts: str, length: int) -> str:
+    return hashlib.sha1("/".join(parts).encode()).hexdigest()[:length]
+
+
+def docker_veth(node: str, pod: str) -> str:
+    return "veth" + _hex(node, pod, length=7)
+
+
+def calico_veth(node: str, pod: str) -> str:
+    return "cali" + _hex(node, pod, length=11)
+
+
+def eni_veth(node: str, pod: str) -> str:
+    return "eni" + _hex(node, pod, length=11)
+
+
+def mac(*parts: str, prefix: str = "02") -> str:
+    """A stable locally administered unicast MAC derived from ``parts``."""
+    head = prefix.split(":")
+    digest = _hex(*parts, length=12)
+    tail = [digest[i : i + 2] for i in range(0, 2 * (6 - len(head)), 2)]
+    return ":".join(head + tail)
+
+
+def docker_mac(ip: str) -> str:
+    """Docker's container MAC: 02:42 followed by the IPv4 address bytes."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))

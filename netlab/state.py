@@ -1,0 +1,87 @@
+"""The per-lab state record under /run/netlab: the journal of what a lab created.
+
+``/run/netlab/<lab>.json`` is written *before* the first namespace exists and updated
+before each new one is created (write-ahead), so a crash at any point leaves a record
+that ``netlab down`` / ``netlab clean`` can finish. It also keeps the lab's endpoints, so
+``down``, ``status`` and ``exec`` work without the topology file, or after it changed.
+Ownership is by record, never by name pattern: a namespace no record lists is not ours.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netlab.plan import Endpoint
+
+STATE_DIR = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
+
+
+@dataclass
+class LabState:
+    lab: str
+    cni: str = ""
+    source: str = ""
+    status: str = "building"  # building | up
+    created: float = field(default_factory=time.time)
+    namespaces: list[str] = field(default_factory=list)
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    topology: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ persistence
+    @staticmethod
+    def path_for(lab: str) -> Path:
+        return STATE_DIR / f"{lab}.json"
+
+    @property
+    def path(self) -> Path:
+        return self.path_for(self.lab)
+
+    def save(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
+        os.replace(tmp, self.path)
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, lab: str) -> LabState | None:
+        try:
+            data = json.loads(cls.path_for(lab).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return cls(lab=lab, status="corrupt")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    @classmethod
+    def all(cls) -> list[LabState]:
+        if not STATE_DIR.is_dir():
+            return []
+        labs = sorted(p.stem for p in STATE_DIR.glob("*.json"))
+        return [s for s in (cls.load(lab) for lab in labs) if s is not None]
+
+    # ------------------------------------------------------------ journal
+    def will_create(self, ns: str) -> None:
+        """Record ``ns`` before it is created (write-ahead)."""
+        self.namespaces.append(ns)
+        self.save()
+
+    def endpoint_objects(self) -> list[Endpoint]:
+        out = []
+        for data in self.endpoints:
+            values = dict(data)
+            if values.get("ip"):
+                values["ip"] = ipaddress.IPv4Address(values["ip"])
+            out.append(Endpoint(**values))
+        return out
