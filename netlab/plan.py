@@ -8,7 +8,7 @@ Each operation renders as the command a person would type for the same effect
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Union
 
 IPv4Iface = ipaddress.IPv4Interface

@@ -19,7 +19,12 @@ from typing import Any
 
 from netlab.plan import Endpoint
 
-STATE_DIR = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
+DEFAULT_STATE_DIR = "/run/netlab"
+
+
+def state_dir() -> Path:
+    """Where lab records live; ``NETLAB_STATE_DIR`` overrides it (tests, parallel runs)."""
+    return Path(os.environ.get("NETLAB_STATE_DIR", DEFAULT_STATE_DIR))
 
 
 @dataclass
@@ -38,14 +43,14 @@ class LabState:
     # ------------------------------------------------------------ persistence
     @staticmethod
     def path_for(lab: str) -> Path:
-        return STATE_DIR / f"{lab}.json"
+        return state_dir() / f"{lab}.json"
 
     @property
     def path(self) -> Path:
         return self.path_for(self.lab)
 
     def save(self) -> None:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        state_dir().mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
         os.replace(tmp, self.path)
@@ -66,9 +71,9 @@ class LabState:
 
     @classmethod
     def all(cls) -> list[LabState]:
-        if not STATE_DIR.is_dir():
+        if not state_dir().is_dir():
             return []
-        labs = sorted(p.stem for p in STATE_DIR.glob("*.json"))
+        labs = sorted(p.stem for p in state_dir().glob("*.json"))
         return [s for s in (cls.load(lab) for lab in labs) if s is not None]
 
     # ------------------------------------------------------------ journal
