@@ -89,7 +89,8 @@ def root(state_dir: Path) -> None:
 def lab_up(root: None) -> Iterator[Callable[..., object]]:
     """Build labs for a test; afterwards tear down and prove nothing is left behind.
 
-    ``lab_up("docker0.yaml")`` or ``lab_up(topology)`` returns the lab's state record.
+    ``lab_up("docker0.yaml")`` or ``lab_up(topology)`` returns the lab's state record;
+    ``name=`` renames the lab (so tests never collide with a lab a person has up).
     """
     from netlab import lab
     from netlab.datapaths import make_plan
@@ -98,7 +99,7 @@ def lab_up(root: None) -> Iterator[Callable[..., object]]:
     before = host_snapshot()
     built: list[str] = []
 
-    def build(spec: str | Path | Topology) -> object:
+    def build(spec: str | Path | Topology, name: str | None = None) -> object:
         if isinstance(spec, Topology):
             topology, source = spec, "<test>"
         else:
@@ -106,6 +107,8 @@ def lab_up(root: None) -> Iterator[Callable[..., object]]:
             if not path.is_absolute() and not path.exists():
                 path = TOPOLOGIES / path
             topology, source = load_topology(path), str(path)
+        if name:
+            topology = topology.model_copy(update={"name": name})
         built.append(topology.name)
         return lab.up(topology, make_plan(topology, source), source)
 
