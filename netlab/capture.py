@@ -59,11 +59,12 @@ def _open(iface: str, bpf: str | None) -> tuple[socket.socket, int]:
         probe.close()
     hwtype = struct.unpack("16xH14x", reply)[0]
     linktype = DLT_EN10MB if hwtype in (ARPHRD_ETHER, ARPHRD_LOOPBACK) else DLT_RAW
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    # protocol 0: the socket receives nothing until bind(), so no frame slips past the filter
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         if bpf:
             _attach(sock, bpf, linktype)
-        sock.bind((iface, ETH_P_ALL))
+        sock.bind((iface, socket.htons(ETH_P_ALL)))
     except BaseException:
         sock.close()
         raise
