@@ -64,7 +64,7 @@ def _open(iface: str, bpf: str | None) -> tuple[socket.socket, int]:
     try:
         if bpf:
             _attach(sock, bpf, linktype)
-        sock.bind((iface, socket.htons(ETH_P_ALL)))
+        sock.bind((iface, ETH_P_ALL))  # Python converts the protocol to network order
     except BaseException:
         sock.close()
         raise
