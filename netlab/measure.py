@@ -1,0 +1,274 @@
+"""Measuring paths in a built lab: RTT, TCP request/response latency, throughput.
+
+- RTT: ICMP echo answered by the *kernel* of the target namespace (no user-space server
+  in the path), sent by iputils ``ping`` in the source namespace (receive timestamps are
+  the kernel's). Samples of compared paths are taken in interleaved chunks, in a new
+  random order every round, so drift of the machine hits every path alike.
+- TCP request/response: ``sockperf ping-pong`` (server in the target namespace).
+- Throughput: ``iperf3`` (server in the target namespace), one stream and parallel.
+- Statistics: percentiles, and for each path against a baseline the p50 difference in µs
+  and the p50 ratio with bootstrap 95% confidence intervals.
+
+Every process started in a namespace is stopped before the function returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from netlab import netns
+from netlab.errors import EnvironmentProblem, NetlabError
+
+_RTT = re.compile(r"time=([0-9.]+) ms")
+
+
+class MeasurementError(NetlabError):
+    """A measurement could not be taken (no replies, a tool failed)."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    n: int
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    stddev: float
+    unit: str = "us"
+
+    @classmethod
+    def of(cls, samples: Sequence[float], unit: str = "us") -> Stats:
+        if not samples:
+            raise MeasurementError("no samples: nothing came back")
+        a = np.asarray(samples, dtype=float)
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return cls(len(a), float(a.min()), float(p50), float(p90), float(p99), float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, unit)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``other`` against ``baseline``: p50 difference (µs) and ratio, with 95% CIs."""
+
+    diff_p50: float
+    diff_ci: tuple[float, float]
+    ratio_p50: float
+    ratio_ci: tuple[float, float]
+
+    @property
+    def significant(self) -> bool:
+        low, high = self.diff_ci
+        return low > 0 or high < 0
+
+
+def compare(baseline: Sequence[float], other: Sequence[float], resamples: int = 2000, seed: int = 1) -> Comparison:
+    """Bootstrap (percentile method) CIs for the difference and the ratio of medians."""
+    rng = np.random.default_rng(seed)
+    a = np.asarray(baseline, dtype=float)
+    b = np.asarray(other, dtype=float)
+    ma = np.median(a[rng.integers(0, len(a), (resamples, len(a)))], axis=1)
+    mb = np.median(b[rng.integers(0, len(b), (resamples, len(b)))], axis=1)
+    diffs = mb - ma
+    ratios = mb / np.where(ma == 0, np.nan, ma)
+    d_lo, d_hi = np.percentile(diffs, [2.5, 97.5])
+    r_lo, r_hi = np.nanpercentile(ratios, [2.5, 97.5])
+    base50, other50 = float(np.median(a)), float(np.median(b))
+    return Comparison(
+        other50 - base50, (float(d_lo), float(d_hi)), other50 / base50 if base50 else float("nan"), (float(r_lo), float(r_hi))
+    )
+
+
+def warnings_for(stats: Stats, cpu_busy: float | None = None, min_samples: int = 1000) -> list[str]:
+    """Reasons not to trust a result."""
+    out = []
+    if stats.n < min_samples:
+        out.append(f"only {stats.n} samples (want >= {min_samples})")
+    if stats.p50 > 0 and stats.p99 / stats.p50 > 10:
+        out.append(f"p99 is {stats.p99 / stats.p50:.0f}x p50: heavy tail, the machine was likely busy")
+    if cpu_busy is not None and cpu_busy > 0.9:
+        out.append(f"CPU {cpu_busy:.0%} busy during the run: figures are inflated")
+    return out
+
+
+# ------------------------------------------------------------------ RTT with ping
+def ping_rtts(src_ns: str, dst: str, count: int, interval: float = 0.002, size: int = 56, timeout: float = 60) -> list[float]:
+    """``count`` ICMP echo RTTs in µs from namespace ``src_ns`` to address ``dst``."""
+    argv = netns.exec_argv(src_ns, ["ping", "-n", "-i", f"{interval}", "-c", str(count), "-s", str(size), "-W", "1", dst])
+    done = _run(argv, timeout)
+    samples = [float(m) * 1000.0 for m in _RTT.findall(done.stdout)]
+    if not samples:
+        raise MeasurementError(f"no echo replies from {dst} (from {src_ns}): {done.stdout.strip()[-200:] or done.stderr.strip()}")
+    return samples
+
+
+def interleaved(
+    samplers: dict[str, Callable[[int], list[float]]],
+    total: int,
+    chunk: int = 200,
+    warmup: int = 50,
+    seed: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, list[float]]:
+    """Take ``total`` samples from every sampler in chunks, in a shuffled order each round."""
+    rng = random.Random(seed)
+    for sampler in samplers.values():
+        sampler(warmup)  # ARP, caches, conntrack entries: not part of the result
+    out: dict[str, list[float]] = {name: [] for name in samplers}
+    rounds = -(-total // chunk)
+    for done in range(rounds):
+        order = list(samplers)
+        rng.shuffle(order)
+        for name in order:
+            want = min(chunk, total - len(out[name]))
+            if want > 0:
+                out[name].extend(samplers[name](want))
+        if progress:
+            progress(done + 1, rounds)
+    return out
+
+
+# ------------------------------------------------------------------ servers in namespaces
+@contextmanager
+def server(ns: str, argv: list[str], ready_after: float = 0.3) -> Iterator[subprocess.Popen[str]]:
+    """Run a server inside ``ns`` for the duration of a block; always stopped afterwards."""
+    proc = subprocess.Popen(netns.exec_argv(ns, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(ready_after)
+        if proc.poll() is not None:
+            raise MeasurementError(f"{argv[0]} in {ns} exited at start: {proc.stderr.read().strip() if proc.stderr else ''}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        raise EnvironmentProblem(f"{tool} is not installed: run sudo scripts/setup.sh (it installs {tool})")
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise MeasurementError(f"timed out after {timeout:.0f}s: {' '.join(argv)}") from None
+    except FileNotFoundError as exc:
+        raise EnvironmentProblem(f"{exc.filename} is not installed: run sudo scripts/setup.sh") from None
+
+
+_SOCKPERF_PCT = re.compile(r"percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
+_SOCKPERF_AVG = re.compile(r"avg-latency=([0-9.]+)")
+
+
+def tcp_rr(src_ns: str, dst_ns: str, dst: str, seconds: float = 2.0, port: int = 11111) -> dict[str, float]:
+    """TCP request/response latency (one-way = RTT/2, as sockperf reports it), in µs."""
+    _need("sockperf")
+    with server(dst_ns, ["sockperf", "server", "--tcp", "-i", dst, "-p", str(port)]):
+        done = _run(
+            netns.exec_argv(src_ns, ["sockperf", "ping-pong", "--tcp", "-i", dst, "-p", str(port), "-t", str(seconds), "-m", "64"]),
+            seconds + 30,
+        )
+    found = {float(p): float(v) for p, v in _SOCKPERF_PCT.findall(done.stdout)}
+    avg = _SOCKPERF_AVG.search(done.stdout)
+    if not found or not avg:
+        raise MeasurementError(f"sockperf from {src_ns} to {dst} gave no result: {(done.stdout + done.stderr).strip()[-300:]}")
+    return {"avg": float(avg.group(1)), "p50": found.get(50.0, float("nan")), "p99": found.get(99.0, float("nan"))}
+
+
+def throughput(src_ns: str, dst_ns: str, dst: str, seconds: float = 3.0, streams: int = 1, port: int = 5201) -> float:
+    """TCP throughput in Gbit/s with iperf3."""
+    _need("iperf3")
+    with server(dst_ns, ["iperf3", "-s", "-1", "-B", dst, "-p", str(port)]):
+        done = _run(
+            netns.exec_argv(src_ns, ["iperf3", "-c", dst, "-p", str(port), "-t", str(seconds), "-P", str(streams), "-J"]),
+            seconds + 30,
+        )
+    try:
+        report = json.loads(done.stdout)
+        return float(report["end"]["sum_received"]["bits_per_second"]) / 1e9
+    except (ValueError, KeyError) as exc:
+        raise MeasurementError(f"iperf3 from {src_ns} to {dst} failed: {(done.stdout + done.stderr).strip()[-300:]}") from exc
+
+
+# ------------------------------------------------------------------ conditions
+@dataclass
+class Conditions:
+    kernel: str
+    cpu: str
+    cores: int
+    emulated_vm: bool
+    offloads: dict[str, dict[str, str]] = field(default_factory=dict)
+    mtus: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def offloads(ns: str, iface: str = "eth0") -> dict[str, str]:
+    """The offloads that change latency/throughput figures, as ``ethtool -k`` shows them."""
+    if shutil.which("ethtool") is None:
+        return {}
+    done = _run(netns.exec_argv(ns, ["ethtool", "-k", iface]), 10)
+    keep = ("tx-checksumming", "scatter-gather", "tcp-segmentation-offload", "generic-segmentation-offload", "generic-receive-offload")
+    out = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keep:
+            out[key.strip()] = value.strip().split()[0] if value.strip() else ""
+    return out
+
+
+def conditions() -> Conditions:
+    return Conditions(
+        kernel=platform.release(),
+        cpu=cpu_model(),
+        cores=os.cpu_count() or 0,
+        emulated_vm=os.environ.get("NETLAB_IN_VM", "") != "",
+    )
+
+
+class CpuMeter:
+    """Share of CPU time busy between ``start()`` and ``busy()`` (from /proc/stat)."""
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        with open("/proc/stat") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)
+        return sum(values), idle
+
+    def busy(self) -> float:
+        total, idle = self._read()
+        d_total, d_idle = total - self._start[0], idle - self._start[1]
+        return 1.0 - d_idle / d_total if d_total else 0.0
