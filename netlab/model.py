@@ -327,7 +327,7 @@ def parse_topology(text: str | dict[str, Any], source: str = "<topology>") -> To
     except _Problem as problem:
         raise TopologyError(source, problem.field, problem.message) from None
     except ValidationError as exc:
-        raise _from_pydantic(exc, source) from None
+        raise from_pydantic(exc, source) from None
     except RecursionError:
         raise TopologyError(source, "", "the document nests too deeply") from None
 
@@ -346,8 +346,8 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 _ALIASES = {"host_network": "hostNetwork", "instance_type": "instanceType", "pod_cidr": "podCIDR", "external_snat": "externalSNAT"}
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    model: Any = Topology
+def _model_at(loc: tuple[int | str, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
+    model: Any = root or Topology
     for part in loc:
         if isinstance(part, int):
             continue
@@ -366,12 +366,13 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _from_pydantic(exc: ValidationError, source: str) -> TopologyError:
+def from_pydantic(exc: ValidationError, source: str, root: type[BaseModel] | None = None) -> TopologyError:
+    """The first pydantic error as a TopologyError naming ``source`` and the field path."""
     error = exc.errors()[0]
     loc = tuple(part for part in error["loc"] if part not in ("function-after", "function-before"))
     kind = error["type"]
     if kind == "extra_forbidden":
-        owner = _model_at(loc[:-1])
+        owner = _model_at(loc[:-1], root)
         valid = sorted(info.alias or name for name, info in owner.model_fields.items()) if owner else []
         message = f"unknown key {loc[-1]!r}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
     elif kind == "missing":
