@@ -9,6 +9,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
     sp = cmd("plan", cmd_plan, "print the kernel operations a topology takes, as ip/iptables commands")
     sp.add_argument("file")
+    sp = cmd("run", cmd_run, "run a scenario: build its labs, run its steps, report, tear down")
+    sp.add_argument("file")
+    sp.add_argument("-o", "--out", metavar="DIR", help="keep artifacts: report.json, plots, pcaps")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+    sp.add_argument("--samples", type=int, help="override the RTT sample count of every rtt step")
     sp = cmd("clean", cmd_clean, "remove everything any netlab lab left behind (and nothing else)")
     sp = cmd("doctor", cmd_doctor, "check what this machine's kernel and tools can do")
     sp.add_argument("--json", action="store_true")
@@ -107,6 +113,24 @@ def cmd_down(args: argparse.Namespace, out: Console) -> int:
     state = lab.down(args.lab)
     out.print(f"[green]lab {state.lab} is down[/]: {len(state.namespaces)} namespaces removed")
     return 0
+
+
+def cmd_run(args: argparse.Namespace, out: Console) -> int:
+    from netlab import report as render
+    from netlab.runner import Runner
+    from netlab.scenario import load_scenario
+
+    scenario, labs = load_scenario(args.file)
+    notify = (lambda msg: None) if args.json else (lambda msg: out.print(f"  {msg}", highlight=False, markup=False))
+    runner = Runner(scenario, labs, args.file, Path(args.out) if args.out else None, args.samples, notify)
+    if not args.json:
+        out.print(f"[bold]running {scenario.name}[/]: {len(labs)} lab(s), {len(scenario.steps)} step(s)")
+    result = runner.run()
+    if args.json:
+        out.print_json(json.dumps(result.to_json(), default=str))
+    else:
+        render.render(result, out, terminal_plot=args.out is None)
+    return 0 if result.passed else 1
 
 
 def cmd_clean(args: argparse.Namespace, out: Console) -> int:

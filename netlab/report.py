@@ -1,0 +1,129 @@
+"""Rendering a scenario report: rich tables for the terminal, PNG plots for the artifacts.
+
+Objects stay plain data; this module is the only one that knows how they look.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from netlab.runner import Report
+
+_STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "skipped": "yellow"}
+
+
+def render(report: Report, console: Console, terminal_plot: bool = True) -> None:
+    console.print(f"[bold]scenario {report.scenario}[/] · {report.source} · {report.duration:.1f}s")
+    cond = report.conditions
+    vm = " · [yellow]figures from an emulated VM: absolute latencies are not representative[/]" if cond.get("emulated_vm") else ""
+    console.print(f"kernel {cond.get('kernel')} · {cond.get('cpu')} · {cond.get('cores')} cores{vm}", highlight=False)
+    labs = Table("lab", "cni", "status", "note", title="labs", title_justify="left")
+    for outcome in report.labs:
+        labs.add_row(outcome.name, outcome.cni, Text(outcome.status, style="green" if outcome.status == "up" else "yellow"), outcome.reason)
+    console.print(labs)
+    rtt = [s for s in report.steps if s.kind == "rtt" and "stats" in s.data]
+    if rtt:
+        console.print(rtt_table(rtt))
+        if terminal_plot:
+            console.print(overhead_bars(rtt))
+    tput = [s for s in report.steps if s.kind == "throughput"]
+    if tput:
+        table = Table("lab", "streams", "Gbit/s", title="throughput (iperf3, TCP)", title_justify="left")
+        for step in tput:
+            for streams, gbps in step.data.get("gbps", {}).items():
+                table.add_row(step.lab, streams, f"{gbps:.2f}")
+        console.print(table)
+    steps = Table("#", "step", "result", "detail", title="steps", title_justify="left")
+    for step in report.steps:
+        steps.add_row(str(step.index + 1), step.title, Text(step.status, style=_STYLE.get(step.status, "")), step.detail)
+    console.print(steps)
+    failed = [s for s in report.steps if s.status in ("fail", "error")]
+    verdict = "[bold green]PASSED[/]" if report.passed else f"[bold red]FAILED[/]: {len(failed)} step(s)"
+    console.print(f"{verdict} · labs torn down")
+    for artifact in report.artifacts:
+        console.print(f"  artifact: {artifact}", highlight=False)
+
+
+def rtt_table(steps: list[Any]) -> Table:
+    table = Table(
+        "path", "n", "min", "p50", "p90", "p99", "mean", "stddev", "p50 overhead vs underlay [95% CI]", "ratio [95% CI]",
+        title="round-trip time, µs (ICMP echo answered by the target's kernel)", title_justify="left",
+    )
+    for step in steps:
+        s = step.data["stats"]
+        vs = step.data.get("vs_baseline")
+        over = f"{vs['diff_p50']:+.1f} [{vs['diff_ci'][0]:+.1f}, {vs['diff_ci'][1]:+.1f}]" if vs else "baseline"
+        ratio = f"{vs['ratio_p50']:.2f} [{vs['ratio_ci'][0]:.2f}, {vs['ratio_ci'][1]:.2f}]" if vs else ""
+        name = step.lab if step.lab != "baseline" else step.title.removeprefix("rtt ")
+        table.add_row(name, str(s["n"]), f"{s['min']:.0f}", f"{s['p50']:.0f}", f"{s['p90']:.0f}", f"{s['p99']:.0f}",
+                      f"{s['mean']:.1f}", f"{s['stddev']:.1f}", over, ratio)
+        for warning in step.data.get("warnings", []):
+            table.add_row("", "", "", "", "", "", "", "", Text(f"warning: {warning}", style="yellow"), "")
+    return table
+
+
+def overhead_bars(steps: list[Any], width: int = 40) -> Group:
+    """A terminal bar chart of p50 RTT per path."""
+    rows = [(s.lab if s.lab != "baseline" else "underlay", s.data["stats"]["p50"]) for s in steps]
+    top = max(v for _n, v in rows) or 1.0
+    lines = [Text("p50 RTT (µs)", style="bold")]
+    for name, value in rows:
+        bar = "█" * max(1, round(width * value / top))
+        lines.append(Text(f"{name:>16} {bar} {value:.0f}"))
+    return Group(*lines)
+
+
+def plots(samples_by_step: dict[str, dict[str, list[float]]], report: Report, out_dir: Path) -> list[Path]:
+    """Write report.json, a latency CDF per path and a bar chart of the overhead (PNG)."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [out_dir / "report.json"]
+    files[0].write_text(json.dumps(report.to_json(), indent=1, default=str))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+    except ImportError:
+        return files
+    for step, samples in samples_by_step.items():
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for name, values in samples.items():
+            data = np.sort(np.asarray(values))
+            ax.plot(data, np.arange(1, len(data) + 1) / len(data), label=f"{name} (p50 {np.median(data):.0f} µs)")
+        ax.set_xscale("log")
+        ax.set_xlabel("round-trip time (µs, log scale)")
+        ax.set_ylabel("fraction of samples")
+        ax.set_title(f"{report.scenario}: RTT CDF")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right")
+        path = out_dir / f"rtt-cdf-{step}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    over = [s for s in report.steps if s.kind == "rtt" and s.data.get("vs_baseline")]
+    if over:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        names = [s.lab for s in over]
+        diffs = [s.data["vs_baseline"]["diff_p50"] for s in over]
+        lows = [d - s.data["vs_baseline"]["diff_ci"][0] for d, s in zip(diffs, over, strict=True)]
+        highs = [s.data["vs_baseline"]["diff_ci"][1] - d for d, s in zip(diffs, over, strict=True)]
+        ax.bar(names, diffs, yerr=[lows, highs], capsize=6, color="#4c72b0")
+        ax.set_ylabel("p50 RTT overhead vs underlay (µs)")
+        ax.set_title(f"{report.scenario}: overhead per mode (95% CI)")
+        ax.grid(True, axis="y", alpha=0.3)
+        path = out_dir / "rtt-overhead.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    return files

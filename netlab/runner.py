@@ -1,0 +1,353 @@
+"""``netlab run``: build a scenario's labs side by side, run its steps, always tear down.
+
+Each step yields a :class:`StepResult` (pass / fail / error / skipped) with its data; the
+:class:`Report` gathers them with the conditions of the run (kernel, CPU, MTUs, offloads).
+Labs are removed at the end whatever happens: a failing step, an exception, Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netlab import lab, measure, netns
+from netlab.datapaths import make_plan
+from netlab.errors import EnvironmentProblem, NetlabError, UsageError
+from netlab.plan import Endpoint
+from netlab.scenario import (
+    CaptureStep,
+    ImpairStep,
+    PingStep,
+    RttStep,
+    Scenario,
+    ScenarioLab,
+    TcpRrStep,
+    ThroughputStep,
+    duration_us,
+)
+from netlab.state import LabState
+
+
+@dataclass
+class StepResult:
+    index: int
+    kind: str
+    lab: str
+    title: str
+    status: str  # pass | fail | error | skipped
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LabOutcome:
+    name: str
+    cni: str
+    status: str  # up | skipped | failed
+    reason: str = ""
+
+
+@dataclass
+class Report:
+    scenario: str
+    source: str
+    started: float
+    conditions: dict[str, Any]
+    labs: list[LabOutcome] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+    duration: float = 0.0
+    artifacts: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(s.status in ("pass", "skipped") for s in self.steps) and not any(o.status == "failed" for o in self.labs)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["passed"] = self.passed
+        return data
+
+
+Notify = Callable[[str], None]
+
+
+class Runner:
+    def __init__(
+        self,
+        scenario: Scenario,
+        labs: list[ScenarioLab],
+        source: str,
+        out_dir: Path | None = None,
+        samples: int | None = None,
+        notify: Notify | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.labs = labs
+        self.source = source
+        self.out_dir = out_dir
+        self.samples = samples
+        self.notify = notify or (lambda _msg: None)
+        self.up: dict[str, LabState] = {}
+        self.rtt_samples: dict[str, dict[str, list[float]]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def preflight(self) -> None:
+        """Refuse before building anything when a step needs what this kernel lacks."""
+        lab.require_root()
+        if any(isinstance(s.spec, ImpairStep) and s.spec.needs_netem for s in self.scenario.steps):
+            from netlab import doctor
+
+            problem = doctor.missing("netem")
+            if problem:
+                raise EnvironmentProblem(
+                    f"{self.source}: an impair step needs netem (delay/loss), which this kernel lacks: {problem.detail}. "
+                    f"How to get it: {problem.how}"
+                )
+
+    def run(self) -> Report:
+        cond = measure.conditions()
+        report = Report(self.scenario.name, self.source, time.time(), cond.as_dict())
+        self.preflight()
+        started = time.monotonic()
+        try:
+            for item in self.labs:
+                report.labs.append(self._build(item))
+            for index, step in enumerate(self.scenario.steps):
+                for result in self._step(index, step.kind, step.spec):
+                    report.steps.append(result)
+                    self.notify(f"{result.status:7} {result.title}" + (f" — {result.detail}" if result.detail else ""))
+            report.conditions.update(self._observed_conditions())
+            if self.out_dir is not None:
+                report.artifacts += self._artifacts(report)
+        finally:
+            for name in list(self.up):
+                lab.down(name)
+                del self.up[name]
+            report.duration = time.monotonic() - started
+        return report
+
+    def _build(self, item: ScenarioLab) -> LabOutcome:
+        cni = item.topology.network.cni
+        self.notify(f"building {item.name} ({cni})")
+        try:
+            plan = make_plan(item.topology, item.source)
+            state = lab.up(item.topology, plan, item.source)
+        except EnvironmentProblem as exc:
+            if not item.ref.optional:
+                raise
+            self.notify(f"skipped {item.name}: {exc}")
+            return LabOutcome(item.name, cni, "skipped", str(exc))
+        self.up[item.name] = state
+        return LabOutcome(item.name, cni, "up", "; ".join(state.notes))
+
+    def _observed_conditions(self) -> dict[str, Any]:
+        mtus: dict[str, dict[str, int]] = {}
+        offloads: dict[str, dict[str, str]] = {}
+        for name, state in self.up.items():
+            from netlab.status import inspect_namespace
+
+            per: dict[str, int] = {}
+            for ep in state.endpoint_objects():
+                if ep.kind in ("node", "pod") and not ep.host_network:
+                    ifaces, _routes = inspect_namespace(ep.ns)
+                    for iface in ifaces:
+                        if iface.name == ep.iface:
+                            per[ep.name] = iface.mtu
+            mtus[name] = per
+            first_pod = next((e for e in state.endpoint_objects() if e.kind == "pod" and not e.host_network), None)
+            if first_pod:
+                offloads[name] = measure.offloads(first_pod.ns, first_pod.iface)
+        return {"mtus": mtus, "offloads": offloads}
+
+    # ------------------------------------------------------------------ steps
+    def _targets(self, spec: Any) -> list[str]:
+        return [name for name in self.up if spec.labs is None or name in spec.labs]
+
+    def _ep(self, lab_name: str, name: str) -> Endpoint:
+        state = self.up[lab_name]
+        try:
+            return lab.endpoint(state, name)
+        except UsageError:
+            import ipaddress
+
+            return Endpoint(name, "address", "", ipaddress.IPv4Address(name))
+
+    def _step(self, index: int, kind: str, spec: Any) -> list[StepResult]:
+        handler = getattr(self, f"_step_{kind}")
+        targets = self._targets(spec)
+        if not targets:
+            return [StepResult(index, kind, "-", f"{kind}", "skipped", "none of its labs is up")]
+        try:
+            return list(handler(index, spec, targets))
+        except NetlabError as exc:
+            return [StepResult(index, kind, ",".join(targets), kind, "error", str(exc))]
+
+    def _step_ping(self, index: int, spec: PingStep, targets: list[str]) -> list[StepResult]:
+        out = []
+        for name in targets:
+            src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
+            argv = netns.exec_argv(src.ns, ["ping", "-n", "-c", str(spec.count), "-i", "0.2", "-W", "1", str(dst.ip)])
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            replied = done.returncode == 0
+            ok = replied == (spec.expect == "reply")
+            title = f"ping {spec.src} -> {spec.dst} ({dst.ip}) in {name}"
+            detail = ("replies" if replied else "no reply") + ("" if ok else f", expected {spec.expect}")
+            out.append(StepResult(index, "ping", name, title, "pass" if ok else "fail", detail))
+        return out
+
+    def _step_rtt(self, index: int, spec: RttStep, targets: list[str]) -> list[StepResult]:
+        samplers: dict[str, Callable[[int], list[float]]] = {}
+        for name in targets:
+            src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
+            samplers[name] = _pinger(src.ns, str(dst.ip), spec.interval, spec.size)
+        base_key = None
+        if spec.baseline is not None:
+            base_lab = spec.baseline.lab or targets[0]
+            if base_lab not in self.up:
+                raise UsageError(f"baseline lab {base_lab!r} is not up")
+            src, dst = self._ep(base_lab, spec.baseline.src), self._ep(base_lab, spec.baseline.dst)
+            base_key = f"underlay {spec.baseline.src}->{spec.baseline.dst}"
+            samplers = {base_key: _pinger(src.ns, str(dst.ip), spec.interval, spec.size), **samplers}
+        total = self.samples or spec.samples
+        meter = measure.CpuMeter()
+        samples = measure.interleaved(samplers, total, spec.chunk, spec.warmup)
+        busy = meter.busy()
+        self.rtt_samples[f"step{index}"] = samples
+        out = []
+        for key, values in samples.items():
+            stats = measure.Stats.of(values)
+            data: dict[str, Any] = {"stats": asdict(stats), "warnings": measure.warnings_for(stats, busy)}
+            status, detail = "pass", f"p50 {stats.p50:.0f} us, p99 {stats.p99:.0f} us"
+            if base_key and key != base_key:
+                cmp = measure.compare(samples[base_key], values)
+                data["vs_baseline"] = asdict(cmp)
+                detail += f", overhead {cmp.diff_p50:+.1f} us [{cmp.diff_ci[0]:+.1f}, {cmp.diff_ci[1]:+.1f}], x{cmp.ratio_p50:.2f}"
+                status, why = _rtt_assert(spec, stats, cmp)
+                if why:
+                    detail += f" — {why}"
+            role = "baseline" if key == base_key else key
+            out.append(StepResult(index, "rtt", role, f"rtt {spec.src} -> {spec.dst} in {key}" if key != base_key else f"rtt {key}", status, detail, data))
+        return out
+
+    def _step_tcp_rr(self, index: int, spec: TcpRrStep, targets: list[str]) -> list[StepResult]:
+        out = []
+        for name in targets:
+            src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
+            result = measure.tcp_rr(src.ns, dst.ns, str(dst.ip), spec.seconds)
+            out.append(
+                StepResult(index, "tcp_rr", name, f"tcp_rr {spec.src} -> {spec.dst} in {name}", "pass",
+                           f"avg {result['avg']:.1f} us, p50 {result['p50']:.1f} us (one-way, sockperf)", {"latency_us": result})
+            )
+        return out
+
+    def _step_throughput(self, index: int, spec: ThroughputStep, targets: list[str]) -> list[StepResult]:
+        out = []
+        for name in targets:
+            src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
+            figures = {}
+            for streams in spec.streams:
+                figures[str(streams)] = measure.throughput(src.ns, dst.ns, str(dst.ip), spec.seconds, streams)
+            status, detail = "pass", ", ".join(f"{g:.2f} Gbit/s x{s}" for s, g in figures.items())
+            floor = spec.assert_.min_gbps if spec.assert_ else None
+            if floor is not None and min(figures.values()) < floor:
+                status, detail = "fail", detail + f" — below {floor} Gbit/s"
+            out.append(StepResult(index, "throughput", name, f"throughput {spec.src} -> {spec.dst} in {name}", status, detail, {"gbps": figures}))
+        return out
+
+    def _step_capture(self, index: int, spec: CaptureStep, targets: list[str]) -> list[StepResult]:
+        from netlab import expect
+
+        out = []
+        for name in targets:
+            outcome = expect.run_capture_step(self.up[name], spec, self.out_dir, index)
+            out.append(
+                StepResult(index, "capture", name, f"capture {spec.probe.src} -> {spec.probe.dst} in {name}",
+                           "pass" if outcome.ok else "fail", outcome.detail, outcome.data)
+            )
+        return out
+
+    def _step_impair(self, index: int, spec: ImpairStep, targets: list[str]) -> list[StepResult]:
+        out = []
+        target, iface = spec.at.split(":", 1)
+        for name in targets:
+            ep = self._ep(name, target)
+            what = impair(ep.ns, iface, spec)
+            out.append(StepResult(index, "impair", name, f"impair {spec.at} in {name}", "pass", what))
+        return out
+
+    # ------------------------------------------------------------------ artifacts
+    def _artifacts(self, report: Report) -> list[str]:
+        from netlab import report as render
+
+        assert self.out_dir is not None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        files = render.plots(self.rtt_samples, report, self.out_dir)
+        return [str(p) for p in files]
+
+
+def _pinger(ns: str, dst: str, interval: float, size: int) -> Callable[[int], list[float]]:
+    return lambda n: measure.ping_rtts(ns, dst, n, interval, size)
+
+
+def _rtt_assert(spec: RttStep, stats: measure.Stats, cmp: measure.Comparison) -> tuple[str, str]:
+    a = spec.assert_
+    if a is None:
+        return "pass", ""
+    if a.max_p50_us is not None and stats.p50 > a.max_p50_us:
+        return "fail", f"p50 above {a.max_p50_us} us"
+    if a.max_overhead_us is not None and cmp.diff_p50 > a.max_overhead_us:
+        return "fail", f"overhead above {a.max_overhead_us} us"
+    if a.max_ratio is not None and cmp.ratio_p50 > a.max_ratio:
+        return "fail", f"ratio above {a.max_ratio}"
+    return "pass", ""
+
+
+def impair(ns: str, iface: str, spec: ImpairStep) -> str:
+    """Put a tbf (rate) or netem (delay/loss, optionally rate) qdisc on ``ns:iface``."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute(use_socket=netns.netlink_socket(ns)) as ipr:
+        found = ipr.link_lookup(ifname=iface)
+        if not found:
+            raise UsageError(f"no interface {iface!r} in {ns}")
+        index = found[0]
+        try:
+            ipr.tc("del", index=index, handle="root", parent=0xFFFFFFFF)
+        except NetlinkError:
+            pass  # no qdisc of ours yet
+        if spec.clear:
+            return f"cleared {iface}"
+        try:
+            if spec.needs_netem:
+                params: dict[str, Any] = {}
+                if spec.delay:
+                    params["delay"] = duration_us(spec.delay)
+                if spec.jitter:
+                    params["jitter"] = duration_us(spec.jitter)
+                if spec.loss:
+                    params["loss"] = float(spec.loss.rstrip("%"))
+                if spec.rate:
+                    params["rate"] = spec.rate
+                ipr.tc("add", "netem", index=index, **params)
+                return f"netem {params} on {iface}"
+            ipr.tc("add", "tbf", index=index, rate=spec.rate, burst=64 * 1024, latency=50_000)
+            return f"tbf rate {spec.rate} on {iface}"
+        except NetlinkError as exc:
+            raise EnvironmentProblem(f"cannot add the qdisc on {ns}:{iface}: {exc} (netlab doctor says what this kernel lacks)") from None
+
+
+def run_file(path: str, out_dir: str | None = None, samples: int | None = None, notify: Notify | None = None) -> Report:
+    from netlab.scenario import load_scenario
+
+    scenario, labs = load_scenario(path)
+    return Runner(scenario, labs, path, Path(out_dir) if out_dir else None, samples, notify).run()
+
+
+def in_emulated_vm() -> bool:
+    return os.environ.get("NETLAB_IN_VM", "") != ""
