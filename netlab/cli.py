@@ -9,8 +9,8 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
