@@ -186,6 +186,8 @@ class Runner:
             return list(handler(index, spec, targets))
         except NetlabError as exc:
             return [StepResult(index, kind, ",".join(targets), kind, "error", str(exc))]
+        except Exception as exc:  # a bug or a kernel surprise: report it on the step, keep going
+            return [StepResult(index, kind, ",".join(targets), kind, "error", f"{type(exc).__name__}: {exc}")]
 
     def _step_ping(self, index: int, spec: PingStep, targets: list[str]) -> list[StepResult]:
         out = []
@@ -307,6 +309,9 @@ def _rtt_assert(spec: RttStep, stats: measure.Stats, cmp: measure.Comparison) ->
     return "pass", ""
 
 
+TC_H_ROOT = 0xFFFFFFFF
+
+
 def impair(ns: str, iface: str, spec: ImpairStep) -> str:
     """Put a tbf (rate) or netem (delay/loss, optionally rate) qdisc on ``ns:iface``."""
     from pyroute2 import IPRoute
@@ -317,11 +322,10 @@ def impair(ns: str, iface: str, spec: ImpairStep) -> str:
         if not found:
             raise UsageError(f"no interface {iface!r} in {ns}")
         index = found[0]
-        try:
-            ipr.tc("del", index=index, handle="root", parent=0xFFFFFFFF)
-        except NetlinkError:
-            pass  # no qdisc of ours yet
         if spec.clear:
+            for qdisc in ipr.get_qdiscs(index=index):
+                if qdisc["parent"] == TC_H_ROOT and qdisc.get_attr("TCA_KIND") in ("tbf", "netem"):
+                    ipr.tc("del", index=index, handle=qdisc["handle"], parent=TC_H_ROOT)
             return f"cleared {iface}"
         try:
             if spec.needs_netem:
@@ -334,9 +338,9 @@ def impair(ns: str, iface: str, spec: ImpairStep) -> str:
                     params["loss"] = float(spec.loss.rstrip("%"))
                 if spec.rate:
                     params["rate"] = spec.rate
-                ipr.tc("add", "netem", index=index, **params)
+                ipr.tc("replace", "netem", index=index, **params)
                 return f"netem {params} on {iface}"
-            ipr.tc("add", "tbf", index=index, rate=spec.rate, burst=64 * 1024, latency=50_000)
+            ipr.tc("replace", "tbf", index=index, rate=spec.rate, burst=64 * 1024, latency=50_000)
             return f"tbf rate {spec.rate} on {iface}"
         except NetlinkError as exc:
             raise EnvironmentProblem(f"cannot add the qdisc on {ns}:{iface}: {exc} (netlab doctor says what this kernel lacks)") from None
