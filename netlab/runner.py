@@ -264,13 +264,24 @@ class Runner:
     def _step_capture(self, index: int, spec: CaptureStep, targets: list[str]) -> list[StepResult]:
         from netlab import expect
 
+        expectations = expect.load_expectations(list(spec.expect), self.source, f"steps[{index}].capture.expect")
         out = []
         for name in targets:
-            outcome = expect.run_capture_step(self.up[name], spec, self.out_dir, index)
-            out.append(
-                StepResult(index, "capture", name, f"capture {spec.probe.src} -> {spec.probe.dst} in {name}",
-                           "pass" if outcome.ok else "fail", outcome.detail, outcome.data)
-            )
+            src, dst = self._ep(name, spec.probe.src), self._ep(name, spec.probe.dst)
+            with expect.watching(self.up[name], expectations, timeout=spec.timeout) as watch:
+                replied = send_probe(src.ns, str(dst.ip), spec.probe.proto, spec.probe.count, spec.probe.port)
+            failures = [r.message for r in watch.results if not r.ok]
+            detail = "\n".join(failures) if failures else f"{len(expectations)} expectation(s) met"
+            if not replied and spec.probe.proto == "icmp":
+                detail += " (the probe got no reply)"
+            if self.out_dir is not None:
+                for at, cap in watch.captures.items():
+                    path = self.out_dir / f"step{index + 1}-{name}-{at.replace(':', '-')}.pcap"
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                    cap.write(str(path))
+            data = {"expectations": [r.message for r in watch.results]}
+            title = f"capture {spec.probe.proto} {spec.probe.src} -> {spec.probe.dst} in {name}"
+            out.append(StepResult(index, "capture", name, title, "pass" if watch.ok else "fail", detail, data))
         return out
 
     def _step_impair(self, index: int, spec: ImpairStep, targets: list[str]) -> list[StepResult]:
@@ -290,6 +301,29 @@ class Runner:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         files = render.plots(self.rtt_samples, report, self.out_dir)
         return [str(p) for p in files]
+
+
+def send_probe(ns: str, dst: str, proto: str, count: int, port: int | None = None) -> bool:
+    """Send ``count`` probes from ``ns``; True if (for ICMP) replies came back."""
+    if proto == "icmp":
+        argv = netns.exec_argv(ns, ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "1", dst])
+        return subprocess.run(argv, capture_output=True, timeout=60).returncode == 0
+    import socket
+
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+
+    def send() -> bool:
+        for _ in range(count):
+            with socket.socket(socket.AF_INET, kind) as sock:
+                sock.settimeout(1.0)
+                try:
+                    sock.connect((dst, port or 80))
+                    sock.send(b"netlab-probe")
+                except OSError:
+                    pass
+        return True
+
+    return netns.run_in(ns, send)
 
 
 def _pinger(ns: str, dst: str, interval: float, size: int) -> Callable[[int], list[float]]:

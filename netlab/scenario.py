@@ -256,6 +256,9 @@ def _check_names(scenario: Scenario, labs: list[ScenarioLab], source: str) -> No
         if hasattr(spec, "src"):
             refs += [("from", spec.src, chosen), ("to", spec.dst, chosen)]
         if isinstance(spec, CaptureStep):
+            from netlab import expect
+
+            expect.load_expectations(list(spec.expect), source, f"{field}.expect")
             refs += [("probe.from", spec.probe.src, chosen), ("probe.to", spec.probe.dst, chosen)]
         if isinstance(spec, (CaptureStep, ImpairStep)) and hasattr(spec, "at"):
             refs.append(("at", spec.at.split(":")[0], chosen))
