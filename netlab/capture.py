@@ -18,13 +18,14 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from netlab import netns
 from netlab.errors import EnvironmentProblem, UsageError
+from netlab.plan import Endpoint
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -33,6 +34,31 @@ ARPHRD_ETHER = 1
 ARPHRD_LOOPBACK = 772
 DLT_EN10MB = 1
 DLT_RAW = 101
+SO_TIMESTAMPNS = 35  # Linux: kernel receive time of each frame, as a control message
+_TIMESPEC = struct.Struct("@qq")
+
+
+@dataclass(frozen=True)
+class Point:
+    """A place to capture: ``target:iface`` of a lab, resolved to its namespace."""
+
+    target: str
+    ns: str
+    iface: str
+    kind: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.target}:{self.iface}"
+
+
+def resolve_point(endpoints: Sequence[Endpoint], text: str) -> Point:
+    """``node1:eth0`` -> Point(ns=<lab>-node1, iface=eth0); ``client`` -> the pod's own interface."""
+    target, _, iface = text.partition(":")
+    for ep in endpoints:
+        if ep.name == target:
+            return Point(target, ep.ns, iface or ep.iface, ep.kind)
+    valid = ", ".join(ep.name for ep in endpoints)
+    raise UsageError(f"no node, pod or lab host named {target!r} to capture on; valid: {valid} (as TARGET:IFACE)")
 
 
 @dataclass
@@ -64,6 +90,7 @@ def _open(iface: str, bpf: str | None) -> tuple[socket.socket, int]:
     try:
         if bpf:
             _attach(sock, bpf, linktype)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((iface, ETH_P_ALL))  # Python converts the protocol to network order
     except BaseException:
         sock.close()
@@ -119,6 +146,7 @@ class Capture:
         return self
 
     def _read(self) -> None:
+        import scapy.layers.vxlan  # noqa: F401  (decode Flannel's UDP 8472 as VXLAN)
         from scapy.layers.inet import IP
         from scapy.layers.l2 import Ether
 
@@ -135,10 +163,14 @@ class Capture:
             if not ready:
                 continue
             try:
-                data, address = sock.recvfrom(65535)
+                data, ancillary, _flags, address = sock.recvmsg(65535, socket.CMSG_SPACE(_TIMESPEC.size))
             except OSError:
                 return
             stamp = time.time()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    seconds, nanos = _TIMESPEC.unpack(value[: _TIMESPEC.size])
+                    stamp = seconds + nanos / 1e9
             self.frames.append(Seen(decode(data), stamp, address[2] == PACKET_OUTGOING))
 
     @property

@@ -70,6 +70,23 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", metavar="DIR", help="keep artifacts: report.json, plots, pcaps")
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
     sp.add_argument("--samples", type=int, help="override the RTT sample count of every rtt step")
+    sp = cmd("capture", cmd_capture, "capture packets on TARGET:IFACE (node, pod, internet, gateway, underlay), like tcpdump")
+    sp.add_argument("lab")
+    sp.add_argument("at", metavar="TARGET:IFACE")
+    sp.add_argument("--filter", metavar="BPF", help="kernel filter in tcpdump syntax, e.g. 'icmp or udp port 8472'")
+    sp.add_argument("--count", type=int, metavar="N", help="stop after N packets")
+    sp.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    sp.add_argument("-w", "--write", metavar="FILE.pcap", help="also write a pcap (tcpdump -r / Wireshark open it)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no per-packet lines")
+    sp = cmd("trace", cmd_trace, "send a probe from SRC to DST and show it at every hop, with what changed and a verdict")
+    sp.add_argument("lab")
+    sp.add_argument("src", metavar="SRC", help="pod, node or internet")
+    sp.add_argument("dst", metavar="DST", help="pod, node, internet, or an IPv4 address")
+    sp.add_argument("--proto", choices=("icmp", "udp", "tcp"), default="icmp")
+    sp.add_argument("--port", type=int, help="UDP/TCP destination port (default 8080; a listener answers in DST)")
+    sp.add_argument("--timeout", type=float, default=3.0, metavar="S", help="wait S seconds for the reply")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("-w", "--write", metavar="DIR", help="keep one pcap per hop in DIR")
     sp = cmd("clean", cmd_clean, "remove everything any netlab lab left behind (and nothing else)")
     sp = cmd("doctor", cmd_doctor, "check what this machine's kernel and tools can do")
     sp.add_argument("--json", action="store_true")
@@ -131,6 +148,95 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     else:
         render.render(result, out, terminal_plot=args.out is None)
     return 0 if result.passed else 1
+
+
+def cmd_capture(args: argparse.Namespace, out: Console) -> int:
+    import time
+
+    from netlab.capture import Capture, resolve_point
+    from netlab.decode import decode
+
+    lab.require_root()
+    state = lab.get(args.lab)
+    point = resolve_point(state.endpoint_objects(), args.at)
+    cap = Capture(point.ns, point.iface, args.filter, args.count, args.timeout if args.timeout else 365 * 86400.0)
+    shown = 0
+
+    def show() -> None:
+        nonlocal shown
+        for seen in cap.frames[shown:]:
+            shown += 1
+            if args.quiet:
+                continue
+            frame = decode(seen.packet)
+            text = frame.line() if frame else seen.packet.summary()
+            stamp = time.strftime("%H:%M:%S", time.localtime(seen.time)) + f".{int(seen.time * 1e6) % 1000000:06d}"
+            out.print(f"{stamp} {'out' if seen.outgoing else 'in '} {text}", highlight=False, markup=False, soft_wrap=True)
+
+    out.print(f"capturing on {point} (netns {point.ns}){f' filter {args.filter!r}' if args.filter else ''}; Ctrl-C stops", style="dim")
+    interrupted = False
+    cap.start()
+    try:
+        while not cap.done:
+            time.sleep(0.05)
+            show()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        cap.stop()
+        if args.write:
+            cap.write(args.write)
+    show()
+    why = "interrupted" if interrupted else ("count reached" if args.count and len(cap.frames) >= args.count else "timeout")
+    out.print(f"{len(cap.frames)} packet(s) captured on {point} ({why})" + (f", written to {args.write}" if args.write else ""), highlight=False)
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace, out: Console) -> int:
+    from netlab import trace as tr
+
+    lab.require_root()
+    state = lab.get(args.lab)
+
+    def started(path: tr.HopPath) -> None:
+        if not args.json:
+            out.print(f"tracing {args.proto} {args.src} -> {args.dst} in lab {state.lab}: capturing on {len(path.hops)} interface(s)", style="dim")
+
+    result = tr.trace(state, args.src, args.dst, args.proto, args.port, timeout=args.timeout, on_start=started)
+    written = result.write(args.write) if args.write else []
+    if args.json:
+        data = result.as_dict()
+        data["pcaps"] = [str(p) for p in written]
+        out.print_json(json.dumps(data, default=str))
+        return 0 if result.probe.replied else 1
+    probe = result.probe
+    table = Table(title=f"trace {probe.proto} {args.src} ({probe.src_ip}) -> {args.dst} ({probe.dst_ip})", title_justify="left")
+    for header in ("#", "at", "dir", "outer src -> dst", "encap", "inner src -> dst", "ttl", "len"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("changed here")
+    for direction in ("request", "reply"):
+        rows = [r for r in result.rows if r.direction == direction]
+        if direction == "reply" and rows:
+            table.add_section()
+        for i, row in enumerate(rows, 1):
+            f = row.frame
+            label = f"{direction[:3]} {i}"
+            if f is None:
+                table.add_row(label, str(row.hop.point), "", "[dim]not seen[/]", "", "", "", "", "")
+                continue
+            inner = f"{f.inner_src} -> {f.inner_dst}" if f.encapsulated else "[dim]same[/]"
+            changed = ", ".join(row.changes) + (f" [dim]@{row.where}[/]" if row.changes else "")
+            table.add_row(label, str(row.hop.point), "out" if row.outgoing else "in", f"{f.src} -> {f.dst}", f.encap_text() if f.encapsulated else "none",
+                          inner, str(f.inner_ttl), str(f.length), changed)
+    if not out.is_terminal and out.width < 170:
+        out.width = 170  # piped or logged: keep one line per hop
+    out.print(table)
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}", highlight=False)
+    for path in written:
+        out.print(f"wrote {path}", style="dim", highlight=False)
+    out.print(f"[bold]verdict:[/] {result.verdict}", highlight=False)
+    return 0 if probe.replied else 1
 
 
 def cmd_clean(args: argparse.Namespace, out: Console) -> int:

@@ -1,0 +1,705 @@
+"""Hop-by-hop traces: where a probe goes, what it looks like at every hop, and a verdict.
+
+:func:`trace` does what a person does with tcpdump on every box, in one call:
+
+1. **Path.** :func:`find_path` walks the lab the way the kernel forwards: in each
+   namespace it asks the kernel for the route (``ip route get DST from SRC iif IN``), follows
+   veth pairs to their peer namespace (matching ``IFLA_LINK`` both ways), picks the bridge
+   port that leads to the next hop, and pushes/pops an outer destination at tunnel devices
+   (``flannel.1``, ``tunl0``). Nothing about a datapath is hard-coded, so docker0, VXLAN,
+   IP-in-IP, host-gw and VPC-native paths all come out of the same walk.
+2. **Capture.** One :class:`~netlab.capture.Capture` per hop, all started before the probe.
+3. **Probe.** ICMP echo from a raw socket, or a UDP datagram / TCP connection from a socket,
+   all opened inside the source namespace (a listener in the destination namespace answers
+   UDP/TCP). Every probe carries a unique marker in its payload, which survives NAT and
+   encapsulation, so the same probe is recognised at every hop.
+4. **Report.** Request rows in path order, reply rows in reverse, each with what changed since
+   the previous row (encapsulated, decapsulated, SNAT, DNAT, TTL-1), and a one-line verdict.
+
+Every socket and thread is closed on any exit (also Ctrl-C); the lab is only read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netlab import netns
+from netlab.capture import Capture, Point
+from netlab.decode import Frame, decode
+from netlab.errors import UsageError
+from netlab.plan import Endpoint
+
+TUNNEL_KINDS = ("vxlan", "ipip", "gre", "geneve", "sit")
+MAX_STEPS = 40
+PROBE_PORT = 8080
+RTN_LOCAL = 2
+
+
+# ------------------------------------------------------------------ kernel view (read-only)
+@dataclass(frozen=True)
+class Link:
+    name: str
+    index: int
+    kind: str  # veth | bridge | vxlan | ipip | ... | "" for plain devices
+    peer_index: int | None  # IFLA_LINK: for a veth, the peer's ifindex in its namespace
+    peer_nsid: int | None  # IFLA_LINK_NETNSID: the peer's namespace, as this namespace numbers it
+    master: int | None
+    mac: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    oif: str | None
+    gateway: str | None
+    local: bool
+
+
+class Kernel:
+    """Read-only, cached netlink queries per namespace (each in a helper thread)."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, list[Link]] = {}
+        self._nsids: dict[str, dict[int, str]] = {}
+
+    def nsids(self, ns: str, candidates: Sequence[str]) -> dict[int, str]:
+        """How namespace ``ns`` numbers the ``candidates`` (netns ids, as in IFLA_LINK_NETNSID)."""
+        if ns not in self._nsids:
+            self._nsids[ns] = netns.run_in(ns, lambda: _nsids(candidates))
+        return self._nsids[ns]
+
+    def links(self, ns: str) -> list[Link]:
+        if ns not in self._links:
+            self._links[ns] = netns.run_in(ns, _dump_links)
+        return self._links[ns]
+
+    def link(self, ns: str, name: str) -> Link | None:
+        return next((link for link in self.links(ns) if link.name == name), None)
+
+    def by_index(self, ns: str, index: int) -> Link | None:
+        return next((link for link in self.links(ns) if link.index == index), None)
+
+    def route(self, ns: str, dst: str, src: str | None = None, iif: int | None = None) -> Route | None:
+        return netns.run_in(ns, lambda: _route_get(dst, src, iif))
+
+
+def _dump_links() -> list[Link]:
+    from pyroute2 import IPRoute
+
+    out = []
+    with IPRoute() as ipr:
+        addresses: dict[int, list[str]] = {}
+        for msg in ipr.get_addr(family=socket.AF_INET):
+            addresses.setdefault(msg["index"], []).append(msg.get_attr("IFA_ADDRESS"))
+        for msg in ipr.get_links():
+            info = msg.get_attr("IFLA_LINKINFO")
+            kind = (info.get_attr("IFLA_INFO_KIND") if info else None) or ""
+            out.append(
+                Link(
+                    name=msg.get_attr("IFLA_IFNAME"),
+                    index=msg["index"],
+                    kind=kind,
+                    peer_index=msg.get_attr("IFLA_LINK"),
+                    peer_nsid=msg.get_attr("IFLA_LINK_NETNSID"),
+                    master=msg.get_attr("IFLA_MASTER"),
+                    mac=msg.get_attr("IFLA_ADDRESS") or "",
+                    addresses=tuple(addresses.get(msg["index"], ())),
+                )
+            )
+    return out
+
+
+def _nsids(candidates: Sequence[str]) -> dict[int, str]:
+    from pyroute2 import IPRoute
+
+    out = {}
+    with IPRoute() as ipr:
+        for name in candidates:
+            try:
+                fd = os.open(netns.path(name), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                nsid = ipr.get_netnsid(fd=fd).get("nsid")
+            finally:
+                os.close(fd)
+            if nsid is not None and 0 <= nsid < 0xFFFFFFFF:
+                out[nsid] = name
+    return out
+
+
+def _route_get(dst: str, src: str | None, iif: int | None) -> Route | None:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        names = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in ipr.get_links()}
+        attempts: list[dict[str, Any]] = []
+        if iif is not None and src is not None:
+            attempts.append({"dst": dst, "src": src, "iif": iif})
+        attempts.append({"dst": dst})
+        for kwargs in attempts:
+            try:
+                reply = ipr.route("get", **kwargs)
+            except NetlinkError:
+                continue
+            msg = reply[0]
+            oif = msg.get_attr("RTA_OIF")
+            return Route(names.get(oif), msg.get_attr("RTA_GATEWAY"), msg["type"] == RTN_LOCAL)
+    return None
+
+
+# ------------------------------------------------------------------ the path
+@dataclass(frozen=True)
+class Hop:
+    """One capture point on the path and the role it plays there."""
+
+    point: Point
+    role: str  # pod | veth | bridge | port | tunnel | uplink | router | host
+
+
+@dataclass
+class HopPath:
+    hops: list[Hop]
+    notes: list[str] = field(default_factory=list)
+
+
+class _Walker:
+    def __init__(self, state: Any, kernel: Kernel) -> None:
+        self.state = state
+        self.kernel = kernel
+        self.endpoints: list[Endpoint] = state.endpoint_objects()
+        self.by_ns = {e.ns: e for e in self.endpoints}
+        self.namespaces: list[str] = list(state.namespaces)
+        self.hops: list[Hop] = []
+        self.notes: list[str] = []
+
+    # names
+    def target(self, ns: str) -> Endpoint | None:
+        return self.by_ns.get(ns)
+
+    def add(self, ns: str, iface: str) -> None:
+        ep = self.target(ns)
+        hop = Hop(Point(ep.name if ep else ns, ns, iface, ep.kind if ep else ""), self.role(ns, iface))
+        if hop not in self.hops:
+            self.hops.append(hop)
+
+    def role(self, ns: str, iface: str) -> str:
+        ep = self.target(ns)
+        kind = ep.kind if ep else ""
+        if kind in ("pod", "internet", "gateway", "underlay"):
+            return {"pod": "pod", "internet": "host", "gateway": "router", "underlay": "switch"}[kind]
+        link = self.kernel.link(ns, iface)
+        if link is None:
+            return ""
+        if link.kind == "bridge" or link.kind in TUNNEL_KINDS:
+            return "bridge" if link.kind == "bridge" else "tunnel"
+        found = self.peer(ns, link) if link.kind == "veth" else None
+        peer_ep = self.target(found[0]) if found else None
+        return "veth" if peer_ep is not None and peer_ep.kind == "pod" else "uplink"
+
+    def owner(self, ip: str) -> tuple[str, Link] | None:
+        """The namespace and interface that hold address ``ip``."""
+        for ns in self._search_order():
+            for link in self.kernel.links(ns):
+                if ip in link.addresses:
+                    return ns, link
+        return None
+
+    def _search_order(self) -> list[str]:
+        first = [e.ns for e in self.endpoints if e.kind in ("node", "gateway", "internet")]
+        return first + [ns for ns in self.namespaces if ns not in first]
+
+    def peer(self, ns: str, link: Link) -> tuple[str, Link] | None:
+        """The other end of a veth: IFLA_LINK is its index, IFLA_LINK_NETNSID its namespace."""
+        if link.peer_index is None or link.peer_nsid is None:
+            return None
+        peer_ns = self.kernel.nsids(ns, self.namespaces).get(link.peer_nsid)
+        if peer_ns is None:
+            return None
+        other = self.kernel.by_index(peer_ns, link.peer_index)
+        return (peer_ns, other) if other is not None else None
+
+    def state_ns(self, name: str) -> str | None:
+        return next((e.ns for e in self.endpoints if e.name == name), None)
+
+    # the walk
+    def walk(self, src: Endpoint, src_ip: str, dst_ip: str, remote_for_tunnel: str | None) -> None:
+        ns, inbound, l2_target = src.ns, None, None
+        outer: list[str] = []  # the destination stack: [inner] while a tunnel carries it
+        current = dst_ip
+        for _ in range(MAX_STEPS):
+            in_link = self.kernel.link(ns, inbound) if inbound else None
+            master = self.kernel.by_index(ns, in_link.master) if in_link and in_link.master else None
+            if master is not None and master.kind == "bridge" and l2_target is not None and l2_target not in master.addresses:
+                # switched, not routed: find the bridge port that leads to the next hop
+                port = self.bridge_port(ns, master, l2_target, exclude=in_link)
+                if port is None:
+                    self.notes.append(f"no port of bridge {master.name} in {self.label(ns)} leads to {l2_target}")
+                    return
+                self.add(ns, port.name)
+                ns, inbound = self.cross(ns, port)
+                if ns is None:
+                    return
+                continue
+            if master is not None and master.kind == "bridge":
+                self.add(ns, master.name)  # the packet enters this namespace's IP stack here
+                in_link = master
+            # routed (or delivered) in this namespace
+            here = self.kernel.links(ns)
+            if any(current in link.addresses for link in here):
+                if not outer:
+                    if ns == src.ns and not self.hops:
+                        self.notes.append(
+                            f"{current} is {src.name}'s own address: the packet never leaves {src.name} "
+                            "(the destination's address is not unique in this lab)"
+                        )
+                    return  # arrived
+                current = outer.pop()  # outer packet arrived: the tunnel device decapsulates
+                tunnel = next((link for link in here if link.kind in TUNNEL_KINDS), None)
+                if tunnel is not None:
+                    self.add(ns, tunnel.name)
+                    in_link = tunnel
+                    inbound = tunnel.name
+            iif = in_link.index if in_link is not None else None
+            route = self.kernel.route(ns, current, src_ip if not outer else None, iif)
+            if route is None or route.oif is None:
+                self.notes.append(f"no route to {current} in {self.label(ns)}")
+                return
+            if route.local:
+                return
+            out = self.kernel.link(ns, route.oif)
+            assert out is not None
+            if out.kind in TUNNEL_KINDS:
+                self.add(ns, out.name)
+                remote = route.gateway if out.kind != "vxlan" and route.gateway else remote_for_tunnel
+                if remote is None:
+                    self.notes.append(f"cannot tell where tunnel {out.name} in {self.label(ns)} sends {current}")
+                    return
+                outer.append(current)
+                current = remote
+                route = self.kernel.route(ns, current)
+                if route is None or route.oif is None:
+                    self.notes.append(f"no route to tunnel endpoint {current} in {self.label(ns)}")
+                    return
+                out = self.kernel.link(ns, route.oif)
+                assert out is not None
+            l2_target = route.gateway or current
+            if out.kind == "bridge":
+                self.add(ns, out.name)
+                port = self.bridge_port(ns, out, l2_target, exclude=None)
+                if port is None:
+                    self.notes.append(f"no port of bridge {out.name} in {self.label(ns)} leads to {l2_target}")
+                    return
+                out = port
+            self.add(ns, out.name)
+            ns, inbound = self.cross(ns, out)
+            if ns is None:
+                return
+        self.notes.append("path longer than the walk allows; stopped")
+
+    def cross(self, ns: str, link: Link) -> tuple[Any, str | None]:
+        found = self.peer(ns, link)
+        if found is None:
+            self.notes.append(f"{self.label(ns)}:{link.name} leads out of the lab")
+            return None, None
+        peer_ns, peer = found
+        self.add(peer_ns, peer.name)
+        return peer_ns, peer.name
+
+    def bridge_port(self, ns: str, bridge: Link, target: str, exclude: Link | None) -> Link | None:
+        owner = self.owner(target)
+        owner_ns = owner[0] if owner else None
+        owner_ep = self.target(owner_ns) if owner_ns else None
+        host_ns = self.state_ns(owner_ep.node) if owner_ep is not None and owner_ep.node else None
+        fallback = None
+        for port in self.kernel.links(ns):
+            if port.master != bridge.index or (exclude is not None and port.index == exclude.index):
+                continue
+            found = self.peer(ns, port)
+            if found is None:
+                continue
+            if found[0] == owner_ns:
+                return port
+            if host_ns is not None and found[0] == host_ns:
+                fallback = port
+        return fallback
+
+    def label(self, ns: str) -> str:
+        ep = self.target(ns)
+        return ep.name if ep else ns
+
+
+def find_path(state: Any, src: Endpoint, dst_ip: str, dst: Endpoint | None = None, kernel: Kernel | None = None) -> HopPath:
+    """The capture points a packet from ``src`` to ``dst_ip`` crosses, in order."""
+    walker = _Walker(state, kernel or Kernel())
+    assert src.ip is not None
+    remote = None
+    if dst is not None and dst.kind == "pod" and dst.node:
+        node = next((e for e in walker.endpoints if e.name == dst.node), None)
+        remote = str(node.ip) if node and node.ip else None
+    elif dst is not None and dst.kind == "node":
+        remote = str(dst.ip)
+    walker.walk(src, str(src.ip), dst_ip, remote)
+    return HopPath(walker.hops, walker.notes)
+
+
+# ------------------------------------------------------------------ probes
+@dataclass
+class Probe:
+    proto: str
+    src_ip: str
+    dst_ip: str
+    port: int | None
+    marker: bytes
+    ident: int
+    client_port: int | None = None
+    replied: bool = False
+    detail: str = ""
+
+    def matches(self, frame: Frame) -> str | None:
+        """'request', 'reply' or None: is ``frame`` this probe (at any hop, after any NAT)?"""
+        if self.marker in frame.payload:
+            if frame.proto == "icmp":
+                return "request" if frame.icmp_type == 8 else "reply" if frame.icmp_type == 0 else None
+            if frame.dport == self.port:
+                return "request"
+            if frame.sport == self.port:
+                return "reply"
+            return None
+        if frame.proto == "tcp" and self.proto == "tcp" and self.client_port is not None:
+            if (frame.sport, frame.dport) == (self.client_port, self.port):
+                return "request-ctl"
+            if (frame.sport, frame.dport) == (self.port, self.client_port):
+                return "reply-ctl"
+        return None
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _icmp_echo(ident: int, seq: int, payload: bytes) -> bytes:
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    return struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
+
+
+def send_probe(src_ns: str, dst_ns: str | None, probe: Probe, timeout: float) -> None:
+    """Send one probe from ``src_ns`` and wait for its reply (sets ``probe.replied``)."""
+    with ExitStack() as stack:
+        if probe.proto == "icmp":
+            sock = netns.run_in(src_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+            stack.callback(sock.close)
+            sock.sendto(_icmp_echo(probe.ident, 1, probe.marker), (probe.dst_ip, 0))
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([sock], [], [], left)
+                if not ready:
+                    break
+                data = sock.recv(65535)
+                ihl = (data[0] & 0x0F) * 4
+                kind, _code, _sum, ident = struct.unpack("!BBHH", data[ihl : ihl + 6])
+                if kind == 0 and ident == probe.ident and probe.marker in data:
+                    probe.replied = True
+                    return
+            probe.detail = "no echo reply"
+            return
+        kind = socket.SOCK_DGRAM if probe.proto == "udp" else socket.SOCK_STREAM
+        server: socket.socket | None = None
+        if dst_ns is not None:
+            server = netns.run_in(dst_ns, lambda: _listener(kind, probe.port or PROBE_PORT))
+            stack.callback(server.close)
+        client = netns.run_in(src_ns, lambda: socket.socket(socket.AF_INET, kind))
+        stack.callback(client.close)
+        client.settimeout(timeout)
+        stop = threading.Event()
+        if server is not None:
+            echo = threading.Thread(target=_echo, args=(server, kind, stop, timeout), name="trace-echo", daemon=True)
+            echo.start()
+            stack.callback(echo.join, timeout + 1)
+            stack.callback(stop.set)
+        try:
+            if kind == socket.SOCK_DGRAM:
+                client.sendto(probe.marker, (probe.dst_ip, probe.port))
+                data = client.recv(65535)
+            else:
+                client.bind(("0.0.0.0", 0))
+                probe.client_port = client.getsockname()[1]
+                client.connect((probe.dst_ip, probe.port))
+                client.sendall(probe.marker)
+                data = client.recv(65535)
+            probe.replied = probe.marker in data
+        except OSError as exc:
+            probe.detail = exc.strerror or str(exc)
+
+
+def _listener(kind: int, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(4)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on port {port} in the destination: {exc.strerror or exc}") from None
+    return sock
+
+
+def _echo(server: socket.socket, kind: int, stop: threading.Event, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    conn: socket.socket | None = None
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            ready, _, _ = select.select([server if conn is None else conn], [], [], 0.05)
+            if not ready:
+                continue
+            if kind == socket.SOCK_DGRAM:
+                data, address = server.recvfrom(65535)
+                server.sendto(data, address)
+                return
+            if conn is None:
+                conn, _ = server.accept()
+                continue
+            data = conn.recv(65535)
+            if data:
+                conn.sendall(data)
+            return
+    except OSError:
+        return
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+# ------------------------------------------------------------------ the report
+@dataclass
+class Row:
+    hop: Hop
+    direction: str  # request | reply
+    frame: Frame | None  # None: the probe was not seen here
+    outgoing: bool | None
+    time: float | None
+    changes: list[str] = field(default_factory=list)
+    where: str = ""  # the namespace (target name) where the changes happened
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": str(self.hop.point),
+            "ns": self.hop.point.ns,
+            "iface": self.hop.point.iface,
+            "role": self.hop.role,
+            "direction": self.direction,
+            "seen": self.frame is not None,
+            "dir": None if self.outgoing is None else ("out" if self.outgoing else "in"),
+            "time": self.time,
+            "frame": self.frame.as_dict() if self.frame else None,
+            "changes": self.changes,
+            "changed_at": self.where or None,
+        }
+
+
+@dataclass
+class Trace:
+    lab: str
+    src: str
+    dst: str
+    src_kind: str
+    dst_kind: str
+    probe: Probe
+    hops: list[Hop]
+    rows: list[Row]
+    notes: list[str]
+    verdict: str = ""
+    captures: dict[str, Capture] = field(default_factory=dict, repr=False)
+
+    def seen(self, direction: str = "request") -> list[Row]:
+        return [r for r in self.rows if r.direction == direction and r.frame is not None]
+
+    def changes(self, direction: str = "request") -> list[tuple[str, str]]:
+        return [(c, r.where) for r in self.seen(direction) for c in r.changes]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab,
+            "src": self.src,
+            "dst": self.dst,
+            "proto": self.probe.proto,
+            "port": self.probe.port,
+            "src_ip": self.probe.src_ip,
+            "dst_ip": self.probe.dst_ip,
+            "marker": self.probe.marker.decode(),
+            "replied": self.probe.replied,
+            "path": [{"at": str(h.point), "ns": h.point.ns, "iface": h.point.iface, "role": h.role} for h in self.hops],
+            "rows": [r.as_dict() for r in self.rows],
+            "notes": self.notes,
+            "verdict": self.verdict,
+        }
+
+    def write(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """One pcap per hop (everything captured there), named ``NN-target-iface.pcap``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for i, hop in enumerate(self.hops, 1):
+            cap = self.captures.get(str(hop.point))
+            if cap is None:
+                continue
+            path = out / f"{i:02d}-{hop.point.target}-{hop.point.iface}.pcap"
+            cap.write(str(path))
+            written.append(path)
+        return written
+
+
+def _rows(hops: Sequence[Hop], captures: dict[str, Capture], probe: Probe) -> list[Row]:
+    found: dict[tuple[str, str], tuple[Frame, bool, float]] = {}
+    for hop in hops:
+        cap = captures[str(hop.point)]
+        for seen in cap.frames:
+            frame = decode(seen.packet)
+            if frame is None:
+                continue
+            which = probe.matches(frame)
+            if which in ("request", "reply"):
+                found.setdefault((str(hop.point), which), (frame, seen.outgoing, seen.time))
+    rows = []
+    for direction, order in (("request", list(hops)), ("reply", list(reversed(hops)))):
+        previous: Row | None = None
+        for hop in order:
+            hit = found.get((str(hop.point), direction))
+            row = Row(hop, direction, *(hit if hit else (None, None, None)))
+            if row.frame is not None and previous is not None and previous.frame is not None:
+                row.changes = _diff(previous.frame, row.frame)
+                if row.changes:
+                    same = previous.hop.point.ns == hop.point.ns
+                    row.where = hop.point.target if same else previous.hop.point.target
+            if row.frame is not None:
+                previous = row
+            rows.append(row)
+    _name_reverse_nat(rows)
+    return rows
+
+
+def _diff(before: Frame, after: Frame) -> list[str]:
+    out = []
+    if before.encap == "none" and after.encap != "none":
+        out.append(f"encapsulated {after.encap_text()} {after.src}->{after.dst}")
+    elif before.encap != "none" and after.encap == "none":
+        out.append(f"decapsulated {before.encap_text()}")
+    if before.inner_src != after.inner_src:
+        out.append(f"SNAT src {before.inner_src}->{after.inner_src}")
+    if before.inner_dst != after.inner_dst:
+        out.append(f"DNAT dst {before.inner_dst}->{after.inner_dst}")
+    if after.inner_ttl < before.inner_ttl:
+        out.append(f"TTL-{before.inner_ttl - after.inner_ttl}")
+    return out
+
+
+def _name_reverse_nat(rows: list[Row]) -> None:
+    """On the reply path, a rewrite that undoes the request's NAT is un-SNAT / un-DNAT."""
+    snats = {c.split()[-1] for r in rows if r.direction == "request" for c in r.changes if c.startswith("SNAT")}
+    dnats = {c.split()[-1] for r in rows if r.direction == "request" for c in r.changes if c.startswith("DNAT")}
+    for row in rows:
+        if row.direction != "reply":
+            continue
+        renamed = []
+        for change in row.changes:
+            if change.startswith("DNAT dst ") and "->".join(reversed(change.split()[-1].split("->"))) in snats:
+                change = "un-SNAT dst " + change.split()[-1]
+            elif change.startswith("SNAT src ") and "->".join(reversed(change.split()[-1].split("->"))) in dnats:
+                change = "un-DNAT src " + change.split()[-1]
+            renamed.append(change)
+        row.changes = renamed
+
+
+def verdict(t: Trace) -> str:
+    kind = f"{t.src_kind}-to-{t.dst_kind}"
+    requests = t.seen("request")
+    if not requests:
+        why = "; ".join(t.notes) or t.probe.detail
+        return f"{kind}: the probe was not seen on any hop" + (f": {why}" if why else "")
+    encaps = sorted({r.frame.encap_text() for r in requests if r.frame is not None and r.frame.encapsulated})
+    words = [kind + (f" via {', '.join(encaps)}" if encaps else ", no encapsulation")]
+    nat = [f"{c.split(' ', 2)[0]} {c.split()[-1].replace('->', ' -> ')} at {where}" for c, where in t.changes("request") if "NAT" in c]
+    words.append(", ".join(nat) if nat else "no NAT")
+    last = requests[-1]
+    arrived = last.hop is t.hops[-1] and not t.notes
+    if t.probe.replied:
+        unnat = [f"{c.split(' ', 2)[0]} at {where}" for c, where in t.changes("reply") if c.startswith("un-")]
+        words.append("reply received" + (f" ({', '.join(unnat)})" if unnat else ""))
+    elif arrived:
+        words.append(f"reached {last.hop.point} but no reply" + (f" ({t.probe.detail})" if t.probe.detail else ""))
+    else:
+        words.append(f"NOT delivered: last seen at {last.hop.point}")
+    return ", ".join(words)
+
+
+# ------------------------------------------------------------------ the entry point
+def resolve(state: Any, name: str) -> tuple[Endpoint | None, str, str]:
+    """A trace end: (endpoint or None, address, kind) for a lab name or an IPv4 address."""
+    for ep in state.endpoint_objects():
+        if ep.name == name:
+            if ep.ip is None:
+                raise UsageError(f"{name!r} has no address to trace to or from")
+            return ep, str(ep.ip), ep.kind
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        valid = ", ".join(e.name for e in state.endpoint_objects() if e.ip is not None)
+        raise UsageError(f"lab {state.lab!r} has no node or pod named {name!r}; valid: {valid} (or an IPv4 address)") from None
+    for ep in state.endpoint_objects():
+        if ep.ip is not None and str(ep.ip) == name:
+            return ep, name, ep.kind
+    return None, name, "address"
+
+
+def trace(
+    state: Any,
+    src: str,
+    dst: str,
+    proto: str = "icmp",
+    port: int | None = None,
+    timeout: float = 3.0,
+    settle: float = 0.3,
+    on_start: Callable[[HopPath], None] | None = None,
+) -> Trace:
+    """Trace one probe from ``src`` to ``dst`` across a built lab."""
+    if proto not in ("icmp", "udp", "tcp"):
+        raise UsageError(f"unknown probe protocol {proto!r}; use icmp, udp or tcp")
+    src_ep, src_ip, src_kind = resolve(state, src)
+    if src_ep is None:
+        raise UsageError(f"the source must be a node, pod or lab host, not an address ({src})")
+    dst_ep, dst_ip, dst_kind = resolve(state, dst)
+    path = find_path(state, src_ep, dst_ip, dst_ep)
+    ident = int.from_bytes(os.urandom(2), "big") or 1
+    marker = f"netlab-trace-{os.urandom(6).hex()}".encode()
+    probe = Probe(proto, src_ip, dst_ip, None if proto == "icmp" else (port or PROBE_PORT), marker, ident)
+    if on_start:
+        on_start(path)
+    captures: dict[str, Capture] = {}
+    with ExitStack() as stack:
+        for hop in path.hops:
+            cap = Capture(hop.point.ns, hop.point.iface, "ip", None, timeout + settle + 5)
+            stack.callback(cap.stop)
+            captures[str(hop.point)] = cap.start()
+        send_probe(src_ep.ns, dst_ep.ns if dst_ep else None, probe, timeout)
+        time.sleep(settle)
+    result = Trace(state.lab, src, dst, src_kind, dst_kind, probe, path.hops, _rows(path.hops, captures, probe), path.notes, captures=captures)
+    result.verdict = verdict(result)
+    return result
