@@ -33,6 +33,7 @@ from netlab.plan import (
     LinkUp,
     LoadIptables,
     Operation,
+    SetMac,
     SetMaster,
     SetSysctl,
     SetTunnel,
@@ -40,6 +41,7 @@ from netlab.plan import (
 
 RTNH_F_ONLINK = 4
 RT_SCOPE_LINK = 253
+IFA_F_NOPREFIXROUTE = 0x200
 
 
 class Backend(Protocol):
@@ -168,9 +170,13 @@ class NetlinkBackend:
         self.ipr(op.ns).link("set", index=self.index(op.ns, op.dev), state="up")
 
     def _AddAddress(self, op: AddAddress) -> None:  # noqa: N802
+        extra: dict[str, object] = {"IFA_FLAGS": IFA_F_NOPREFIXROUTE} if op.noprefixroute else {}
         self.ipr(op.ns).addr(
-            "add", index=self.index(op.ns, op.dev), address=str(op.address.ip), prefixlen=op.address.network.prefixlen
+            "add", index=self.index(op.ns, op.dev), address=str(op.address.ip), prefixlen=op.address.network.prefixlen, **extra
         )
+
+    def _SetMac(self, op: SetMac) -> None:  # noqa: N802
+        self.ipr(op.ns).link("set", index=self.index(op.ns, op.dev), address=op.mac)
 
     def _AddRoute(self, op: AddRoute) -> None:  # noqa: N802
         args: dict[str, object] = {"dst": str(op.dst) if op.dst else "0.0.0.0/0"}
@@ -187,9 +193,12 @@ class NetlinkBackend:
         self.ipr(op.ns).route("add", **args)
 
     def _AddRule(self, op: AddRule) -> None:  # noqa: N802
-        self.ipr(op.ns).rule(
-            "add", src=str(op.src.network_address), src_len=op.src.prefixlen, table=op.table, priority=op.priority
-        )
+        match: dict[str, object] = {}
+        if op.src is not None:
+            match.update(src=str(op.src.network_address), src_len=op.src.prefixlen)
+        if op.dst is not None:
+            match.update(dst=str(op.dst.network_address), dst_len=op.dst.prefixlen)
+        self.ipr(op.ns).rule("add", table=op.table, priority=op.priority, **match)
 
     def _AddNeighbour(self, op: AddNeighbour) -> None:  # noqa: N802
         self.ipr(op.ns).neigh(

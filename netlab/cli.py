@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=3.0, metavar="S", help="wait S seconds for the reply")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("-w", "--write", metavar="DIR", help="keep one pcap per hop in DIR")
+    sp = cmd("check", cmd_check, "ping every meaningful pair of a lab (pods, nodes, internet) and show a matrix")
+    sp.add_argument("lab")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--workers", type=int, default=16, help="pings in flight at once (default 16)")
     sp = cmd("clean", cmd_clean, "remove everything any netlab lab left behind (and nothing else)")
     sp = cmd("doctor", cmd_doctor, "check what this machine's kernel and tools can do")
     sp.add_argument("--json", action="store_true")
@@ -301,6 +305,21 @@ def cmd_status(args: argparse.Namespace, out: Console) -> int:
         if view.routes:
             out.print("  routes: " + "\n          ".join(str(r) for r in view.routes), highlight=False)
     return 0
+
+
+def cmd_check(args: argparse.Namespace, out: Console) -> int:
+    from netlab import check
+
+    lab.require_root()
+    state = lab.get(args.lab)
+    report = check.run(state.endpoint_objects(), state.cni, state.lab, workers=max(1, args.workers))
+    if args.json:
+        out.print_json(json.dumps(report.as_json()))
+    else:
+        for note in state.notes:
+            out.print(f"[yellow]note:[/] {note}")
+        out.print(report)
+    return 0 if report.ok else 1
 
 
 def cmd_doctor(args: argparse.Namespace, out: Console) -> int:

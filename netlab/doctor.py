@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pyroute2 import IPVS, IPRoute
 
 from netlab import netns
+from netlab.errors import EnvironmentProblem
 from netlab.lab import stop_processes
 from netlab.state import LabState
 
@@ -122,13 +123,19 @@ def run_checks() -> list[Check]:
         checks.append(Check(f"tool {tool}", found is not None, essential, found or "not found", disables, how))
     if not root:
         return checks
+    return checks + _run_probes(PROBES)
+
+
+def _run_probes(probes: tuple[_Probe, ...]) -> list[Check]:
+    """Run ``probes`` in one scratch namespace (journaled, so ``netlab clean`` finds it after a crash)."""
+    checks: list[Check] = []
     scratch = LabState(lab=f"doctor-{os.getpid()}", cni="doctor", status="building")
     ns = f"netlab-doctor-{os.getpid()}"
     scratch.will_create(ns)
     try:
         sock = netns.create(ns, then=lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
         with IPRoute(use_socket=sock) as ipr:
-            for probe in PROBES:
+            for probe in probes:
                 try:
                     probe.run(ipr, ns)
                     checks.append(Check(probe.name, True, probe.essential, "works", probe.disables, probe.how))
@@ -139,6 +146,25 @@ def run_checks() -> list[Check]:
         netns.remove(ns)
         scratch.delete()
     return checks
+
+
+def probe(feature: str) -> Check:
+    """Probe one kernel feature alone (a few milliseconds), e.g. ``probe("ipip")``."""
+    for candidate in PROBES:
+        if candidate.name == feature:
+            return _run_probes((candidate,))[0]
+    raise KeyError(f"no probe named {feature!r}; known: {', '.join(p.name for p in PROBES)}")
+
+
+def require(features: tuple[str, ...] | list[str], purpose: str) -> None:
+    """Raise :class:`EnvironmentProblem` naming how to get the first missing feature."""
+    for feature in features:
+        check = probe(feature)
+        if not check.ok:
+            raise EnvironmentProblem(
+                f"{purpose} needs the kernel feature {feature!r}, which this machine lacks: {check.detail}; "
+                f"nothing was built. To get it: {check.how}. `netlab doctor` lists what this machine can do."
+            )
 
 
 def _reason(exc: BaseException) -> str:

@@ -46,6 +46,10 @@ def up(
             f"namespace {taken[0]} already exists and no netlab lab owns it; "
             f"remove it (`ip netns del {taken[0]}`) if it is yours to remove, or rename the lab"
         )
+    if backend is None and plan.requires:
+        from netlab import doctor  # probes in a scratch namespace: refuse before anything is built
+
+        doctor.require(plan.requires, f"lab {plan.lab!r} (cni {plan.cni})")
     kernel = backend or NetlinkBackend()
     state = LabState(lab=plan.lab, cni=plan.cni, source=source, topology=topology.model_dump(mode="json", by_alias=True))
     state.save()

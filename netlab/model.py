@@ -25,6 +25,13 @@ RESERVED_NAMES = ("internet", "gateway", "underlay")
 DOCKER_BRIDGE_CIDR = ipaddress.IPv4Network("172.17.0.0/16")
 DEFAULT_SUBNET = {"name": "lan", "cidr": "192.168.1.0/24"}
 FIRST_NODE_HOST = 11  # node addresses are .11, .12, ... of their subnet (gateway is .1)
+POD_CNIS = ("vxlan", "ipip", "host-gw")  # node i (1-based, file order) gets the i-th /24 of podCIDR
+# AWS instance types: (ENIs, IPv4 addresses per ENI), as in the EC2 docs and EXPERIMENTS.md
+INSTANCE_TYPES = {
+    "t3.nano": (2, 2), "t3.micro": (2, 2), "t3.small": (3, 4), "t3.medium": (3, 6),
+    "t3.large": (3, 12), "t3.xlarge": (4, 15), "t3.2xlarge": (4, 15),
+}
+DEFAULT_INSTANCE_TYPE = "t3.medium"  # vpc-native nodes without instanceType
 
 _NAME_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _PORT_RE = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?$")
@@ -249,12 +256,47 @@ class Topology(_Frozen):
                 raise _Problem("network.internet", f"{net.internet} is too small: use a /30 or larger")
             self._no_overlap("network.internet", net.internet, taken)
             taken.append((f"network.internet {net.internet}", net.internet))
+        self._check_pod_network(taken)
         if net.cni == "docker0":
             self._no_overlap("network.subnets", DOCKER_BRIDGE_CIDR, taken, what="docker0's 172.17.0.0/16")
             for i, node in enumerate(self.nodes):
                 if len(node.pods) > DOCKER_BRIDGE_CIDR.num_addresses - 3:
                     raise _Problem(f"nodes[{i}].pods", "more containers than docker0's 172.17.0.0/16 holds")
         return self
+
+    def _check_pod_network(self, taken: list[tuple[str, ipaddress.IPv4Network]]) -> None:
+        net = self.network
+        for i, node in enumerate(self.nodes):
+            if node.instance_type is not None and node.instance_type not in INSTANCE_TYPES:
+                raise _Problem(
+                    f"nodes[{i}].instanceType",
+                    f"unknown instance type {node.instance_type!r}; known: {', '.join(INSTANCE_TYPES)}",
+                )
+        if net.cni not in POD_CNIS:
+            return
+        self._no_overlap("network.podCIDR", net.pod_cidr, taken)
+        if net.pod_cidr.prefixlen > 23:
+            raise _Problem("network.podCIDR", f"{net.pod_cidr} is too small: each node takes a /24 (use e.g. 10.244.0.0/16)")
+        blocks = 2 ** (24 - net.pod_cidr.prefixlen) - 1  # the first /24 is not used (node i gets block i, from 1)
+        if len(self.nodes) > blocks:
+            raise _Problem(
+                "nodes",
+                f"{len(self.nodes)} nodes but {net.pod_cidr} has room for {blocks} node /24 blocks; use a larger podCIDR",
+            )
+        room = 255 if net.cni == "ipip" else 253  # calico: .1-.255 (.0 is tunl0); flannel: .2-.254 (.1 is cni0)
+        for i, node in enumerate(self.nodes):
+            if sum(1 for pod in node.pods if not pod.host_network) > room:
+                raise _Problem(f"nodes[{i}].pods", f"more than {room} pods: a node's /24 block holds {room}")
+        if net.cni == "host-gw":
+            first = self.subnet_of(self.nodes[0])
+            for i, node in enumerate(self.nodes):
+                if self.subnet_of(node) != first:
+                    raise _Problem(
+                        f"nodes[{i}].subnet",
+                        f"host-gw needs every node on one L2 subnet, but {node.name} is on {self.subnet_of(node).name} and "
+                        f"{self.nodes[0].name} on {first.name}: no L2 adjacency, so a route 'via <node IP>' cannot work "
+                        "(Flannel refuses this too); use cni vxlan, or ipip with mode CrossSubnet",
+                    )
 
     @staticmethod
     def _claim(seen: dict[str, str], name: str, field: str) -> None:

@@ -109,9 +109,21 @@ class AddAddress:
     ns: str
     dev: str
     address: IPv4Iface
+    noprefixroute: bool = False  # no connected route in main (AWS secondary ENIs)
 
     def render(self) -> list[str]:
-        return [f"{_ip(self.ns)} addr add {self.address.with_prefixlen} dev {self.dev}"]
+        flag = " noprefixroute" if self.noprefixroute else ""
+        return [f"{_ip(self.ns)} addr add {self.address.with_prefixlen} dev {self.dev}{flag}"]
+
+
+@dataclass(frozen=True)
+class SetMac:
+    ns: str
+    dev: str
+    mac: str
+
+    def render(self) -> list[str]:
+        return [f"{_ip(self.ns)} link set {self.dev} address {self.mac}"]
 
 
 @dataclass(frozen=True)
@@ -150,15 +162,18 @@ class AddRoute:
 
 @dataclass(frozen=True)
 class AddRule:
-    """A policy-routing rule: ``from <src> lookup <table>``."""
+    """A policy-routing rule: ``from <src> lookup <table>`` (or ``to <dst> lookup <table>``)."""
 
     ns: str
-    src: IPv4Net
+    src: IPv4Net | None
     table: int
     priority: int
+    dst: IPv4Net | None = None
 
     def render(self) -> list[str]:
-        return [f"{_ip(self.ns)} rule add from {self.src} lookup {self.table} priority {self.priority}"]
+        match = (f" from {self.src}" if self.src else "") + (f" to {self.dst}" if self.dst else "")
+        table = "main" if self.table == 254 else str(self.table)
+        return [f"{_ip(self.ns)} rule add{match} lookup {table} priority {self.priority}"]
 
 
 @dataclass(frozen=True)
@@ -210,7 +225,7 @@ class LoadIptables:
 
 
 Operation = Union[
-    CreateNamespace, AddVeth, AddBridge, AddVxlan, SetTunnel, SetMaster, AddAddress, LinkUp,
+    CreateNamespace, AddVeth, AddBridge, AddVxlan, SetTunnel, SetMaster, AddAddress, SetMac, LinkUp,
     AddRoute, AddRule, AddNeighbour, AddFdb, SetSysctl, LoadIptables,
 ]
 
@@ -237,6 +252,7 @@ class Plan:
     operations: tuple[Operation, ...]
     endpoints: tuple[Endpoint, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. pods that cannot start, and why
+    requires: tuple[str, ...] = ()  # kernel features (doctor probe names) checked before building
 
     @property
     def namespaces(self) -> tuple[str, ...]:

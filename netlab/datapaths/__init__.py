@@ -7,9 +7,10 @@ a message listing what exists. Shared parts (underlay, gateway, internet) live i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
-from netlab.datapaths import docker0
+from netlab.datapaths import docker0, hostgw, ipip, vpc, vxlan
 from netlab.datapaths.underlay import Builder
 from netlab.errors import TopologyError
 from netlab.model import KNOWN_CNIS, Topology
@@ -19,6 +20,16 @@ BuildFn = Callable[[Topology, Builder], None]
 
 DATAPATHS: dict[str, BuildFn] = {
     "docker0": docker0.build,
+    "vxlan": vxlan.build,
+    "ipip": ipip.build,
+    "host-gw": hostgw.build,
+    "vpc-native": vpc.build,
+}
+
+# kernel features (netlab.doctor probe names) a datapath needs; `up` probes them before building
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "vxlan": ("vxlan",),
+    "ipip": ("ipip",),
 }
 
 
@@ -34,4 +45,4 @@ def make_plan(topology: Topology, source: str = "<topology>") -> Plan:
     builder = Builder(topology, source)
     builder.underlay()
     build(topology, builder)
-    return builder.plan()
+    return dataclasses.replace(builder.plan(), requires=REQUIRES.get(cni, ()))
