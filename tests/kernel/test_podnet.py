@@ -1,0 +1,261 @@
+"""Experiments 3-6 on a real kernel: each pod network built, checked, and seen on the wire.
+
+For every mode: ``check`` is all green; a capture on node1's ``eth0`` of a ping from a pod on
+node1 to a pod on node2 shows exactly the encapsulation the mode implies; pod -> internet
+arrives from the node's address (or the pod's, with externalSNAT); the pod MTU admits the
+largest don't-fragment ping and refuses one byte more. The ``lab_up`` fixture proves that
+``down`` leaves nothing behind and the host is unchanged. IP-in-IP tests are marked
+``requires("ipip")``: where this kernel lacks ipip they run in the VM tier.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tests.conftest import TOPOLOGIES, lab_leftovers, ns_run
+
+
+def endpoints(state) -> dict:
+    return {e.name: e for e in state.endpoint_objects()}
+
+
+def assert_check_green(state) -> None:
+    from netlab import check
+
+    report = check.run(state.endpoint_objects(), state.cni, state.lab)
+    assert report.ok, [(r.probe.src, r.probe.dst, r.detail) for r in report.failures]
+    categories = {r.probe.category for r in report.results}
+    assert {"pod → pod, same node", "pod → pod, cross node", "pod → node, same node", "node → pod, cross node", "pod → internet"} <= categories
+
+
+def ping(ns: str, ip: str, *extra: str) -> bool:
+    return ns_run(ns, "ping", "-c1", "-W2", *extra, ip).returncode == 0
+
+
+def icmp_requests(packets) -> list:
+    from scapy.layers.inet import ICMP
+
+    return [p for p in packets if ICMP in p and p[ICMP].type == 8]
+
+
+def mtu(ns: str, dev: str = "eth0") -> int:
+    out = ns_run(ns, "ip", "-o", "link", "show", dev).stdout
+    return int(re.search(r" mtu (\d+)", out).group(1))
+
+
+def assert_df_limit(ns: str, dst: str, pod_mtu: int) -> None:
+    """The largest ICMP payload that fits pod_mtu passes with DF set; one byte more does not."""
+    fits = pod_mtu - 28  # IP 20 + ICMP 8
+    assert mtu(ns) == pod_mtu
+    assert ping(ns, dst, "-M", "do", "-s", str(fits)), f"DF ping of {fits} bytes should pass"
+    assert not ping(ns, dst, "-M", "do", "-s", str(fits + 1)), f"DF ping of {fits + 1} bytes should fail"
+
+
+def internet_sees(state, pod: str) -> set[str]:
+    from netlab.capture import capture
+
+    eps = endpoints(state)
+    with capture(eps["internet"].ns, "eth0", bpf="icmp", count=2, timeout=5) as seen:
+        assert ping(eps[pod].ns, str(eps["internet"].ip))
+    return {p["IP"].src for p in icmp_requests(seen.packets)}
+
+
+# ----------------------------------------------------------------------------- Flannel VXLAN
+def test_flannel_vxlan(lab_up) -> None:
+    import scapy.layers.vxlan  # noqa: F401
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.vxlan import VXLAN
+
+    from netlab.capture import capture
+
+    state = lab_up("flannel-vxlan.yaml", name="t3-vxlan")
+    eps = endpoints(state)
+    assert_check_green(state)
+
+    with capture(eps["node1"].ns, "eth0", bpf="udp port 8472", count=2, timeout=5) as seen:
+        assert ping(eps["web-1"].ns, "10.244.2.2")
+    outer = [p for p in seen.packets if p[IP].src == "192.168.1.11"]
+    assert outer, "no VXLAN packet left node1"
+    pkt = outer[0]
+    assert (pkt[IP].dst, pkt[UDP].dport) == ("192.168.1.12", 8472)
+    assert VXLAN in pkt and pkt[VXLAN].vni == 1
+    inner = pkt[VXLAN].payload
+    assert (inner[IP].src, inner[IP].dst) == ("10.244.1.2", "10.244.2.2") and inner[ICMP].type == 8
+    assert inner[IP].ttl == 63, "the inner TTL drops by one at node1"
+
+    assert internet_sees(state, "web-1") == {"192.168.1.11"}
+    assert internet_sees(state, "db") == {"192.168.1.12"}
+    assert_df_limit(eps["web-1"].ns, "10.244.2.2", 1450)
+    assert mtu(eps["node1"].ns, "flannel.1") == 1450
+
+
+# ----------------------------------------------------------------------------- host-gw
+def test_host_gw(lab_up) -> None:
+    from scapy.layers.inet import IP, UDP
+
+    from netlab.capture import capture
+
+    state = lab_up("host-gw.yaml", name="t3-hostgw")
+    eps = endpoints(state)
+    assert_check_green(state)
+    with capture(eps["node1"].ns, "eth0", bpf="ip and not arp", count=2, timeout=5) as seen:
+        assert ping(eps["web-1"].ns, "10.244.2.2")
+    requests = icmp_requests(seen.packets)
+    assert requests and (requests[0][IP].src, requests[0][IP].dst) == ("10.244.1.2", "10.244.2.2")
+    assert not [p for p in seen.packets if UDP in p or p[IP].proto == 4], "host-gw must not encapsulate"
+    assert internet_sees(state, "web-1") == {"192.168.1.11"}
+    assert_df_limit(eps["web-1"].ns, "10.244.2.2", 1500)
+
+
+def test_host_gw_across_subnets_is_refused_before_building(root, tmp_path: Path) -> None:
+    from netlab.cli import main
+
+    text = (TOPOLOGIES / "calico-crosssubnet.yaml").read_text()
+    text = re.sub(r"(?m)^name: .*$", "name: t3-hgx", text).replace("cni: ipip", "cni: host-gw")
+    path = tmp_path / "hgx.yaml"
+    path.write_text(text)
+    console = Console(file=io.StringIO(), width=300)
+    assert main(["up", str(path)], console=console) == 2
+    out = console.file.getvalue()
+    assert "no L2 adjacency" in out and "nodes[2].subnet" in out
+    assert lab_leftovers("t3-hgx") == []
+
+
+# ----------------------------------------------------------------------------- AWS VPC CNI
+def test_vpc_native(lab_up) -> None:
+    from scapy.layers.inet import IP, UDP
+
+    from netlab.capture import capture
+
+    state = lab_up("vpc-native.yaml", name="t3-vpc")
+    eps = endpoints(state)
+    assert str(eps["web-1"].ip) == "192.168.1.13" and str(eps["db"].ip) == "192.168.1.20"
+    assert eps["aws-node-1"].ns == eps["node1"].ns and eps["aws-node-1"].host_network
+    assert_check_green(state)
+
+    # pod -> pod across nodes: the plain packet, pod address to pod address, no overlay
+    with capture(eps["node1"].ns, "eth0", bpf="icmp", count=2, timeout=5) as seen:
+        assert ping(eps["web-1"].ns, "192.168.1.18")
+    requests = icmp_requests(seen.packets)
+    assert requests and (requests[0][IP].src, requests[0][IP].dst) == ("192.168.1.13", "192.168.1.18")
+    assert not [p for p in seen.packets if UDP in p or p[IP].proto == 4]
+
+    # the pod address shows up as a /32 route on its node; db (eth1) has policy routing
+    routes = ns_run(eps["node2"].ns, "ip", "route", "show").stdout
+    assert re.search(r"^192\.168\.1\.20 dev eni[0-9a-f]{11} scope link", routes, re.M), routes
+    assert "from 192.168.1.20 lookup 2" in ns_run(eps["node2"].ns, "ip", "rule", "show").stdout
+
+    # SNAT to the node's primary address; db's packet leaves through its own ENI, eth1
+    assert internet_sees(state, "web-1") == {"192.168.1.11"}
+    with capture(eps["node2"].ns, "eth1", bpf="icmp", count=2, timeout=5) as on_eth1:
+        assert internet_sees(state, "db") == {"192.168.1.12"}
+    assert [p for p in icmp_requests(on_eth1.packets) if p[IP].dst == "203.0.113.1"], "db's traffic must use ENI eth1"
+    assert_df_limit(eps["web-1"].ns, "192.168.1.18", 1500)
+
+
+def test_vpc_native_external_snat_keeps_the_pod_address(lab_up) -> None:
+    from netlab.model import load_topology
+
+    topology = load_topology(TOPOLOGIES / "vpc-native.yaml")
+    topology = topology.model_copy(update={"network": topology.network.model_copy(update={"external_snat": True})})
+    state = lab_up(topology, name="t3-vpcx")
+    assert_check_green(state)
+    assert internet_sees(state, "web-1") == {"192.168.1.13"}
+    assert internet_sees(state, "db") == {"192.168.1.20"}
+
+
+def test_vpc_maxpods(lab_up) -> None:
+    from netlab.cli import main
+    from netlab.netns import exists
+
+    state = lab_up("vpc-maxpods.yaml", name="t3-maxpods")
+    eps = endpoints(state)
+    pods = [e for e in eps.values() if e.kind == "pod"]
+    assert len(pods) == 17 and sum(e.host_network for e in pods) == 2
+    assert "web-16" not in eps and not exists("t3-maxpods-web-16") and exists("t3-maxpods-web-15")
+    assert any("17 of 18 pods running" in n and "3 ENIs × (6 − 1) + 2 = 17" in n for n in state.notes)
+    assert any(n.startswith("pod web-16 on node1 is Pending: no free IP") for n in state.notes)
+    # the last pod sits on ENI eth2 and still reaches everything
+    assert "from 192.168.1.28 lookup 3" in ns_run(eps["node1"].ns, "ip", "rule", "show").stdout
+    assert str(eps["web-15"].ip) == "192.168.1.28"
+    assert ping(eps["web-15"].ns, "203.0.113.1") and ping(eps["web-15"].ns, str(eps["web-1"].ip))
+    console = Console(file=io.StringIO(), width=300)
+    assert main(["status", "t3-maxpods"], console=console) == 0
+    assert "web-16 on node1 is Pending: no free IP" in console.file.getvalue()
+
+
+# ----------------------------------------------------------------------------- Calico IP-in-IP
+@pytest.fixture
+def ipip_loaded(root) -> None:
+    """Load ipip (its tunl0 appears in every namespace) before lab_up snapshots the host."""
+    from netlab import doctor
+
+    check = doctor.probe("ipip")
+    if not check.ok:
+        pytest.skip(f"this kernel lacks ipip ({check.detail}); the VM tier runs this test")
+
+
+@pytest.mark.requires("ipip")
+def test_calico_ipip(ipip_loaded, lab_up) -> None:
+    from scapy.layers.inet import ICMP, IP
+
+    from netlab.capture import capture
+
+    state = lab_up("calico-ipip.yaml", name="t3-ipip")
+    eps = endpoints(state)
+    assert str(eps["web-1"].ip) == "10.244.1.1" and str(eps["web-2"].ip) == "10.244.2.1"
+    assert_check_green(state)
+    with capture(eps["node1"].ns, "eth0", bpf="ip proto 4", count=2, timeout=5) as seen:
+        assert ping(eps["web-1"].ns, "10.244.2.1")
+    outer = [p for p in seen.packets if p[IP].src == "192.168.1.11"]
+    assert outer, "no IP-in-IP packet left node1"
+    assert (outer[0][IP].dst, outer[0][IP].proto) == ("192.168.1.12", 4)
+    inner = outer[0][IP].payload
+    assert (inner[IP].src, inner[IP].dst) == ("10.244.1.1", "10.244.2.1") and inner[ICMP].type == 8
+    assert internet_sees(state, "web-1") == {"192.168.1.11"}
+    assert_df_limit(eps["web-1"].ns, "10.244.2.1", 1480)
+    assert mtu(eps["node1"].ns, "tunl0") == 1480
+
+
+@pytest.mark.requires("ipip")
+def test_calico_crosssubnet(ipip_loaded, lab_up) -> None:
+    from scapy.layers.inet import IP
+
+    from netlab.capture import capture
+
+    state = lab_up("calico-crosssubnet.yaml", name="t3-xsub")
+    eps = endpoints(state)
+    assert_check_green(state)
+    with capture(eps["node1"].ns, "eth0", bpf="icmp or ip proto 4", count=4, timeout=5) as seen:
+        assert ping(eps["web-1"].ns, str(eps["web-2"].ip))  # same subnet: plain
+        assert ping(eps["web-1"].ns, str(eps["web-3"].ip))  # other subnet: encapsulated
+    out = [p for p in seen.packets if p[IP].src in ("10.244.1.1", "192.168.1.11")]
+    plain = [p for p in out if p[IP].proto == 1 and p[IP].dst == str(eps["web-2"].ip)]
+    tunnelled = [p for p in out if p[IP].proto == 4]
+    assert plain, "same-subnet traffic must go unencapsulated"
+    assert tunnelled and tunnelled[0][IP].dst == "192.168.2.11"
+    assert tunnelled[0][IP].payload[IP].dst == str(eps["web-3"].ip)
+    assert not [p for p in out if p[IP].proto == 4 and p[IP].dst == "192.168.1.12"]
+
+
+def test_ipip_missing_is_refused_before_building(root) -> None:
+    from netlab import doctor
+    from netlab.cli import main
+
+    if doctor.probe("ipip").ok:
+        pytest.skip("this kernel has ipip: nothing to refuse")
+    path = Path("/tmp") / "t3-ipip-refused.yaml"
+    path.write_text(re.sub(r"(?m)^name: .*$", "name: t3-ipipno", (TOPOLOGIES / "calico-ipip.yaml").read_text()))
+    try:
+        console = Console(file=io.StringIO(), width=300)
+        assert main(["up", str(path)], console=console) == 3
+        out = console.file.getvalue()
+        assert "ipip" in out and "nothing was built" in out and "netlab doctor" in out and "modprobe ipip" in out
+        assert lab_leftovers("t3-ipipno") == []
+    finally:
+        path.unlink(missing_ok=True)
