@@ -38,6 +38,7 @@ def pod_mtu(topology: Topology) -> int:
 
 
 def build(topology: Topology, b: Builder) -> None:
+    k8s.ensure_router(topology, b)
     for node in topology.nodes:
         _node(topology, b, node)
 

@@ -98,3 +98,17 @@ def flannel_rules(topology: Topology, node: Node) -> str:
 
 def flannel_nat(topology: Topology, b: Builder, node: Node) -> None:
     b.add(LoadIptables(b.ns(node.name), flannel_rules(topology, node), why="flanneld: masquerade pod traffic leaving the pod network"))
+
+
+def ensure_router(topology: Topology, b: Builder) -> None:
+    """Give the subnet a router (the gateway namespace) and the nodes a default route via it.
+
+    The underlay builds the gateway only for an internet or several subnets; Calico's proxy
+    ARP answers for 169.254.1.1 only if the node has a route for it, and an AWS VPC always
+    has its router, so these datapaths ask for one.
+    """
+    if topology.needs_gateway:
+        return
+    for node in topology.nodes:
+        b.add(AddRoute(b.ns(node.name), None, gateway=topology.subnet_of(node).gateway))
+    b.gateway()

@@ -181,6 +181,7 @@ def eni_mac(node: Node, number: int) -> str:
 
 
 def build(topology: Topology, b: Builder) -> None:
+    k8s.ensure_router(topology, b)
     allocations = allocate(topology)
     for node in topology.nodes:
         _node(topology, b, allocations[node.name])
@@ -258,7 +259,7 @@ def snat_rules(topology: Topology, node: Node) -> str:
 
 def _fabric(topology: Topology, b: Builder, allocations: dict[str, NodeAllocation]) -> None:
     """The VPC delivers every secondary IP to the ENI that owns it: permanent neighbours."""
-    gateway = b.ns(names.GATEWAY) if topology.needs_gateway else None
+    gateway: str | None = b.ns(names.GATEWAY)  # always there: ensure_router
     if gateway is not None:
         b.add(SetSysctl(gateway, "net/ipv4/conf/all/send_redirects", "0"))
         for subnet in topology.network.subnets:

@@ -259,3 +259,12 @@ def test_requires_lists_kernel_features() -> None:
     assert plan_of("flannel-vxlan.yaml").requires == ("vxlan",)
     assert plan_of("host-gw.yaml").requires == ()
     assert plan_of("vpc-native.yaml").requires == ()
+
+
+@pytest.mark.parametrize("cni", ["ipip", "vpc-native"])
+def test_calico_and_vpc_nodes_always_have_a_router(cni: str) -> None:
+    plan = make_plan(parse_topology(cluster(cni)))  # one subnet, no internet
+    out = lines(plan)
+    assert "t-gateway" in plan.namespaces
+    assert "ip -n t-node1 route add default via 192.168.1.1" in out and "ip -n t-node2 route add default via 192.168.1.1" in out
+    assert "t-gateway" not in make_plan(parse_topology(cluster("vxlan"))).namespaces
