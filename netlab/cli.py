@@ -91,6 +91,19 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("lab")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--workers", type=int, default=16, help="pings in flight at once (default 16)")
+    sp = cmd("apply", cmd_apply, "create or update Services, Pods and Deployments in a running lab from Kubernetes manifests")
+    sp.add_argument("lab")
+    sp.add_argument("-f", "--filename", required=True, metavar="FILE", help="YAML manifests (v1 Service, v1 Pod, apps/v1 Deployment; several documents)")
+    sp = cmd("scale", cmd_scale, "set a deployment's replicas; endpoints and kube-proxy rules follow")
+    sp.add_argument("lab")
+    sp.add_argument("deployment")
+    sp.add_argument("replicas", type=int)
+    sp = cmd("requests", cmd_requests, "send N requests from a pod or node and count which pod answered")
+    sp.add_argument("lab")
+    sp.add_argument("source", metavar="FROM")
+    sp.add_argument("url", help="http://web, http://10.96.0.100:80/, tcp://HOST:PORT, udp://HOST:PORT")
+    sp.add_argument("-n", "--count", type=int, default=100)
+    sp.add_argument("--json", action="store_true")
     sp = cmd("clean", cmd_clean, "remove everything any netlab lab left behind (and nothing else)")
     sp = cmd("doctor", cmd_doctor, "check what this machine's kernel and tools can do")
     sp.add_argument("--json", action="store_true")
@@ -288,7 +301,7 @@ def cmd_status(args: argparse.Namespace, out: Console) -> int:
     state = lab.get(args.lab)
     views = status.collect(state)
     if args.json:
-        out.print_json(json.dumps(status.as_json(state, views), default=str))
+        out.print_json(json.dumps({**status.as_json(state, views), **_services_json(state)}, default=str))
         return 0
     out.print(f"[bold]lab {state.lab}[/] · cni {state.cni} · from {state.source}")
     for note in state.notes:
@@ -304,6 +317,7 @@ def cmd_status(args: argparse.Namespace, out: Console) -> int:
         out.print(table)
         if view.routes:
             out.print("  routes: " + "\n          ".join(str(r) for r in view.routes), highlight=False)
+    _print_services(state, out)
     return 0
 
 
@@ -320,6 +334,70 @@ def cmd_check(args: argparse.Namespace, out: Console) -> int:
             out.print(f"[yellow]note:[/] {note}")
         out.print(report)
     return 0 if report.ok else 1
+
+
+def _services_json(state: Any) -> dict[str, Any]:
+    from netlab.services import cluster
+
+    return {"services": cluster.describe_services(state)} if state.extra.get("services") else {}
+
+
+def _print_services(state: Any, out: Console) -> None:
+    from netlab.services import cluster
+
+    if not state.extra.get("services"):
+        return
+    mode = state.topology.get("network", {}).get("proxyMode", "iptables")
+    table = Table("service", "type", "cluster-ip", "ports", "affinity", "endpoints", title=f"services (kube-proxy {mode})", title_justify="left")
+    for row in cluster.describe_services(state):
+        kind = row["type"] + (f" ({row['externalTrafficPolicy']})" if row["externalTrafficPolicy"] == "Local" else "")
+        table.add_row(row["service"], kind, row["clusterIP"] or "", " ".join(row["ports"]), row["affinity"], "\n".join(row["endpoints"]) or "<none>")
+    out.print(table)
+
+
+def cmd_apply(args: argparse.Namespace, out: Console) -> int:
+    from netlab.services import manifests
+
+    lab.require_root()
+    state = lab.get(args.lab)
+    for line in manifests.apply_file(state, args.filename):
+        out.print(line, highlight=False)
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace, out: Console) -> int:
+    from netlab.services import cluster
+
+    lab.require_root()
+    state = lab.get(args.lab)
+    deploy = cluster.scale(state, args.deployment, args.replicas)
+    out.print(f"deployment.apps/{args.deployment} scaled to {args.replicas}: {', '.join(deploy['pods']) or 'no pods'}", highlight=False)
+    return 0
+
+
+def cmd_requests(args: argparse.Namespace, out: Console) -> int:
+    import sys
+
+    from netlab.errors import EnvironmentProblem
+
+    lab.require_root()
+    state = lab.get(args.lab)
+    ep = lab.endpoint(state, args.source)
+    argv = netns.exec_argv(ep.ns, [sys.executable, "-m", "netlab.services.client", args.url, "-n", str(args.count)])
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise EnvironmentProblem(f"the request client failed in {ep.ns}: {done.stderr.strip()[-500:]}")
+    result = json.loads(done.stdout)
+    if args.json:
+        out.print_json(json.dumps(result))
+        return 0 if not result["errors"] else 1
+    table = Table("answered by", "requests", "share", title=f"{args.count} requests {args.source} -> {args.url}", title_justify="left")
+    for who, count in result["answers"].items():
+        table.add_row(who, str(count), f"{100 * count / args.count:.1f}%")
+    if result["errors"]:
+        table.add_row("[red]errors[/]", str(result["errors"]), ", ".join(result["error_kinds"]))
+    out.print(table)
+    return 0 if not result["errors"] else 1
 
 
 def cmd_doctor(args: argparse.Namespace, out: Console) -> int:

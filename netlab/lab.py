@@ -75,6 +75,16 @@ def up(
     state.endpoints = [asdict(e) for e in plan.endpoints]
     state.notes = list(plan.notes)
     state.save()
+    if topology.services and backend is None:  # kube-proxy, cluster DNS, workloads: netlab/services/
+        from netlab.services import cluster
+
+        try:
+            cluster.start(state)
+        except BaseException as exc:
+            removed = _undo(state, NetlinkBackend())
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise BuildError("starting Services (kube-proxy, cluster DNS, workloads)", exc, removed) from exc
     return state
 
 
@@ -84,6 +94,7 @@ def _undo(state: LabState, kernel: Backend) -> int:
         stop_processes(ns)
         kernel.remove_namespace(ns)
         removed += 1
+    state.remove_files()
     state.delete()
     return removed
 

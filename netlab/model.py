@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from netlab.errors import TopologyError
+from netlab.services.model import Service, check_services
 
 KNOWN_CNIS = ("docker0", "vxlan", "ipip", "host-gw", "vpc-native")
 RESERVED_NAMES = ("internet", "gateway", "underlay")
@@ -139,6 +140,9 @@ class Network(_Frozen):
     pod_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.244.0.0/16"), alias="podCIDR")
     mode: Literal["Always", "CrossSubnet"] = "Always"
     external_snat: bool = Field(False, alias="externalSNAT")
+    service_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
+    proxy_mode: Literal["iptables", "ipvs"] = Field("iptables", alias="proxyMode")
+    ipvs_scheduler: str = Field("rr", alias="ipvsScheduler")
 
     @field_validator("cni")
     @classmethod
@@ -176,6 +180,7 @@ class Topology(_Frozen):
     name: str
     network: Network = Network()
     nodes: tuple[Node, ...]
+    services: tuple[Service, ...] = ()  # Kubernetes Services: netlab/services/
 
     _check_name = field_validator("name")(
         classmethod(lambda cls, v: _name("lab name", 16, "it prefixes every namespace of the lab")(v))
@@ -262,6 +267,8 @@ class Topology(_Frozen):
             for i, node in enumerate(self.nodes):
                 if len(node.pods) > DOCKER_BRIDGE_CIDR.num_addresses - 3:
                     raise _Problem(f"nodes[{i}].pods", "more containers than docker0's 172.17.0.0/16 holds")
+        if (problem := check_services(self)) is not None:
+            raise _Problem(*problem)
         return self
 
     def _check_pod_network(self, taken: list[tuple[str, ipaddress.IPv4Network]]) -> None:
@@ -385,7 +392,7 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-_ALIASES = {"host_network": "hostNetwork", "instance_type": "instanceType", "pod_cidr": "podCIDR", "external_snat": "externalSNAT"}
+_ALIASES = {"host_network": "hostNetwork", "instance_type": "instanceType", "pod_cidr": "podCIDR", "external_snat": "externalSNAT", "service_cidr": "serviceCIDR", "proxy_mode": "proxyMode"}
 
 
 def _model_at(loc: tuple[int | str, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:

@@ -82,6 +82,35 @@ class LabState:
         self.namespaces.append(ns)
         self.save()
 
+    # ------------------------------------------------------------ files outside the namespaces
+    @staticmethod
+    def files_journal_for(lab: str) -> Path:
+        return state_dir() / f"{lab}.files"
+
+    def will_write(self, path: str | Path) -> None:
+        """Record a file or directory before creating it outside the lab's namespaces
+        (``/etc/netns/<ns>/resolv.conf``), write-ahead, so teardown removes it."""
+        if not self.path.exists():
+            self.save()
+        with open(self.files_journal_for(self.lab), "a") as handle:
+            handle.write(f"{path}\n")
+
+    def remove_files(self) -> list[str]:
+        """Remove the journaled files and (empty) directories, newest first."""
+        try:
+            entries = self.files_journal_for(self.lab).read_text().splitlines()
+        except OSError:
+            return []
+        removed = []
+        for entry in reversed(list(dict.fromkeys(e for e in entries if e))):
+            try:
+                os.rmdir(entry) if os.path.isdir(entry) else os.unlink(entry)
+                removed.append(entry)
+            except OSError:
+                pass  # already gone, or a directory someone else still uses
+        self.files_journal_for(self.lab).unlink(missing_ok=True)
+        return removed
+
     def endpoint_objects(self) -> list[Endpoint]:
         out = []
         for data in self.endpoints:

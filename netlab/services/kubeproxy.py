@@ -1,0 +1,249 @@
+"""kube-proxy's iptables mode: the rules it writes on one node, as iptables-restore text.
+
+The chain structure and names are kube-proxy's own (pkg/proxy/iptables), so what
+``iptables -t nat -S`` shows in a netlab node is what a person sees on a real node::
+
+    PREROUTING/OUTPUT -> KUBE-SERVICES -> KUBE-SVC-<hash>  (ClusterIP:port)
+                                       -> KUBE-NODEPORTS -> KUBE-EXT-<hash> (NodePort)
+    KUBE-SVC-<hash> -> KUBE-SEP-<hash>  one per endpoint, chosen by
+                       -m statistic --mode random --probability 1/n, 1/(n-1), ..., (last: always)
+    KUBE-SEP-<hash> -> DNAT --to-destination <pod IP>:<targetPort>
+    KUBE-MARK-MASQ marks 0x4000; KUBE-POSTROUTING MASQUERADEs marked packets
+    externalTrafficPolicy Local: KUBE-EXT-<hash> -> KUBE-SVL-<hash> (this node's endpoints
+    only, no masquerade, so the pod sees the client's address); a node with none drops.
+    sessionAffinity ClientIP: -m recent --rcheck --seconds <timeout> --reap / --set
+
+Chain hashes are kube-proxy's: base32(sha256(servicePortName + protocol))[:16], with the
+endpoint ("ip:port") appended for KUBE-SEP. Every sync is one atomic iptables-restore
+--noflush: kube-proxy's chains are redeclared (which flushes them), chains no longer needed
+are deleted, and the jumps from the built-in chains are written once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from netlab.services.model import Service, ServicePort
+
+MASQ_MARK = "0x4000/0x4000"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One endpoint of a service: a pod (or a static address) and the node it runs on."""
+
+    ip: str
+    node: str | None = None
+    pod: str | None = None
+
+
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def svc_chain(port_name: str, protocol: str) -> str:
+    return "KUBE-SVC-" + _hash(port_name + protocol.lower())
+
+
+def ext_chain(port_name: str, protocol: str) -> str:
+    return "KUBE-EXT-" + _hash(port_name + protocol.lower())
+
+
+def svl_chain(port_name: str, protocol: str) -> str:
+    return "KUBE-SVL-" + _hash(port_name + protocol.lower())
+
+
+def sep_chain(port_name: str, protocol: str, endpoint: str) -> str:
+    return "KUBE-SEP-" + _hash(port_name + protocol.lower() + endpoint)
+
+
+def probability(n: int) -> str:
+    """kube-proxy's computeProbability: 1/n with ten decimals."""
+    return f"{1.0 / n:0.10f}"
+
+
+def endpoint_address(svc: Service, port: ServicePort, backend: Backend) -> str:
+    return backend.ip if ":" in backend.ip else f"{backend.ip}:{port.target}"
+
+
+NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
+FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD")
+NAT_JUMPS = (
+    '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+)
+FILTER_JUMPS = (
+    '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+    '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+    '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+    '-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+)
+
+
+def _q(text: str) -> str:
+    return f'"{text}"' if " " in text or ">" in text else text
+
+
+class _Table:
+    def __init__(self, name: str, fixed: tuple[str, ...]) -> None:
+        self.name = name
+        self.chains: list[str] = list(fixed)
+        self.rules: list[str] = []
+
+    def chain(self, name: str) -> str:
+        if name not in self.chains:
+            self.chains.append(name)
+        return name
+
+    def add(self, chain: str, *words: str) -> None:
+        self.rules.append(" ".join(["-A", chain, *words]))
+
+    def render(self, saved: dict[str, set[str]], jumps: tuple[str, ...], saved_rules: set[str]) -> list[str]:
+        lines = [f"*{self.name}"]
+        stale = sorted(c for c in saved.get(self.name, set()) if c.startswith("KUBE-") and c not in self.chains)
+        lines += [f":{c} - [0:0]" for c in self.chains + stale]
+        present = {_jump_key(r) for r in saved_rules}
+        lines += [j for j in jumps if _jump_key(j) not in present]
+        lines += self.rules
+        lines += [f"-X {c}" for c in stale]
+        lines.append("COMMIT")
+        return lines
+
+
+def _jump_key(rule: str) -> tuple[str, str]:
+    """(built-in chain, target) of a rule: a jump counts as present whatever its spelling."""
+    words = rule.split()
+    return (words[1] if len(words) > 1 else "", words[-1])
+
+
+def parse_save(text: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Chains and ``-A`` rules per table from ``iptables-save`` output."""
+    chains: dict[str, set[str]] = {}
+    rules: dict[str, set[str]] = {}
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+            chains.setdefault(table, set())
+        elif line.startswith(":"):
+            chains.setdefault(table, set()).add(line[1:].split()[0])
+        elif line.startswith("-A "):
+            rules.setdefault(table, set()).add(line.strip())
+    return chains, rules
+
+
+def ruleset(
+    node: str,
+    services: list[Service],
+    endpoints: dict[str, list[Backend]],
+    cluster_cidr: str,
+    saved: str = "",
+) -> str:
+    """The nat and filter tables kube-proxy writes on ``node``, in iptables-restore format.
+
+    ``endpoints`` maps a service key (``ns/name``) to its ready backends; ``saved`` is the
+    node's current ``iptables-save`` output (to delete stale chains and not repeat jumps).
+    """
+    nat = _Table("nat", NAT_CHAINS)
+    filt = _Table("filter", FILTER_CHAINS)
+    nat.add("KUBE-MARK-MASQ", "-j MARK --set-xmark", MASQ_MARK)
+    nat.add("KUBE-POSTROUTING", "-m mark ! --mark", MASQ_MARK, "-j RETURN")
+    nat.add("KUBE-POSTROUTING", "-j MARK --set-xmark 0x4000/0x0")
+    nat.add("KUBE-POSTROUTING", '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully')
+    filt.add("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding rules" -m mark --mark', MASQ_MARK, "-j ACCEPT")
+    filt.add("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT')
+    node_port_rules: list[tuple[str, ...]] = []
+    for svc in services:
+        if svc.type == "ExternalName" or svc.headless or not svc.cluster_ip:
+            continue
+        backends = endpoints.get(svc.key, [])
+        for port in svc.ports:
+            _service_port(nat, filt, svc, port, backends, node, cluster_cidr, node_port_rules)
+    for words in node_port_rules:
+        nat.add("KUBE-NODEPORTS", *words)
+    nat.add(
+        "KUBE-SERVICES",
+        '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"',
+        "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+    )
+    chains, saved_rules = parse_save(saved)
+    lines = nat.render(chains, NAT_JUMPS, saved_rules.get("nat", set()))
+    lines += filt.render(chains, FILTER_JUMPS, saved_rules.get("filter", set()))
+    return "\n".join(lines) + "\n"
+
+
+def _service_port(
+    nat: _Table,
+    filt: _Table,
+    svc: Service,
+    port: ServicePort,
+    backends: list[Backend],
+    node: str,
+    cluster_cidr: str,
+    node_port_rules: list[tuple[str, ...]],
+) -> None:
+    name = svc.port_name(port)
+    proto = port.protocol.lower()
+    match = f"-p {proto}"
+    dport = f"-m {proto} --dport {port.port}"
+    cip = f"-d {svc.cluster_ip}/32"
+    if not backends:
+        filt.add("KUBE-SERVICES", cip, match, f'-m comment --comment "{name} has no endpoints"', dport, "-j REJECT --reject-with icmp-port-unreachable")
+        if svc.has_node_ports:
+            filt.add(
+                "KUBE-EXTERNAL-SERVICES", match, f'-m comment --comment "{name} has no endpoints"',
+                f"-m addrtype --dst-type LOCAL -m {proto} --dport {port.node_port}", "-j REJECT --reject-with icmp-port-unreachable",
+            )
+        return
+    svc_name = nat.chain(svc_chain(name, port.protocol))
+    nat.add("KUBE-SERVICES", cip, match, f'-m comment --comment "{name} cluster IP"', dport, "-j", svc_name)
+    nat.add(svc_name, f"! -s {cluster_cidr}", cip, match, f'-m comment --comment "{name} cluster IP"', dport, "-j KUBE-MARK-MASQ")
+    seps = []
+    for backend in backends:
+        address = endpoint_address(svc, port, backend)
+        sep = nat.chain(sep_chain(name, port.protocol, address))
+        seps.append((sep, address, backend))
+        ip = address.rsplit(":", 1)[0]
+        nat.add(sep, f"-s {ip}/32", f'-m comment --comment "{name}"', "-j KUBE-MARK-MASQ")
+        recent = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource " if svc.affinity_timeout else ""
+        nat.add(sep, match, f'-m comment --comment "{name}"', f"{recent}-m {proto} -j DNAT --to-destination {address}")
+    _balance(nat, svc_name, name, svc, seps)
+    if not svc.has_node_ports:
+        return
+    ext = nat.chain(ext_chain(name, port.protocol))
+    node_port_rules.append((match, f'-m comment --comment "{name}"', f"-m {proto} --dport {port.node_port}", "-j", ext))
+    if svc.external_traffic_policy == "Cluster":
+        nat.add(ext, f'-m comment --comment "masquerade traffic for {name} external destinations"', "-j KUBE-MARK-MASQ")
+        nat.add(ext, "-j", svc_name)
+        return
+    nat.add(ext, f"-s {cluster_cidr}", f'-m comment --comment "pod traffic for {name} external destinations"', "-j", svc_name)
+    nat.add(ext, f'-m comment --comment "masquerade LOCAL traffic for {name} external destinations"', "-m addrtype --src-type LOCAL -j KUBE-MARK-MASQ")
+    nat.add(ext, f'-m comment --comment "route LOCAL traffic for {name} external destinations"', "-m addrtype --src-type LOCAL -j", svc_name)
+    local = [s for s in seps if s[2].node == node]
+    if not local:
+        filt.add(
+            "KUBE-EXTERNAL-SERVICES", match, f'-m comment --comment "{name} has no local endpoints"',
+            f"-m addrtype --dst-type LOCAL -m {proto} --dport {port.node_port}", "-j DROP",
+        )
+        return
+    svl = nat.chain(svl_chain(name, port.protocol))
+    nat.add(ext, "-j", svl)
+    _balance(nat, svl, name, svc, local)
+
+
+def _balance(nat: _Table, chain: str, name: str, svc: Service, seps: list[tuple[str, str, Backend]]) -> None:
+    if svc.affinity_timeout:
+        for sep, address, _b in seps:
+            nat.add(
+                chain, f'-m comment --comment "{name} -> {address}"',
+                f"-m recent --name {sep} --mask 255.255.255.255 --rsource --rcheck --seconds {svc.affinity_timeout} --reap",
+                "-j", sep,
+            )
+    n = len(seps)
+    for i, (sep, address, _b) in enumerate(seps):
+        stat = f"-m statistic --mode random --probability {probability(n - i)} " if i < n - 1 else ""
+        nat.add(chain, f'-m comment --comment "{name} -> {address}"', f"{stat}-j {sep}")

@@ -1,0 +1,99 @@
+"""The built-in workload pods run: a hostname server, like the tutorials' hello apps.
+
+Run inside a pod's namespace (netlab starts it with ``ip netns exec``)::
+
+    python -m netlab.services.workload --name web-1 --tcp 8080 --udp 5353
+
+- TCP: an HTTP request gets ``200`` with the pod name as the body (``GET /client`` answers
+  with the client's address as the pod saw it: ``203.0.113.1:40312``); anything else is
+  echoed back prefixed with ``<pod>: ``.
+- UDP: each datagram is echoed back prefixed with ``<pod>: ``.
+Each connection is one line on stdout (``<client> <port>/<proto>``), so the log shows
+which clients reached the pod and from which address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import selectors
+import socket
+import sys
+import threading
+
+HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
+
+
+def http_reply(name: str, request: bytes, client: str) -> bytes:
+    path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b"/"
+    body = (client if path.startswith(b"/client") else name).encode() + b"\n"
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nX-Pod-Name: {name}\r\nX-Client: {client}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return head + (b"" if request.startswith(b"HEAD ") else body)
+
+
+def _serve_tcp(name: str, conn: socket.socket, client: str) -> None:
+    with conn:
+        conn.settimeout(10)
+        try:
+            data = conn.recv(65536)
+            if data.startswith(HTTP_METHODS):
+                while b"\r\n\r\n" not in data and b"\n\n" not in data and len(data) < 65536:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    data += more
+                conn.sendall(http_reply(name, data, client))
+                return
+            while data:
+                conn.sendall(name.encode() + b": " + data)
+                data = conn.recv(65536)
+        except OSError:
+            return
+
+
+def serve(name: str, tcp: list[int], udp: list[int]) -> None:
+    sel = selectors.DefaultSelector()
+    for port in tcp:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+        sock.listen(512)
+        sel.register(sock, selectors.EVENT_READ, ("tcp", port))
+    for port in udp:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("0.0.0.0", port))
+        sel.register(sock, selectors.EVENT_READ, ("udp", port))
+    print(f"{name}: serving tcp {tcp} udp {udp}", flush=True)
+    while True:
+        for key, _ in sel.select():
+            proto, port = key.data
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            if proto == "tcp":
+                conn, addr = sock.accept()
+                client = f"{addr[0]}:{addr[1]}"
+                print(f"{client} {port}/tcp", flush=True)
+                threading.Thread(target=_serve_tcp, args=(name, conn, client), daemon=True).start()
+            else:
+                data, addr = sock.recvfrom(65536)
+                print(f"{addr[0]}:{addr[1]} {port}/udp", flush=True)
+                sock.sendto(name.encode() + b": " + data, addr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="netlab-workload", description="hostname server: answers with the pod's name")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--tcp", type=int, action="append", default=[])
+    parser.add_argument("--udp", type=int, action="append", default=[])
+    args = parser.parse_args(argv)
+    try:
+        serve(args.name, args.tcp, args.udp)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
