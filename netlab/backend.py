@@ -198,6 +198,10 @@ class NetlinkBackend:
             match.update(src=str(op.src.network_address), src_len=op.src.prefixlen)
         if op.dst is not None:
             match.update(dst=str(op.dst.network_address), dst_len=op.dst.prefixlen)
+        if op.fwmark is not None:
+            match.update(fwmark=op.fwmark)
+            if op.fwmask is not None:
+                match.update(fwmask=op.fwmask)
         self.ipr(op.ns).rule("add", table=op.table, priority=op.priority, **match)
 
     def _AddNeighbour(self, op: AddNeighbour) -> None:  # noqa: N802

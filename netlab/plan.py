@@ -169,9 +169,13 @@ class AddRule:
     table: int
     priority: int
     dst: IPv4Net | None = None
+    fwmark: int | None = None  # match packets whose mark & fwmask == fwmark
+    fwmask: int | None = None
 
     def render(self) -> list[str]:
         match = (f" from {self.src}" if self.src else "") + (f" to {self.dst}" if self.dst else "")
+        if self.fwmark is not None:
+            match += f" fwmark {self.fwmark:#x}" + (f"/{self.fwmask:#x}" if self.fwmask is not None else "")
         table = "main" if self.table == 254 else str(self.table)
         return [f"{_ip(self.ns)} rule add{match} lookup {table} priority {self.priority}"]
 

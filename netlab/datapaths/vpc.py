@@ -25,8 +25,9 @@ The VPC fabric: AWS's hypervisor answers ARP for every address with the MAC of t
 owns it, so there is no ARP flooding between ENIs. netlab models that with permanent
 neighbour entries for every pod address in the gateway and in the other nodes of the subnet,
 ``arp_ignore=1``/``arp_announce=2`` on the ENIs (so each answers only for its own address),
-and no ICMP redirects from the gateway. Not modelled: the connmark rules that send SNATed
-traffic of secondary-ENI pods out of eth0.
+and no ICMP redirects from the gateway. As in AWS, SNATed connections are connmarked (0x80)
+and routed by ``fwmark 0x80/0x80 lookup main`` (priority 1024), so a secondary-ENI pod's
+traffic to the internet leaves through eth0, the ENI whose address it is SNATed to.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ POD_GATEWAY = ipaddress.IPv4Address("169.254.1.1")
 TO_POD_PRIORITY = 512
 FROM_POD_PRIORITY = 1536
 MAIN_TABLE = 254
+CONNMARK = 0x80  # aws-vpc-cni's AWS_VPC_K8S_CNI_CONNMARK default
+CONNMARK_PRIORITY = 1024
 
 
 @dataclass
@@ -237,21 +240,41 @@ def _node(topology: Topology, b: Builder, alloc: NodeAllocation) -> None:
         b.endpoints.append(Endpoint(slot.pod.name, "pod", ns, slot.ip, node=node.name))
     k8s.host_network_pods(topology, b, node)
     if not topology.network.external_snat:
-        b.add(LoadIptables(host, snat_rules(topology, node), why="aws-vpc-cni: SNAT pod traffic leaving the VPC"))
+        b.add(
+            AddRule(host, None, MAIN_TABLE, CONNMARK_PRIORITY, fwmark=CONNMARK, fwmask=CONNMARK),
+            LoadIptables(host, snat_rules(topology, node), why="aws-vpc-cni: SNAT pod traffic leaving the VPC, via eth0"),
+        )
 
 
 def snat_rules(topology: Topology, node: Node) -> str:
-    """The nat rules aws-node writes (AWS_VPC_K8S_CNI_EXTERNALSNAT=false)."""
+    """The nat and mangle rules aws-node writes (AWS_VPC_K8S_CNI_EXTERNALSNAT=false).
+
+    SNAT to the node's primary address for traffic leaving the VPC; such connections are
+    connmarked 0x80 so that (with ``fwmark 0x80/0x80 lookup main``) they leave through eth0,
+    whose address the SNAT uses, even for pods on a secondary ENI.
+    """
+    mark = f"{CONNMARK:#x}"
     lines = [
         "*nat",
         ":AWS-SNAT-CHAIN-0 - [0:0]",
+        ":AWS-CONNMARK-CHAIN-0 - [0:0]",
+        '-A PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0',
+        f'-A PREROUTING -m comment --comment "AWS, CONNMARK" -j CONNMARK --restore-mark --nfmask {mark} --ctmask {mark}',
         '-A POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0',
     ]
+    for subnet in topology.network.subnets:
+        lines.append(f'-A AWS-CONNMARK-CHAIN-0 -d {subnet.cidr} -m comment --comment "AWS CONNMARK CHAIN, VPC CIDR" -j RETURN')
+    lines.append(f'-A AWS-CONNMARK-CHAIN-0 -m comment --comment "AWS, CONNMARK" -j CONNMARK --set-xmark {mark}/{mark}')
     for subnet in topology.network.subnets:
         lines.append(f'-A AWS-SNAT-CHAIN-0 -d {subnet.cidr} -m comment --comment "AWS SNAT CHAIN" -j RETURN')
     lines += [
         f'-A AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL '
         f"-j SNAT --to-source {topology.node_ip(node)} --random-fully",
+        "COMMIT",
+        "*mangle",
+        f'-A PREROUTING -i eth0 -m comment --comment "AWS, primary ENI" -m addrtype --dst-type LOCAL --limit-iface-in '
+        f"-j CONNMARK --set-xmark {mark}/{mark}",
+        f'-A PREROUTING -i eni+ -m comment --comment "AWS, primary ENI" -j CONNMARK --restore-mark --nfmask {mark} --ctmask {mark}',
         "COMMIT",
     ]
     return "\n".join(lines) + "\n"

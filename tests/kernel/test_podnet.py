@@ -150,11 +150,17 @@ def test_vpc_native(lab_up) -> None:
     assert re.search(r"^192\.168\.1\.20 dev eni[0-9a-f]{11} scope link", routes, re.M), routes
     assert "from 192.168.1.20 lookup 2" in ns_run(eps["node2"].ns, "ip", "rule", "show").stdout
 
-    # SNAT to the node's primary address; db's packet leaves through its own ENI, eth1
-    assert internet_sees(state, "web-1") == {"192.168.1.11"}
+    # inside the VPC, db (a secondary IP of ENI eth1) sends through eth1, unchanged
     with capture(eps["node2"].ns, "eth1", bpf="icmp", count=2, timeout=5) as on_eth1:
+        assert ping(eps["db"].ns, "192.168.1.13")
+    assert [(p[IP].src, p[IP].dst) for p in icmp_requests(on_eth1.packets)] == [("192.168.1.20", "192.168.1.13")]
+
+    # to the internet: SNAT to the node's primary address, and (connmark 0x80) out through eth0
+    assert internet_sees(state, "web-1") == {"192.168.1.11"}
+    with capture(eps["node2"].ns, "eth0", bpf="icmp", count=2, timeout=5) as on_eth0:
         assert internet_sees(state, "db") == {"192.168.1.12"}
-    assert [p for p in icmp_requests(on_eth1.packets) if p[IP].dst == "203.0.113.1"], "db's traffic must use ENI eth1"
+    out = [p for p in icmp_requests(on_eth0.packets) if p[IP].dst == "203.0.113.1"]
+    assert out and out[0][IP].src == "192.168.1.12", "db's SNATed traffic must leave through eth0"
     assert_df_limit(eps["web-1"].ns, "192.168.1.18", 1500)
 
 

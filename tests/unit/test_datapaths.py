@@ -192,13 +192,15 @@ def test_vpc_native_pods_take_secondary_ips_of_the_node_subnet() -> None:
     assert f"ip -n vpc-native-node1 neigh add 192.168.1.20 lladdr {mac_eth1} dev eth0 nud permanent" in out
     rules = next(op.rules for op in plan.operations if isinstance(op, LoadIptables) and op.ns == "vpc-native-node1")
     assert "-A AWS-SNAT-CHAIN-0 -d 192.168.1.0/24" in rules and "-j SNAT --to-source 192.168.1.11" in rules
+    assert "-j CONNMARK --set-xmark 0x80/0x80" in rules and "*mangle" in rules
+    assert "ip -n vpc-native-node1 rule add fwmark 0x80/0x80 lookup main priority 1024" in out
     assert not [r for r in plan.operations if isinstance(r, AddRoute) and r.dev == "tunl0"]
 
 
 def test_vpc_external_snat_writes_no_snat_rule() -> None:
     data = cluster("vpc-native", "externalSNAT: true\n  internet: 203.0.113.0/24")
     plan = make_plan(parse_topology(data))
-    assert "AWS-SNAT-CHAIN" not in plan.render()
+    assert "AWS-SNAT-CHAIN" not in plan.render() and "fwmark" not in plan.render()
 
 
 def test_vpc_maxpods_t3_medium_runs_17_of_18() -> None:
