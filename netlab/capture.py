@@ -140,38 +140,53 @@ class Capture:
             raise EnvironmentProblem(f"capture filters need libpcap: apt install libpcap0.8 ({exc})") from None
         except Exception as exc:  # scapy raises Scapy_Exception for a filter libpcap cannot compile
             raise UsageError(f"bad capture filter {self.bpf!r}: {exc}") from None
+        import scapy.layers.inet  # noqa: F401  (imported here, not in the reader: scapy's first import is slow)
+        import scapy.layers.l2  # noqa: F401
+        import scapy.layers.vxlan  # noqa: F401  (decode Flannel's UDP 8472 as VXLAN)
+
         self._deadline = time.monotonic() + self.timeout
         self._thread = threading.Thread(target=self._read, name=f"capture-{self.ns}:{self.iface}", daemon=True)
         self._thread.start()
         return self
 
     def _read(self) -> None:
-        import scapy.layers.vxlan  # noqa: F401  (decode Flannel's UDP 8472 as VXLAN)
         from scapy.layers.inet import IP
         from scapy.layers.l2 import Ether
 
         decode = Ether if self.linktype == DLT_EN10MB else IP
         sock = self._socket
         assert sock is not None
-        while not self._stop.is_set():
+        while True:
             if self.count is not None and len(self.frames) >= self.count:
+                return
+            if self._stop.is_set():
+                # frames the kernel already queued belong to the capture: drain, then stop
+                while self._receive(sock, decode, block=False):
+                    if self.count is not None and len(self.frames) >= self.count:
+                        return
                 return
             remaining = self._deadline - time.monotonic()
             if remaining <= 0:
                 return
             ready, _, _ = select.select([sock], [], [], min(remaining, 0.05))
-            if not ready:
-                continue
-            try:
-                data, ancillary, _flags, address = sock.recvmsg(65535, socket.CMSG_SPACE(_TIMESPEC.size))
-            except OSError:
+            if ready and not self._receive(sock, decode, block=True):
                 return
-            stamp = time.time()
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
-                    seconds, nanos = _TIMESPEC.unpack(value[: _TIMESPEC.size])
-                    stamp = seconds + nanos / 1e9
-            self.frames.append(Seen(decode(data), stamp, address[2] == PACKET_OUTGOING))
+
+    def _receive(self, sock: socket.socket, decode: Any, block: bool) -> bool:
+        """Read one frame; False when nothing is left (non-blocking) or the socket is gone."""
+        try:
+            data, ancillary, _flags, address = sock.recvmsg(65535, socket.CMSG_SPACE(_TIMESPEC.size), 0 if block else socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False
+        stamp = time.time()
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                seconds, nanos = _TIMESPEC.unpack(value[: _TIMESPEC.size])
+                stamp = seconds + nanos / 1e9
+        self.frames.append(Seen(decode(data), stamp, address[2] == PACKET_OUTGOING))
+        return True
 
     @property
     def done(self) -> bool:
@@ -187,7 +202,7 @@ class Capture:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(2)
+            self._thread.join(10)
             self._thread = None
         if self._socket is not None:
             self._socket.close()
