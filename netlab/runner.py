@@ -181,7 +181,8 @@ class Runner:
         handler = getattr(self, f"_step_{kind}")
         targets = self._targets(spec)
         if not targets:
-            return [StepResult(index, kind, "-", f"{kind}", "skipped", "none of its labs is up")]
+            wanted = ", ".join(spec.labs or ())
+            return [StepResult(index, kind, wanted or "-", f"{kind} in {wanted}", "skipped", "none of its labs is up")]
         try:
             return list(handler(index, spec, targets))
         except NetlabError as exc:

@@ -51,6 +51,7 @@ class LabRef(_Frozen):
     file: str
     name: str | None = None
     cni: str | None = None
+    network: dict[str, Any] = Field(default_factory=dict)  # overrides merged into the file's network
     optional: bool = False
 
 
@@ -224,7 +225,8 @@ def load_scenario(path: str | Path) -> tuple[Scenario, list[ScenarioLab]]:
         update: dict[str, Any] = {}
         if ref.name:
             update["name"] = ref.name
-        data = topology.model_dump(by_alias=True)
+        data = topology.model_dump(by_alias=True, exclude_unset=True)
+        data.setdefault("network", {}).update(ref.network)
         if ref.cni:
             data["network"]["cni"] = ref.cni
         if update:
