@@ -157,9 +157,13 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     scenario, labs = load_scenario(args.file)
     notify = (lambda msg: None) if args.json else (lambda msg: out.print(f"  {msg}", highlight=False, markup=False))
     runner = Runner(scenario, labs, args.file, Path(args.out) if args.out else None, args.samples, notify)
-    if not args.json:
+    if args.json:
+        result = runner.run()
+    else:
         out.print(f"[bold]running {scenario.name}[/]: {len(labs)} lab(s), {len(scenario.steps)} step(s)")
-    result = runner.run()
+        with out.status("starting", spinner="dots") as spinner:
+            runner.activity = lambda msg: spinner.update(msg)
+            result = runner.run()
     if args.json:
         out.print_json(json.dumps(result.to_json(), default=str))
     else:
@@ -190,10 +194,10 @@ def cmd_capture(args: argparse.Namespace, out: Console) -> int:
             stamp = time.strftime("%H:%M:%S", time.localtime(seen.time)) + f".{int(seen.time * 1e6) % 1000000:06d}"
             out.print(f"{stamp} {'out' if seen.outgoing else 'in '} {text}", highlight=False, markup=False, soft_wrap=True)
 
-    out.print(f"capturing on {point} (netns {point.ns}){f' filter {args.filter!r}' if args.filter else ''}; Ctrl-C stops", style="dim")
     interrupted = False
-    cap.start()
+    cap.start()  # the socket is open (and filtered) before the first line tells anyone to send
     try:
+        out.print(f"capturing on {point} (netns {point.ns}){f' filter {args.filter!r}' if args.filter else ''}; Ctrl-C stops", style="dim")
         while not cap.done:
             time.sleep(0.05)
             show()

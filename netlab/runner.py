@@ -85,6 +85,7 @@ class Runner:
         out_dir: Path | None = None,
         samples: int | None = None,
         notify: Notify | None = None,
+        activity: Notify | None = None,
     ) -> None:
         self.scenario = scenario
         self.labs = labs
@@ -92,6 +93,7 @@ class Runner:
         self.out_dir = out_dir
         self.samples = samples
         self.notify = notify or (lambda _msg: None)
+        self.activity = activity or (lambda _msg: None)  # what is going on right now (a spinner)
         self.up: dict[str, LabState] = {}
         self.rtt_samples: dict[str, dict[str, list[float]]] = {}
 
@@ -180,6 +182,7 @@ class Runner:
     def _step(self, index: int, kind: str, spec: Any) -> list[StepResult]:
         handler = getattr(self, f"_step_{kind}")
         targets = self._targets(spec)
+        self.activity(f"step {index + 1}/{len(self.scenario.steps)}: {kind} in {', '.join(targets) or '-'}")
         if not targets:
             wanted = ", ".join(spec.labs or ())
             return [StepResult(index, kind, wanted or "-", f"{kind} in {wanted}", "skipped", "none of its labs is up")]
@@ -218,7 +221,11 @@ class Runner:
             samplers = {base_key: _pinger(src.ns, str(dst.ip), spec.interval, spec.size), **samplers}
         total = self.samples or spec.samples
         meter = measure.CpuMeter()
-        samples = measure.interleaved(samplers, total, spec.chunk, spec.warmup)
+        self.activity(f"rtt {spec.src} -> {spec.dst}: warming up")
+        samples = measure.interleaved(
+            samplers, total, spec.chunk, spec.warmup,
+            progress=lambda done, rounds: self.activity(f"rtt {spec.src} -> {spec.dst}: round {done}/{rounds} ({len(samplers)} paths interleaved)"),
+        )
         busy = meter.busy()
         self.rtt_samples[f"step{index}"] = samples
         out = []

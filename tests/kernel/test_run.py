@@ -77,3 +77,30 @@ def test_measurements_and_rate_impairment(root: None, tmp_path: Path) -> None:
     assert 0.02 < gbps < 0.06, f"a 50mbit tbf must cap throughput, got {gbps} Gbit/s"
     assert lab_leftovers("t5-meas") == []
     assert_host_unchanged(before)
+
+
+def test_ctrl_c_during_a_run_tears_every_lab_down(root: None, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from netlab import netns
+
+    before = host_snapshot()
+    steps = "  - rtt: {from: web1, to: host2, samples: 100000, interval: 0.001}\n"
+    path = scenario(tmp_path, "t5-int", steps)
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "netlab.cli", "run", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(n.startswith("t5-int-") for n in netns.list_names()):
+        time.sleep(0.1)
+    time.sleep(2)  # inside the rtt step
+    assert any(n.startswith("t5-int-") for n in netns.list_names()), "the lab never came up"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    assert lab_leftovers("t5-int") == []
+    assert_host_unchanged(before)
