@@ -10,6 +10,8 @@ tested without root.
 from __future__ import annotations
 
 import errno
+import os
+import socket
 import subprocess
 from collections.abc import Callable
 from typing import Protocol
@@ -38,9 +40,11 @@ from netlab.plan import (
     SetSysctl,
     SetTunnel,
 )
+from netlab.rtnl import Rtnl
 
 RTNH_F_ONLINK = 4
 RT_SCOPE_LINK = 253
+RT_TABLE_MAIN = 254
 IFA_F_NOPREFIXROUTE = 0x200
 
 
@@ -81,10 +85,18 @@ class RecordingBackend:
 
 
 class NetlinkBackend:
-    """Applies operations through netlink (pyroute2) inside the lab's namespaces."""
+    """Applies operations through netlink inside the lab's namespaces.
+
+    The operations every lab repeats per pod (namespaces, veths, bridges, enslaving, link
+    up, addresses, routes) go through :class:`netlab.rtnl.Rtnl`, a lean client on the
+    socket opened when the namespace was created; interface indexes come from the kernel's
+    echo of each new link, so building needs no lookups. Rarer operations use pyroute2's
+    ``IPRoute`` on a second socket in the same namespace.
+    """
 
     def __init__(self) -> None:
         self._ipr: dict[str, IPRoute] = {}
+        self._rtnl: dict[str, Rtnl] = {}
         self._index: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------ plumbing
@@ -94,25 +106,45 @@ class NetlinkBackend:
             handle = self._ipr[ns] = IPRoute(use_socket=netns.netlink_socket(ns))
         return handle
 
+    def rtnl(self, ns: str) -> Rtnl:
+        handle = self._rtnl.get(ns)
+        if handle is None:
+            handle = self._rtnl[ns] = Rtnl(netns.netlink_socket(ns))
+        return handle
+
     def index(self, ns: str, name: str) -> int:
         key = (ns, name)
         if key not in self._index:
-            found = self.ipr(ns).link_lookup(ifname=name)
-            if not found:
-                raise NetlinkError(errno.ENODEV, f"no interface {name!r} in namespace {ns}")
-            self._index[key] = found[0]
+            try:
+                self._index[key] = self.rtnl(ns).link_index(name)
+            except NetlinkError as exc:
+                if exc.code == errno.ENODEV:
+                    raise NetlinkError(errno.ENODEV, f"no interface {name!r} in namespace {ns}") from None
+                raise
         return self._index[key]
+
+    def _created(self, ns: str, name: str, index: int) -> None:
+        if index:
+            self._index[(ns, name)] = index
+        else:  # a kernel that does not echo new links: look the index up when it is needed
+            self._index.pop((ns, name), None)
 
     def close(self) -> None:
         for handle in self._ipr.values():
             handle.close()
+        for rtnl in self._rtnl.values():
+            rtnl.close()
         self._ipr.clear()
+        self._rtnl.clear()
         self._index.clear()
 
     def remove_namespace(self, ns: str) -> None:
         handle = self._ipr.pop(ns, None)
         if handle is not None:
             handle.close()
+        rtnl = self._rtnl.pop(ns, None)
+        if rtnl is not None:
+            rtnl.close()
         self._index = {k: v for k, v in self._index.items() if k[0] != ns}
         netns.remove(ns)
 
@@ -122,29 +154,25 @@ class NetlinkBackend:
         handler(op)
 
     def _CreateNamespace(self, op: CreateNamespace) -> None:  # noqa: N802 - named after the op
-        def open_socket() -> object:
-            import socket
-
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-
-        sock = netns.create(op.ns, then=open_socket)
-        ipr = self._ipr[op.ns] = IPRoute(use_socket=sock)
-        ipr.link("set", index=1, state="up")
+        sock = netns.create(op.ns, then=lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
+        assert sock is not None
+        rtnl = self._rtnl[op.ns] = Rtnl(sock)
+        rtnl.set_link(index=1, up=True)
 
     def _AddVeth(self, op: AddVeth) -> None:  # noqa: N802
-        peer: dict[str, object] = {"ifname": op.peer, "net_ns_fd": netns.path(op.peer_ns), "mtu": op.mtu}
-        if op.peer_mac:
-            peer["address"] = op.peer_mac
-        args: dict[str, object] = {"ifname": op.name, "kind": "veth", "mtu": op.mtu, "peer": peer}
-        if op.mac:
-            args["address"] = op.mac
-        self.ipr(op.ns).link("add", **args)
+        fd = os.open(netns.path(op.peer_ns), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            index, peer_index = self.rtnl(op.ns).add_link(
+                op.name, "veth", op.mtu, op.mac, peer=op.peer, peer_mtu=op.mtu, peer_mac=op.peer_mac, peer_netns_fd=fd
+            )
+        finally:
+            os.close(fd)
+        self._created(op.ns, op.name, index)
+        self._created(op.peer_ns, op.peer, peer_index)
 
     def _AddBridge(self, op: AddBridge) -> None:  # noqa: N802
-        args: dict[str, object] = {"ifname": op.name, "kind": "bridge", "mtu": op.mtu}
-        if op.mac:
-            args["address"] = op.mac
-        self.ipr(op.ns).link("add", **args)
+        index, _ = self.rtnl(op.ns).add_link(op.name, "bridge", op.mtu, op.mac)
+        self._created(op.ns, op.name, index)
 
     def _AddVxlan(self, op: AddVxlan) -> None:  # noqa: N802
         self.ipr(op.ns).link(
@@ -164,33 +192,29 @@ class NetlinkBackend:
         self.ipr(op.ns).link("set", index=self.index(op.ns, op.name), mtu=op.mtu)
 
     def _SetMaster(self, op: SetMaster) -> None:  # noqa: N802
-        self.ipr(op.ns).link("set", index=self.index(op.ns, op.name), master=self.index(op.ns, op.master))
+        self.rtnl(op.ns).set_link(index=self.index(op.ns, op.name), master=self.index(op.ns, op.master))
 
     def _LinkUp(self, op: LinkUp) -> None:  # noqa: N802
-        self.ipr(op.ns).link("set", index=self.index(op.ns, op.dev), state="up")
+        self.rtnl(op.ns).set_link(index=self.index(op.ns, op.dev), up=True)
 
     def _AddAddress(self, op: AddAddress) -> None:  # noqa: N802
-        extra: dict[str, object] = {"IFA_FLAGS": IFA_F_NOPREFIXROUTE} if op.noprefixroute else {}
-        self.ipr(op.ns).addr(
-            "add", index=self.index(op.ns, op.dev), address=str(op.address.ip), prefixlen=op.address.network.prefixlen, **extra
-        )
+        flags = IFA_F_NOPREFIXROUTE if op.noprefixroute else 0
+        index = self.index(op.ns, op.dev)
+        self.rtnl(op.ns).add_address(index, str(op.address.ip), op.address.network.prefixlen, flags)
 
     def _SetMac(self, op: SetMac) -> None:  # noqa: N802
         self.ipr(op.ns).link("set", index=self.index(op.ns, op.dev), address=op.mac)
 
     def _AddRoute(self, op: AddRoute) -> None:  # noqa: N802
-        args: dict[str, object] = {"dst": str(op.dst) if op.dst else "0.0.0.0/0"}
-        if op.gateway:
-            args["gateway"] = str(op.gateway)
-        if op.dev:
-            args["oif"] = self.index(op.ns, op.dev)
-        if op.onlink:
-            args["flags"] = RTNH_F_ONLINK
-        if op.scope_link:
-            args["scope"] = RT_SCOPE_LINK
-        if op.table is not None:
-            args["table"] = op.table
-        self.ipr(op.ns).route("add", **args)
+        self.rtnl(op.ns).add_route(
+            str(op.dst.network_address) if op.dst else None,
+            op.dst.prefixlen if op.dst else 0,
+            gateway=str(op.gateway) if op.gateway else None,
+            oif=self.index(op.ns, op.dev) if op.dev else None,
+            scope=RT_SCOPE_LINK if op.scope_link else 0,
+            flags=RTNH_F_ONLINK if op.onlink else 0,
+            table=op.table if op.table is not None else RT_TABLE_MAIN,
+        )
 
     def _AddRule(self, op: AddRule) -> None:  # noqa: N802
         match: dict[str, object] = {}

@@ -8,7 +8,7 @@ from tests.conftest import ns_run
 def test_container_reaches_internet_through_snat(lab_up) -> None:
     from netlab.capture import capture
 
-    state = lab_up("docker0.yaml", name="t-docker0")
+    state = lab_up("docker0.yaml", name="t2-docker0")
     eps = {e.name: e for e in state.endpoint_objects()}
     with capture(eps["internet"].ns, "eth0", bpf="icmp", count=2, timeout=5) as seen:
         ping = ns_run(eps["client"].ns, "ping", "-c1", "-W2", "203.0.113.1")
