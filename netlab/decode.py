@@ -49,6 +49,9 @@ class Frame:
             return "IPIP"
         return "none"
 
+    def short_encap(self) -> str:
+        return {"vxlan": f"VXLAN VNI {self.vni}", "ipip": "IPIP"}.get(self.encap, "none")
+
     def transport_text(self) -> str:
         if self.proto == "icmp":
             kind = ICMP_TYPES.get(self.icmp_type or 0, f"type {self.icmp_type}")

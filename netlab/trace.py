@@ -90,6 +90,10 @@ class Kernel:
     def by_index(self, ns: str, index: int) -> Link | None:
         return next((link for link in self.links(ns) if link.index == index), None)
 
+    def neighbour(self, ns: str, ifindex: int, address: str) -> str | None:
+        """The MAC ``ns`` has for ``address`` on ``ifindex`` (permanent or resolved), if any."""
+        return netns.run_in(ns, lambda: _neighbour(ifindex, address))
+
     def route(self, ns: str, dst: str, src: str | None = None, iif: int | None = None) -> Route | None:
         return netns.run_in(ns, lambda: _route_get(dst, src, iif))
 
@@ -139,6 +143,16 @@ def _nsids(candidates: Sequence[str]) -> dict[int, str]:
     return out
 
 
+def _neighbour(ifindex: int, address: str) -> str | None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        for msg in ipr.get_neighbours(family=socket.AF_INET):
+            if msg["ifindex"] == ifindex and msg.get_attr("NDA_DST") == address and msg.get_attr("NDA_LLADDR"):
+                return str(msg.get_attr("NDA_LLADDR"))
+    return None
+
+
 def _route_get(dst: str, src: str | None, iif: int | None) -> Route | None:
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
@@ -173,6 +187,13 @@ class Hop:
 class HopPath:
     hops: list[Hop]
     notes: list[str] = field(default_factory=list)
+    back: list[Hop] = field(default_factory=list)  # the reply's path, in its order
+
+    @property
+    def points(self) -> list[Hop]:
+        """Every capture point: the request's path, then what only the reply crosses."""
+        seen = {h.point for h in self.hops}
+        return self.hops + [h for h in self.back if h.point not in seen]
 
 
 class _Walker:
@@ -180,10 +201,12 @@ class _Walker:
         self.state = state
         self.kernel = kernel
         self.endpoints: list[Endpoint] = state.endpoint_objects()
-        self.by_ns = {e.ns: e for e in self.endpoints}
+        # a namespace is named after its node/pod/host; hostNetwork pods share their node's
+        self.by_ns = {e.ns: e for e in self.endpoints if not e.host_network}
         self.namespaces: list[str] = list(state.namespaces)
         self.hops: list[Hop] = []
         self.notes: list[str] = []
+        self.l2_mac: str | None = None  # the next hop's MAC, as the last router resolved it
 
     # names
     def target(self, ns: str) -> Endpoint | None:
@@ -296,6 +319,7 @@ class _Walker:
                 out = self.kernel.link(ns, route.oif)
                 assert out is not None
             l2_target = route.gateway or current
+            self.l2_mac = self.kernel.neighbour(ns, out.index, l2_target)
             if out.kind == "bridge":
                 self.add(ns, out.name)
                 port = self.bridge_port(ns, out, l2_target, exclude=None)
@@ -319,6 +343,14 @@ class _Walker:
         return peer_ns, peer.name
 
     def bridge_port(self, ns: str, bridge: Link, target: str, exclude: Link | None) -> Link | None:
+        """The port of ``bridge`` that leads to ``target``: by the neighbour MAC the sender
+        resolved (when it has one), else by which namespace holds the address."""
+        if self.l2_mac:
+            for port in self.kernel.links(ns):
+                if port.master == bridge.index and port != exclude:
+                    found = self.peer(ns, port)
+                    if found is not None and found[1].mac == self.l2_mac:
+                        return port
         owner = self.owner(target)
         owner_ns = owner[0] if owner else None
         owner_ep = self.target(owner_ns) if owner_ns else None
@@ -526,6 +558,7 @@ class Trace:
     hops: list[Hop]
     rows: list[Row]
     notes: list[str]
+    back: list[Hop] = field(default_factory=list)
     verdict: str = ""
     captures: dict[str, Capture] = field(default_factory=dict, repr=False)
 
@@ -547,6 +580,7 @@ class Trace:
             "marker": self.probe.marker.decode(),
             "replied": self.probe.replied,
             "path": [{"at": str(h.point), "ns": h.point.ns, "iface": h.point.iface, "role": h.role} for h in self.hops],
+            "return_path": [str(h.point) for h in self.back],
             "rows": [r.as_dict() for r in self.rows],
             "notes": self.notes,
             "verdict": self.verdict,
@@ -557,7 +591,8 @@ class Trace:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for i, hop in enumerate(self.hops, 1):
+        seen = {h.point for h in self.hops}
+        for i, hop in enumerate(self.hops + [h for h in self.back if h.point not in seen], 1):
             cap = self.captures.get(str(hop.point))
             if cap is None:
                 continue
@@ -567,9 +602,9 @@ class Trace:
         return written
 
 
-def _rows(hops: Sequence[Hop], captures: dict[str, Capture], probe: Probe) -> list[Row]:
+def _rows(hops: Sequence[Hop], back: Sequence[Hop], captures: dict[str, Capture], probe: Probe) -> list[Row]:
     found: dict[tuple[str, str], tuple[Frame, bool, float]] = {}
-    for hop in hops:
+    for hop in [*hops, *back]:
         cap = captures[str(hop.point)]
         for seen in cap.frames:
             frame = decode(seen.packet)
@@ -579,7 +614,7 @@ def _rows(hops: Sequence[Hop], captures: dict[str, Capture], probe: Probe) -> li
             if which in ("request", "reply"):
                 found.setdefault((str(hop.point), which), (frame, seen.outgoing, seen.time))
     rows = []
-    for direction, order in (("request", list(hops)), ("reply", list(reversed(hops)))):
+    for direction, order in (("request", list(hops)), ("reply", list(back))):
         previous: Row | None = None
         for hop in order:
             hit = found.get((str(hop.point), direction))
@@ -599,9 +634,9 @@ def _rows(hops: Sequence[Hop], captures: dict[str, Capture], probe: Probe) -> li
 def _diff(before: Frame, after: Frame) -> list[str]:
     out = []
     if before.encap == "none" and after.encap != "none":
-        out.append(f"encapsulated {after.encap_text()} {after.src}->{after.dst}")
+        out.append(f"encapsulated {after.short_encap()} {after.src}->{after.dst}")
     elif before.encap != "none" and after.encap == "none":
-        out.append(f"decapsulated {before.encap_text()}")
+        out.append(f"decapsulated {before.short_encap()}")
     if before.inner_src != after.inner_src:
         out.append(f"SNAT src {before.inner_src}->{after.inner_src}")
     if before.inner_dst != after.inner_dst:
@@ -634,7 +669,7 @@ def verdict(t: Trace) -> str:
     if not requests:
         why = "; ".join(t.notes) or t.probe.detail
         return f"{kind}: the probe was not seen on any hop" + (f": {why}" if why else "")
-    encaps = sorted({r.frame.encap_text() for r in requests if r.frame is not None and r.frame.encapsulated})
+    encaps = sorted({r.frame.short_encap() for r in requests if r.frame is not None and r.frame.encapsulated})
     words = [kind + (f" via {', '.join(encaps)}" if encaps else ", no encapsulation")]
     nat = [f"{c.split(' ', 2)[0]} {c.split()[-1].replace('->', ' -> ')} at {where}" for c, where in t.changes("request") if "NAT" in c]
     words.append(", ".join(nat) if nat else "no NAT")
@@ -687,6 +722,13 @@ def trace(
         raise UsageError(f"the source must be a node, pod or lab host, not an address ({src})")
     dst_ep, dst_ip, dst_kind = resolve(state, dst)
     path = find_path(state, src_ep, dst_ip, dst_ep)
+    path.back = list(reversed(path.hops))
+    if dst_ep is not None and path.hops and not path.notes:
+        # replies may take another way (policy routing, a gateway hairpin); where a NAT
+        # hides the source, the reply cannot be walked ahead and follows the request back
+        back = find_path(state, dst_ep, src_ip, src_ep)
+        if back.hops and not back.notes and back.hops[-1].point == path.hops[0].point:
+            path.back = back.hops
     ident = int.from_bytes(os.urandom(2), "big") or 1
     marker = f"netlab-trace-{os.urandom(6).hex()}".encode()
     probe = Probe(proto, src_ip, dst_ip, None if proto == "icmp" else (port or PROBE_PORT), marker, ident)
@@ -694,12 +736,13 @@ def trace(
         on_start(path)
     captures: dict[str, Capture] = {}
     with ExitStack() as stack:
-        for hop in path.hops:
+        for hop in path.points:
             cap = Capture(hop.point.ns, hop.point.iface, "ip", None, timeout + settle + 5)
             stack.callback(cap.stop)
             captures[str(hop.point)] = cap.start()
         send_probe(src_ep.ns, dst_ep.ns if dst_ep else None, probe, timeout)
         time.sleep(settle)
-    result = Trace(state.lab, src, dst, src_kind, dst_kind, probe, path.hops, _rows(path.hops, captures, probe), path.notes, captures=captures)
+    rows = _rows(path.hops, path.back, captures, probe)
+    result = Trace(state.lab, src, dst, src_kind, dst_kind, probe, path.hops, rows, path.notes, path.back, captures=captures)
     result.verdict = verdict(result)
     return result
