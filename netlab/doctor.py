@@ -77,7 +77,9 @@ PROBES = (
     _Probe("vxlan", False, "cni vxlan (Flannel)", "modprobe vxlan", _link("vxlan", vxlan_id=1, vxlan_port=8472)),
     _Probe(
         "ipip", False, "cni ipip (Calico IP-in-IP)",
-        f"modprobe ipip (Ubuntu: apt install linux-modules-extra-$(uname -r)); {VM_HINT}", _link("ipip"),
+        f"modprobe ipip (Ubuntu: apt install linux-modules-extra-$(uname -r)); {VM_HINT}",
+        # with local/remote: a bare ipip link is the fallback tunl0 the module already made (EEXIST)
+        _link("ipip", ipip_local="192.0.2.1", ipip_remote="192.0.2.2"),
     ),
     _Probe("tbf", False, "rate limits in scenarios", "modprobe sch_tbf", _qdisc("tbf", rate="10mbit", burst=10240, latency=50000)),
     _Probe(

@@ -5,6 +5,8 @@ Tiers (see README "Tests"):
 - ``tests/kernel``: builds real labs in namespaces; needs root. Every lab is built through
   the ``lab_up`` fixture, which afterwards asserts that nothing of the lab is left
   (namespaces, state record, processes) and that the host namespace is unchanged.
+- VM tier (tests/vmtier.py): a test marked ``@pytest.mark.requires("ipip", ...)`` whose
+  features this kernel lacks runs inside a stock-kernel VM, its result reported here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["vmtier"]  # the requires() marker and the VM tier
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
