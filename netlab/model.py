@@ -263,7 +263,9 @@ class Topology(_Frozen):
             taken.append((f"network.internet {net.internet}", net.internet))
         self._check_pod_network(taken)
         if net.cni == "docker0":
-            self._no_overlap("network.subnets", DOCKER_BRIDGE_CIDR, taken, what="docker0's 172.17.0.0/16")
+            for label, other in taken:  # name the range that collides: network.subnets[k].cidr or network.internet
+                field = label.split(" ")[0] + (".cidr" if label.startswith("network.subnets") else "")
+                self._no_overlap(field, other, [(f"docker0's bridge network {DOCKER_BRIDGE_CIDR}", DOCKER_BRIDGE_CIDR)])
             for i, node in enumerate(self.nodes):
                 if len(node.pods) > DOCKER_BRIDGE_CIDR.num_addresses - 3:
                     raise _Problem(f"nodes[{i}].pods", "more containers than docker0's 172.17.0.0/16 holds")
