@@ -369,6 +369,8 @@ def parse_topology(text: str | dict[str, Any], source: str = "<topology>") -> To
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or "not valid YAML"
             raise TopologyError(source, where, f"not valid YAML: {problem}") from None
+        except RecursionError:  # PyYAML's parser recurses once per nesting level
+            raise TopologyError(source, "", "not valid YAML: the document nests too deeply") from None
     else:
         data = text
     if not isinstance(data, dict):
