@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from netlab.state import LabState, state_dir
 
 DNS_POD = "coredns"
 DNS_LABELS = {"k8s-app": "kube-dns"}
-READY_TIMEOUT = 10.0
+READY_TIMEOUT = 60.0 if os.environ.get("NETLAB_IN_VM") else 10.0  # an emulated CPU starts Python slowly
 _K8S_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated name suffixes
 
 
@@ -261,6 +262,9 @@ def _spawn(state: LabState, ns: str, log_name: str, argv: list[str]) -> tuple[in
             netns.exec_argv(ns, [sys.executable, *argv]),
             stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
         )
+    # the server outlives this call (netlab down stops it); reap it when it exits, so a
+    # long-lived caller (tests, a Python session) keeps no zombie
+    threading.Thread(target=proc.wait, name=f"reap-{log_name}", daemon=True).start()
     return proc.pid, log
 
 
@@ -273,8 +277,10 @@ def _wait_ready(started: list[tuple[str, int, Path]]) -> None:
             text = log.read_text() if log.exists() else ""
             if "serving" in text:
                 pending.remove(item)
-            elif not _alive(pid) or time.monotonic() > deadline:
-                raise EnvironmentProblem(f"the server in pod {name} did not start: {text.strip()[-400:] or 'no output'}")
+            elif not _alive(pid):
+                raise EnvironmentProblem(f"the server in pod {name} exited at start: {text.strip()[-400:] or 'no output'}")
+            elif time.monotonic() > deadline:
+                raise EnvironmentProblem(f"the server in pod {name} was not serving after {READY_TIMEOUT:.0f} s: {text.strip()[-400:] or 'no output'}")
         time.sleep(0.02)
 
 
