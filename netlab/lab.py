@@ -50,6 +50,10 @@ def up(
         from netlab import doctor  # probes in a scratch namespace: refuse before anything is built
 
         doctor.require(plan.requires, f"lab {plan.lab!r} (cni {plan.cni})")
+    if topology.services and topology.network.proxy_mode == "ipvs" and backend is None:
+        from netlab.services import ipvs
+
+        ipvs.require()  # kube-proxy IPVS mode: refuse before anything is built
     kernel = backend or NetlinkBackend()
     state = LabState(lab=plan.lab, cni=plan.cni, source=source, topology=topology.model_dump(mode="json", by_alias=True))
     state.save()
@@ -64,6 +68,8 @@ def up(
             if progress:
                 progress(done + 1, total, describe(op))
     except BaseException as exc:
+        if isinstance(current, CreateNamespace) and isinstance(exc, FileExistsError):
+            state.forget(current.ns)  # the name was taken meanwhile: that namespace is not ours to remove
         removed = _undo(state, kernel)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise

@@ -112,6 +112,13 @@ class LabState:
             handle.write(ns + "\n")
         self.namespaces.append(ns)
 
+    def forget(self, ns: str) -> None:
+        """Drop ``ns`` from the journal: creating it failed because the name was taken, so it is not ours."""
+        self.namespaces = [name for name in self.namespaces if name != ns]
+        self.journal.write_text("".join(name + "\n" for name in self.namespaces))
+        if self.path.exists():
+            self.save()
+
     # ------------------------------------------------------------ files outside the namespaces
     @staticmethod
     def files_journal_for(lab: str) -> Path:

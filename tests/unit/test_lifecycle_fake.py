@@ -1,0 +1,177 @@
+"""The lifecycle on a fake kernel (RecordingBackend): journal, rollback, down, clean. No root.
+
+A failure injected at every single operation of the docker0 and docker-2hosts plans must
+leave nothing: every namespace created is removed, the state record and journal are gone,
+and the BuildError names the operation that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netlab import lab
+from netlab.backend import RecordingBackend
+from netlab.datapaths import make_plan
+from netlab.errors import BuildError, LabExists, LabNotFound
+from netlab.model import Topology, load_topology
+from netlab.plan import CreateNamespace, Operation, Plan, describe
+from netlab.state import LabState
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+
+
+class Failing(RecordingBackend):
+    """A RecordingBackend that remembers which operation it failed on, and checks write-ahead journaling."""
+
+    def __init__(self, lab_name: str, fail_at: int | None = None, error: BaseException | None = None) -> None:
+        super().__init__(fail_at, error)
+        self.lab_name = lab_name
+        self.failed: Operation | None = None
+
+    def apply(self, op: Operation) -> None:
+        if isinstance(op, CreateNamespace):  # journaled before it exists: a crash here leaves a record
+            record = LabState.load(self.lab_name)
+            assert record is not None and op.ns in record.namespaces
+        if self.fail_at is not None and len(self.applied) == self.fail_at:
+            self.failed = op
+        super().apply(op)
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test journals into its own directory, and never signals real processes."""
+    monkeypatch.setenv("NETLAB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(lab, "stop_processes", lambda ns, grace=1.0: [])
+    yield tmp_path / "state"
+
+
+def lab_of(file: str) -> tuple[Topology, Plan]:
+    topology = load_topology(TOPOLOGIES / file)
+    topology = topology.model_copy(update={"name": "t2-fake"})
+    return topology, make_plan(topology, file)
+
+
+def nothing_left(backend: RecordingBackend, lab_name: str = "t2-fake") -> None:
+    created = {op.ns for op in backend.applied if isinstance(op, CreateNamespace)}
+    assert backend.namespaces == set(), f"left behind: {backend.namespaces}"
+    assert created <= set(backend.removed)
+    assert LabState.load(lab_name) is None
+    assert not LabState.path_for(lab_name).exists() and not LabState.journal_for(lab_name).exists()
+    assert LabState.all() == []
+    assert backend.closed
+
+
+@pytest.mark.parametrize("file", ["docker0.yaml", "docker-2hosts.yaml"])
+def test_failure_at_every_operation_rolls_everything_back(file: str) -> None:
+    topology, plan = lab_of(file)
+    assert len(plan) > 40
+    for k in range(len(plan)):
+        backend = Failing("t2-fake", fail_at=k)
+        with pytest.raises(BuildError) as caught:
+            lab.up(topology, plan, file, backend=backend)
+        error = caught.value
+        assert backend.failed is not None and len(backend.applied) == k
+        assert error.op == describe(backend.failed), f"operation {k}"
+        assert "building failed at: " + describe(backend.failed) in str(error)
+        assert "injected failure" in str(error) and isinstance(error.__cause__, OSError)
+        journaled = {op.ns for op in backend.applied if isinstance(op, CreateNamespace)}
+        if isinstance(backend.failed, CreateNamespace):
+            journaled.add(backend.failed.ns)  # journaled before creation was attempted
+        assert error.rolled_back == len(journaled)
+        assert backend.removed == [ns for ns in reversed(plan.namespaces) if ns in journaled]  # newest first
+        nothing_left(backend)
+        assert error.exit_code == 1
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 20, 42])
+def test_ctrl_c_mid_build_rolls_back_and_reraises(k: int) -> None:
+    topology, plan = lab_of("docker0.yaml")
+    backend = Failing("t2-fake", fail_at=k, error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        lab.up(topology, plan, "docker0.yaml", backend=backend)
+    nothing_left(backend)
+
+
+def test_a_namespace_taken_meanwhile_is_not_removed() -> None:
+    """Creating a namespace whose name someone else took fails; rollback must not delete theirs."""
+    topology, plan = lab_of("docker0.yaml")
+    backend = Failing("t2-fake")
+    backend.namespaces.add("t2-fake-web")  # a foreign namespace of the same name
+    with pytest.raises(BuildError) as caught:
+        lab.up(topology, plan, "docker0.yaml", backend=backend)
+    assert caught.value.op == "ip netns add t2-fake-web"
+    assert isinstance(caught.value.__cause__, FileExistsError)
+    assert "t2-fake-web" not in backend.removed and backend.namespaces == {"t2-fake-web"}
+    assert set(backend.removed) == {op.ns for op in backend.applied if isinstance(op, CreateNamespace)}
+    assert LabState.all() == []
+
+
+def test_up_then_down_without_the_topology() -> None:
+    topology, plan = lab_of("docker-2hosts.yaml")
+    seen: list[tuple[int, int]] = []
+    state = lab.up(topology, plan, "docker-2hosts.yaml", backend=RecordingBackend(),
+                   progress=lambda done, total, _op: seen.append((done, total)))
+    assert seen[-1] == (len(plan), len(plan)) and len(seen) == len(plan)
+    assert state.status == "up" and state.namespaces == list(plan.namespaces)
+    record = LabState.load("t2-fake")
+    assert record is not None and record.status == "up" and record.namespaces == list(plan.namespaces)
+    assert {e.name for e in record.endpoint_objects()} >= {"host1", "host2", "web1", "web2", "internet"}
+    assert lab.get("t2-fake").lab == "t2-fake"
+
+    teardown = RecordingBackend()
+    lab.down("t2-fake", backend=teardown)  # from the record alone: no topology given
+    assert teardown.removed == list(reversed(plan.namespaces))
+    assert LabState.all() == [] and not LabState.journal_for("t2-fake").exists()
+
+
+def test_up_twice_is_refused_before_touching_anything() -> None:
+    topology, plan = lab_of("docker0.yaml")
+    lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+    second = RecordingBackend()
+    with pytest.raises(LabExists, match="already up: run `netlab down t2-fake` first"):
+        lab.up(topology, plan, "docker0.yaml", backend=second)
+    assert second.applied == []
+    lab.down("t2-fake", backend=RecordingBackend())
+
+
+def test_down_of_an_unknown_lab_lists_the_labs() -> None:
+    topology, plan = lab_of("docker0.yaml")
+    lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+    with pytest.raises(LabNotFound, match=r"no lab named 'nope' is up \(labs up: t2-fake\)"):
+        lab.down("nope", backend=RecordingBackend())
+    lab.down("t2-fake", backend=RecordingBackend())
+    with pytest.raises(LabNotFound, match=r"labs up: none"):
+        lab.down("t2-fake", backend=RecordingBackend())
+
+
+def test_clean_finishes_a_crashed_build_and_only_it() -> None:
+    """A run that died mid-build left a 'building' record; clean removes what it journaled."""
+    crashed = LabState(lab="t2-crashed", cni="docker0")
+    crashed.save()
+    for ns in ("t2-crashed-underlay", "t2-crashed-host1"):
+        crashed.will_create(ns)
+    record = LabState.load("t2-crashed")
+    assert record is not None and record.status == "building"
+    with pytest.raises(LabNotFound):
+        lab.get("t2-crashed")  # not usable ...
+    backend = RecordingBackend()
+    backend.namespaces |= {"t2-crashed-underlay", "t2-crashed-host1", "t2-foreign"}
+    cleaned = lab.clean(backend=backend)
+    assert [s.lab for s in cleaned] == ["t2-crashed"]
+    assert backend.removed == ["t2-crashed-host1", "t2-crashed-underlay"]
+    assert backend.namespaces == {"t2-foreign"}  # ... and nothing else is touched
+    assert LabState.all() == []
+
+
+def test_a_journal_without_its_record_still_counts() -> None:
+    state = LabState(lab="t2-orphan")
+    state.will_create("t2-orphan-host1")  # writes the record first, then the journal line
+    state.path.unlink()  # a record lost (e.g. deleted by hand); the journal still names our namespace
+    record = LabState.load("t2-orphan")
+    assert record is not None and record.namespaces == ["t2-orphan-host1"]
+    backend = RecordingBackend()
+    assert [s.lab for s in lab.clean(backend=backend)] == ["t2-orphan"]
+    assert backend.removed == ["t2-orphan-host1"] and LabState.all() == []
