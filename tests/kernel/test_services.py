@@ -196,3 +196,27 @@ def test_cluster_ip_on_every_pod_network(lab_up, topology: str, tmp_path: Path) 
     web_pods = {p.name for p in cluster.pods_of(state) if p.labels.get("app") == "web"}
     result = requests(ns_of(state, "client"), "http://web.default.svc.cluster.local", 100)
     assert result["errors"] == 0 and set(result["answers"]) == web_pods, result
+
+
+@pytest.mark.requires("ipvs")
+def test_ipvs_mode_cluster_ip_round_robin_affinity_and_scaling(lab_up) -> None:
+    """The same ClusterIP checks with kube-proxy's IPVS mode (kernel IPVS: the VM tier here)."""
+    from netlab.model import load_topology
+
+    topology = load_topology(ROOT / "topologies" / "services.yaml")
+    topology = topology.model_copy(update={"network": topology.network.model_copy(update={"proxy_mode": "ipvs"})})
+    state = lab_up(topology, name="t7-ipvs")
+    client = ns_of(state, "client")
+    node1 = ns_of(state, "node1")
+    web = cluster_ip(state, "default/web")
+    assert f"inet {web}/32" in run(node1, "ip", "-o", "addr", "show", "dev", "kube-ipvs0")
+    spread = requests(client, "http://web", 300)
+    assert spread["errors"] == 0 and set(spread["answers"]) == {"web-1", "web-2", "web-3"}
+    assert all(90 <= n <= 110 for n in spread["answers"].values()), spread  # rr: 100 each
+    sticky = requests(client, "http://web-sticky", 60)
+    assert sticky["errors"] == 0 and len(sticky["answers"]) == 1, sticky
+    cluster.scale(state, "web", 2)
+    after = requests(client, "http://web", 100)
+    assert after["errors"] == 0 and set(after["answers"]) == {"web-1", "web-2"}, after
+    nodeport = requests(ns_of(state, "internet"), "http://192.168.1.13:30080", 10)
+    assert nodeport["errors"] == 0 and sum(nodeport["answers"].values()) == 10, nodeport
