@@ -43,6 +43,7 @@ from netlab.plan import Endpoint
 TUNNEL_KINDS = ("vxlan", "ipip", "gre", "geneve", "sit")
 MAX_STEPS = 40
 PROBE_PORT = 8080
+REPLY_TAG = b"-reply"
 RTN_LOCAL = 2
 
 
@@ -188,12 +189,14 @@ class HopPath:
     hops: list[Hop]
     notes: list[str] = field(default_factory=list)
     back: list[Hop] = field(default_factory=list)  # the reply's path, in its order
+    other_backs: list[list[Hop]] = field(default_factory=list)  # other ways the reply may take
+    via: str = ""  # the DNAT behind the address, e.g. "service web -> web-3"
 
     @property
     def points(self) -> list[Hop]:
-        """Every capture point: the request's path, then what only the reply crosses."""
-        seen = {h.point for h in self.hops}
-        return self.hops + [h for h in self.back if h.point not in seen]
+        """Every capture point: the request's path, then what only a reply crosses."""
+        points = {h.point: h for h in [*self.hops, *self.back, *(h for b in self.other_backs for h in b)]}
+        return list(points.values())
 
 
 class _Walker:
@@ -215,8 +218,9 @@ class _Walker:
     def add(self, ns: str, iface: str) -> None:
         ep = self.target(ns)
         hop = Hop(Point(ep.name if ep else ns, ns, iface, ep.kind if ep else ""), self.role(ns, iface))
-        if hop not in self.hops:
-            self.hops.append(hop)
+        # a point may come twice: a hairpin (in and out of the same interface, e.g. a
+        # NodePort forwarded to another node, or a gateway sending a packet back)
+        self.hops.append(hop)
 
     def role(self, ns: str, iface: str) -> str:
         ep = self.target(ns)
@@ -258,11 +262,19 @@ class _Walker:
         return next((e.ns for e in self.endpoints if e.name == name), None)
 
     # the walk
-    def walk(self, src: Endpoint, src_ip: str, dst_ip: str, remote_for_tunnel: str | None) -> None:
+    def walk(self, src: Endpoint, src_ip: str, dst_ip: str, remote_for_tunnel: str | None, start: Hop | None = None) -> None:
         ns, inbound, l2_target = src.ns, None, None
+        if start is not None:  # continue from a hop (the packet was rewritten there)
+            ns, inbound = start.point.ns, start.point.iface
         outer: list[str] = []  # the destination stack: [inner] while a tunnel carries it
         current = dst_ip
+        states: set[tuple[str, str | None, str, int]] = set()
         for _ in range(MAX_STEPS):
+            state = (ns, inbound, current, len(outer))
+            if state in states:
+                self.notes.append(f"routing loop: {current} comes back to {self.label(ns)}")
+                return
+            states.add(state)
             in_link = self.kernel.link(ns, inbound) if inbound else None
             master = self.kernel.by_index(ns, in_link.master) if in_link and in_link.master else None
             if master is not None and master.kind == "bridge" and l2_target is not None and l2_target not in master.addresses:
@@ -373,8 +385,14 @@ class _Walker:
         return ep.name if ep else ns
 
 
-def find_path(state: Any, src: Endpoint, dst_ip: str, dst: Endpoint | None = None, kernel: Kernel | None = None) -> HopPath:
-    """The capture points a packet from ``src`` to ``dst_ip`` crosses, in order."""
+def find_path(
+    state: Any, src: Endpoint, dst_ip: str, dst: Endpoint | None = None, kernel: Kernel | None = None, after: HopPath | None = None
+) -> HopPath:
+    """The capture points a packet from ``src`` to ``dst_ip`` crosses, in order.
+
+    ``after``: a path already walked (to where a DNAT rewrote the destination); the walk
+    continues from its last hop towards ``dst_ip``.
+    """
     walker = _Walker(state, kernel or Kernel())
     assert src.ip is not None
     remote = None
@@ -383,8 +401,58 @@ def find_path(state: Any, src: Endpoint, dst_ip: str, dst: Endpoint | None = Non
         remote = str(node.ip) if node and node.ip else None
     elif dst is not None and dst.kind == "node":
         remote = str(dst.ip)
-    walker.walk(src, str(src.ip), dst_ip, remote)
+    start = None
+    if after is not None and after.hops:
+        walker.hops = list(after.hops)
+        start = after.hops[-1]
+    walker.walk(src, str(src.ip), dst_ip, remote, start)
     return HopPath(walker.hops, walker.notes)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a DNAT may send the probe: a pod behind a Service or a published port."""
+
+    endpoint: Endpoint
+    port: int | None  # the port the pod listens on
+    why: str  # "service web" | "published port 8080"
+
+
+def dnat_targets(state: Any, dst_ip: str, proto: str, port: int | None) -> tuple[str, list[Target]]:
+    """The pods a DNAT rule may rewrite ``dst_ip:port`` to, and what the address is."""
+    eps = state.endpoint_objects()
+    by_name = {e.name: e for e in eps}
+    node_ips = {str(e.ip): e.name for e in eps if e.kind == "node" and e.ip is not None}
+    out: list[Target] = []
+    kind = ""
+    if state.extra.get("services"):
+        from netlab.services import cluster
+
+        services = cluster.services_of(state)
+        backends = cluster.endpoints_for(services, cluster.pods_of(state))
+        for svc in services:
+            for sp in svc.ports:
+                if sp.protocol.lower() != proto:
+                    continue
+                hit_cluster = svc.cluster_ip == dst_ip and (port is None or sp.port == port)
+                hit_node = dst_ip in node_ips and sp.node_port is not None and sp.node_port == port
+                if not (hit_cluster or hit_node):
+                    continue
+                kind = kind or ("service" if hit_cluster else "")
+                for backend in backends.get(svc.key, []):
+                    ep = by_name.get(backend.pod or "") or next((e for e in eps if e.ip is not None and str(e.ip) == backend.ip), None)
+                    if ep is not None:
+                        out.append(Target(ep, sp.target_port or sp.port, f"service {svc.name}"))
+    if dst_ip in node_ips and port is not None:
+        topo = state.topology or {}
+        for node in topo.get("nodes", []):
+            if node.get("name") != node_ips[dst_ip]:
+                continue
+            for pod in node.get("pods", []):
+                for mapping in pod.get("ports", []):
+                    if mapping.get("host_port") == port and mapping.get("protocol", "tcp") == proto and pod["name"] in by_name:
+                        out.append(Target(by_name[pod["name"]], mapping.get("container_port"), f"published port {port}"))
+    return kind, out
 
 
 # ------------------------------------------------------------------ probes
@@ -397,24 +465,23 @@ class Probe:
     marker: bytes
     ident: int
     client_port: int | None = None
+    target_ports: tuple[int, ...] = ()  # where a DNAT may send it
     replied: bool = False
     detail: str = ""
 
     def matches(self, frame: Frame) -> str | None:
         """'request', 'reply' or None: is ``frame`` this probe (at any hop, after any NAT)?"""
-        if self.marker in frame.payload:
-            if frame.proto == "icmp":
-                return "request" if frame.icmp_type == 8 else "reply" if frame.icmp_type == 0 else None
-            if frame.dport == self.port:
-                return "request"
-            if frame.sport == self.port:
-                return "reply"
+        if self.marker not in frame.payload:
             return None
-        if frame.proto == "tcp" and self.proto == "tcp" and self.client_port is not None:
-            if (frame.sport, frame.dport) == (self.client_port, self.port):
-                return "request-ctl"
-            if (frame.sport, frame.dport) == (self.port, self.client_port):
-                return "reply-ctl"
+        if frame.proto == "icmp":
+            return "request" if frame.icmp_type == 8 else "reply" if frame.icmp_type == 0 else None
+        if self.marker + REPLY_TAG in frame.payload:
+            return "reply"  # netlab's echo server answers with the marker and a tag
+        ports = {self.port, *self.target_ports}
+        if frame.dport in ports or (self.client_port is not None and frame.sport == self.client_port):
+            return "request"
+        if frame.sport in ports:
+            return "reply"
         return None
 
 
@@ -432,8 +499,12 @@ def _icmp_echo(ident: int, seq: int, payload: bytes) -> bytes:
     return struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
 
 
-def send_probe(src_ns: str, dst_ns: str | None, probe: Probe, timeout: float) -> None:
-    """Send one probe from ``src_ns`` and wait for its reply (sets ``probe.replied``)."""
+def send_probe(src_ns: str, listeners: Sequence[tuple[str, int]], probe: Probe, timeout: float) -> None:
+    """Send one probe from ``src_ns`` and wait for its reply (sets ``probe.replied``).
+
+    ``listeners``: (namespace, port) where an echo server answers UDP/TCP probes for the
+    run of the probe (skipped where something already listens, e.g. a workload).
+    """
     with ExitStack() as stack:
         if probe.proto == "icmp":
             sock = netns.run_in(src_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
@@ -453,44 +524,47 @@ def send_probe(src_ns: str, dst_ns: str | None, probe: Probe, timeout: float) ->
             probe.detail = "no echo reply"
             return
         kind = socket.SOCK_DGRAM if probe.proto == "udp" else socket.SOCK_STREAM
-        server: socket.socket | None = None
-        if dst_ns is not None:
-            server = netns.run_in(dst_ns, lambda: _listener(kind, probe.port or PROBE_PORT))
-            stack.callback(server.close)
-        client = netns.run_in(src_ns, lambda: socket.socket(socket.AF_INET, kind))
-        stack.callback(client.close)
-        client.settimeout(timeout)
         stop = threading.Event()
-        if server is not None:
+        for ns, port in listeners:
+            server = netns.run_in(ns, lambda port=port: _listener(kind, port))  # type: ignore[misc]
+            if server is None:
+                continue
+            stack.callback(server.close)
             echo = threading.Thread(target=_echo, args=(server, kind, stop, timeout), name="trace-echo", daemon=True)
             echo.start()
             stack.callback(echo.join, timeout + 1)
-            stack.callback(stop.set)
+        stack.callback(stop.set)  # runs first: the echo threads end, then are joined, then closed
+        client = netns.run_in(src_ns, lambda: socket.socket(socket.AF_INET, kind))
+        stack.callback(client.close)
+        client.settimeout(timeout)
         try:
+            client.bind(("0.0.0.0", 0))
+            probe.client_port = client.getsockname()[1]
             if kind == socket.SOCK_DGRAM:
                 client.sendto(probe.marker, (probe.dst_ip, probe.port))
                 data = client.recv(65535)
             else:
-                client.bind(("0.0.0.0", 0))
-                probe.client_port = client.getsockname()[1]
                 client.connect((probe.dst_ip, probe.port))
                 client.sendall(probe.marker)
                 data = client.recv(65535)
-            probe.replied = probe.marker in data
+            probe.replied = bool(data)
+            if data and probe.marker not in data:
+                probe.detail = "answered by a server that is not an echo"
         except OSError as exc:
             probe.detail = exc.strerror or str(exc)
 
 
-def _listener(kind: int, port: int) -> socket.socket:
+def _listener(kind: int, port: int) -> socket.socket | None:
+    """An echo server's socket on ``port``; None if something already listens there."""
     sock = socket.socket(socket.AF_INET, kind)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("0.0.0.0", port))
         if kind == socket.SOCK_STREAM:
             sock.listen(4)
-    except OSError as exc:
+    except OSError:
         sock.close()
-        raise UsageError(f"cannot listen on port {port} in the destination: {exc.strerror or exc}") from None
+        return None
     return sock
 
 
@@ -504,14 +578,14 @@ def _echo(server: socket.socket, kind: int, stop: threading.Event, timeout: floa
                 continue
             if kind == socket.SOCK_DGRAM:
                 data, address = server.recvfrom(65535)
-                server.sendto(data, address)
+                server.sendto(data + REPLY_TAG, address)
                 return
             if conn is None:
                 conn, _ = server.accept()
                 continue
             data = conn.recv(65535)
             if data:
-                conn.sendall(data)
+                conn.sendall(data + REPLY_TAG)
             return
     except OSError:
         return
@@ -559,6 +633,7 @@ class Trace:
     rows: list[Row]
     notes: list[str]
     back: list[Hop] = field(default_factory=list)
+    via: str = ""
     verdict: str = ""
     captures: dict[str, Capture] = field(default_factory=dict, repr=False)
 
@@ -583,41 +658,45 @@ class Trace:
             "return_path": [str(h.point) for h in self.back],
             "rows": [r.as_dict() for r in self.rows],
             "notes": self.notes,
+            "via": self.via or None,
             "verdict": self.verdict,
         }
 
     def write(self, directory: str | os.PathLike[str]) -> list[Path]:
-        """One pcap per hop (everything captured there), named ``NN-target-iface.pcap``."""
+        """One pcap per capture point (everything captured there), ``NN-target-iface.pcap``,
+        numbered in path order (the request's, then points only the reply crossed)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        seen = {h.point for h in self.hops}
-        for i, hop in enumerate(self.hops + [h for h in self.back if h.point not in seen], 1):
-            cap = self.captures.get(str(hop.point))
+        points = list(dict.fromkeys(h.point for h in [*self.hops, *self.back]))
+        for i, point in enumerate(points, 1):
+            cap = self.captures.get(str(point))
             if cap is None:
                 continue
-            path = out / f"{i:02d}-{hop.point.target}-{hop.point.iface}.pcap"
+            path = out / f"{i:02d}-{point.target}-{point.iface}.pcap"
             cap.write(str(path))
             written.append(path)
         return written
 
 
 def _rows(hops: Sequence[Hop], back: Sequence[Hop], captures: dict[str, Capture], probe: Probe) -> list[Row]:
-    found: dict[tuple[str, str], tuple[Frame, bool, float]] = {}
-    for hop in [*hops, *back]:
-        cap = captures[str(hop.point)]
-        for seen in cap.frames:
+    found: dict[tuple[str, str], list[tuple[Frame, bool, float]]] = {}
+    for point in {str(h.point) for h in [*hops, *back]}:
+        for seen in captures[point].frames:
             frame = decode(seen.packet)
-            if frame is None:
-                continue
-            which = probe.matches(frame)
-            if which in ("request", "reply"):
-                found.setdefault((str(hop.point), which), (frame, seen.outgoing, seen.time))
+            which = probe.matches(frame) if frame is not None else None
+            if frame is not None and which in ("request", "reply"):
+                found.setdefault((point, which), []).append((frame, seen.outgoing, seen.time))
     rows = []
     for direction, order in (("request", list(hops)), ("reply", list(back))):
         previous: Row | None = None
+        passes: dict[str, int] = {}  # a point on the path twice takes its frames in turn
         for hop in order:
-            hit = found.get((str(hop.point), direction))
+            key = str(hop.point)
+            hits = found.get((key, direction), [])
+            turn = passes.get(key, 0)
+            passes[key] = turn + 1
+            hit = hits[turn] if turn < len(hits) else None
             row = Row(hop, direction, *(hit if hit else (None, None, None)))
             if row.frame is not None and previous is not None and previous.frame is not None:
                 row.changes = _diff(previous.frame, row.frame)
@@ -637,13 +716,18 @@ def _diff(before: Frame, after: Frame) -> list[str]:
         out.append(f"encapsulated {after.short_encap()} {after.src}->{after.dst}")
     elif before.encap != "none" and after.encap == "none":
         out.append(f"decapsulated {before.short_encap()}")
-    if before.inner_src != after.inner_src:
-        out.append(f"SNAT src {before.inner_src}->{after.inner_src}")
-    if before.inner_dst != after.inner_dst:
-        out.append(f"DNAT dst {before.inner_dst}->{after.inner_dst}")
+    if before.inner_src != after.inner_src or before.sport != after.sport:
+        out.append(f"SNAT src {_where(before.inner_src, before.sport, after.sport)}->{_where(after.inner_src, after.sport, before.sport)}")
+    if before.inner_dst != after.inner_dst or before.dport != after.dport:
+        out.append(f"DNAT dst {_where(before.inner_dst, before.dport, after.dport)}->{_where(after.inner_dst, after.dport, before.dport)}")
     if after.inner_ttl < before.inner_ttl:
         out.append(f"TTL-{before.inner_ttl - after.inner_ttl}")
     return out
+
+
+def _where(ip: str, port: int | None, other: int | None) -> str:
+    """An address, with its port when a NAT changed the port too."""
+    return f"{ip}:{port}" if port is not None and port != other else ip
 
 
 def _name_reverse_nat(rows: list[Row]) -> None:
@@ -664,7 +748,7 @@ def _name_reverse_nat(rows: list[Row]) -> None:
 
 
 def verdict(t: Trace) -> str:
-    kind = f"{t.src_kind}-to-{t.dst_kind}"
+    kind = f"{t.src_kind}-to-{t.dst_kind}" + (f" ({t.via})" if t.via and t.seen("request") else "")
     requests = t.seen("request")
     if not requests:
         why = "; ".join(t.notes) or t.probe.detail
@@ -693,6 +777,9 @@ def resolve(state: Any, name: str) -> tuple[Endpoint | None, str, str]:
             if ep.ip is None:
                 raise UsageError(f"{name!r} has no address to trace to or from")
             return ep, str(ep.ip), ep.kind
+    for svc in state.extra.get("services", []):
+        if svc.get("name") == name and svc.get("clusterIP"):
+            return None, str(svc["clusterIP"]), "service"
     try:
         ipaddress.IPv4Address(name)
     except ValueError:
@@ -721,28 +808,79 @@ def trace(
     if src_ep is None:
         raise UsageError(f"the source must be a node, pod or lab host, not an address ({src})")
     dst_ep, dst_ip, dst_kind = resolve(state, dst)
-    path = find_path(state, src_ep, dst_ip, dst_ep)
-    path.back = list(reversed(path.hops))
-    if dst_ep is not None and path.hops and not path.notes:
-        # replies may take another way (policy routing, a gateway hairpin); where a NAT
-        # hides the source, the reply cannot be walked ahead and follows the request back
-        back = find_path(state, dst_ep, src_ip, src_ep)
-        if back.hops and not back.notes and back.hops[-1].point == path.hops[0].point:
-            path.back = back.hops
+    probe_port = None if proto == "icmp" else (port or PROBE_PORT)
+    kind, targets = dnat_targets(state, dst_ip, proto, probe_port) if probe_port else ("", [])
+    dst_kind = kind or dst_kind
+    paths = [_branch(state, src_ep, src_ip, dst_ip, dst_ep, None)]
+    paths += [_branch(state, src_ep, src_ip, dst_ip, dst_ep, t) for t in targets]
+    if targets and dst_ep is None:
+        paths = paths[1:]  # a Service address itself is on no interface: only the DNAT branches
+    listeners = [(t.endpoint.ns, t.port or probe_port) for t in targets] if targets else []
+    if dst_ep is not None and probe_port:
+        listeners.append((dst_ep.ns, probe_port))
     ident = int.from_bytes(os.urandom(2), "big") or 1
     marker = f"netlab-trace-{os.urandom(6).hex()}".encode()
-    probe = Probe(proto, src_ip, dst_ip, None if proto == "icmp" else (port or PROBE_PORT), marker, ident)
+    probe = Probe(proto, src_ip, dst_ip, probe_port, marker, ident)
+    probe.target_ports = tuple(t.port for t in targets if t.port)
+    union = HopPath([], [], [])
+    for path in paths:
+        union.hops += [h for h in path.points if h.point not in {x.point for x in union.hops}]
     if on_start:
-        on_start(path)
+        on_start(union)
     captures: dict[str, Capture] = {}
     with ExitStack() as stack:
-        for hop in path.points:
+        for hop in union.hops:
             cap = Capture(hop.point.ns, hop.point.iface, "ip", None, timeout + settle + 5)
             stack.callback(cap.stop)
             captures[str(hop.point)] = cap.start()
-        send_probe(src_ep.ns, dst_ep.ns if dst_ep else None, probe, timeout)
+        send_probe(src_ep.ns, listeners, probe, timeout)
         time.sleep(settle)
+    path = _taken(paths, captures, probe)
     rows = _rows(path.hops, path.back, captures, probe)
-    result = Trace(state.lab, src, dst, src_kind, dst_kind, probe, path.hops, rows, path.notes, path.back, captures=captures)
+    for other in path.other_backs:
+        alternative = _rows(path.hops, other, captures, probe)
+        if _replies_seen(alternative) > _replies_seen(rows):
+            path.back, rows = other, alternative
+    result = Trace(state.lab, src, dst, src_kind, dst_kind, probe, path.hops, rows, path.notes, path.back, path.via, captures=captures)
     result.verdict = verdict(result)
     return result
+
+
+def _branch(state: Any, src_ep: Endpoint, src_ip: str, dst_ip: str, dst_ep: Endpoint | None, target: Target | None) -> HopPath:
+    """The request's path (to ``target`` behind a DNAT, if given) and the reply's."""
+    final, final_ip = (dst_ep, dst_ip) if target is None else (target.endpoint, str(target.endpoint.ip))
+    path = find_path(state, src_ep, final_ip, final)
+    reached = bool(path.hops) and not path.notes and final is not None and path.hops[-1].point.ns == final.ns
+    if target is not None and not reached:
+        # the target is not routable from the source (a published port reached from
+        # outside): walk to the address that was asked for, then on from where it ends
+        path = find_path(state, src_ep, final_ip, final, after=find_path(state, src_ep, dst_ip, dst_ep))
+    path.back = list(reversed(path.hops))
+    if target is not None:
+        path.via = f"{target.why} -> {target.endpoint.name}"
+    if final is not None and path.hops and not path.notes:
+        # replies may take another way (policy routing, a gateway hairpin). Where a NAT
+        # hides the source the reply follows the request back instead, and which one it
+        # was is only known afterwards: both are captured, the one that saw it is shown
+        back = find_path(state, final, src_ip, src_ep)
+        if back.hops and not back.notes and back.hops[-1].point == path.hops[0].point and back.hops != path.back:
+            path.other_backs = [path.back]
+            path.back = back.hops
+    return path
+
+
+def _replies_seen(rows: list[Row]) -> int:
+    return sum(1 for r in rows if r.direction == "reply" and r.frame is not None)
+
+
+def _taken(paths: list[HopPath], captures: dict[str, Capture], probe: Probe) -> HopPath:
+    """The branch the probe took: the longest whose last hop saw it (else the first)."""
+    for path in sorted(paths, key=lambda p: -len(p.hops)):
+        if not path.hops:
+            continue
+        cap = captures[str(path.hops[-1].point)]
+        for seen in cap.frames:
+            frame = decode(seen.packet)
+            if frame is not None and probe.matches(frame) == "request":
+                return path
+    return paths[0]

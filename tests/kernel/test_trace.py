@@ -87,6 +87,21 @@ def test_docker_two_hosts_address_is_ambiguous(lab_up) -> None:
     assert rows(node, "request")["host2:eth0"].frame.src == "192.168.1.11"
 
 
+def test_docker0_published_port_dnat_and_reverse(lab_up) -> None:
+    from netlab.trace import trace
+
+    state = lab_up("docker0.yaml", name="t4-trpub")
+    t = trace(state, "internet", "host1", proto="tcp", port=8080)
+    assert t.verdict == (
+        "internet-to-node (published port 8080 -> web), no encapsulation, "
+        "DNAT 192.168.1.11:8080 -> 172.17.0.2:80 at host1, reply received (un-DNAT at host1)"
+    )
+    req, rep = rows(t, "request"), rows(t, "reply")
+    assert (req["web:eth0"].frame.dst, req["web:eth0"].frame.dport) == ("172.17.0.2", 80)
+    assert rep["host1:eth0"].changes[0] == "un-DNAT src 172.17.0.2:80->192.168.1.11:8080"
+    assert rep["internet:eth0"].frame.src == "192.168.1.11", "the internet sees only the host's address"
+
+
 def test_interrupted_trace_leaves_nothing(lab_up, monkeypatch: pytest.MonkeyPatch) -> None:
     from netlab import trace as tr
 
@@ -179,16 +194,49 @@ def test_vpc_native_pod_addresses_on_the_wire(lab_up) -> None:
     assert out.verdict == f"pod-to-internet, no encapsulation, SNAT {out.probe.src_ip} -> 192.168.1.11 at node1, reply received (un-SNAT at node1)"
 
 
+def test_vpc_secondary_eni_reply_hairpins_through_the_gateway(lab_up) -> None:
+    """A pod on ENI eth1 answers through its own table's default route: via the gateway."""
+    from netlab.trace import trace
+
+    needs("vpc-native", "vpc-native.yaml")
+    state = lab_up("vpc-native.yaml", name="t4-trvpc2")
+    t = trace(state, "client", "db")
+    assert t.verdict == "pod-to-pod, no encapsulation, no NAT, reply received"
+    reply = [(str(r.hop.point), "out" if r.outgoing else "in") for r in t.rows if r.direction == "reply" and r.frame is not None]
+    assert ("node2:eth1", "out") in reply
+    assert reply.index(("gateway:a", "in")) + 1 == reply.index(("gateway:a", "out")), "in and out of the same gateway port"
+    hairpin = next(r for r in t.rows if r.direction == "reply" and str(r.hop.point) == "gateway:a" and r.outgoing)
+    assert hairpin.changes == ["TTL-1"] and hairpin.where == "gateway"
+
+
+def test_services_clusterip_and_nodeport(lab_up) -> None:
+    from netlab.trace import trace
+
+    needs("host-gw", "services.yaml")
+    state = lab_up("services.yaml", name="t4-trsvc")
+    t = trace(state, "client", "web", proto="tcp", port=80)
+    svc = next(s for s in state.extra["services"] if s["name"] == "web")
+    assert t.dst_kind == "service" and t.probe.dst_ip == svc["clusterIP"]
+    backend = t.hops[-1].point.target
+    assert backend.startswith("web-") and t.probe.replied
+    dnat = next(r for r in t.rows if r.direction == "request" and r.changes)
+    pod_ip = str(next(e.ip for e in state.endpoint_objects() if e.name == backend))
+    assert dnat.changes[0] == f"DNAT dst {svc['clusterIP']}:80->{pod_ip}:8080" and dnat.where == "node1"
+    assert t.verdict.startswith(f"pod-to-service (service web -> {backend}), no encapsulation, DNAT")
+    assert t.verdict.endswith("reply received (un-DNAT at node1)")
+    # NodePort on a node without a web pod: SNAT + DNAT there, out the same eth0, and back
+    n = trace(state, "internet", "node3", proto="tcp", port=30080)
+    assert "SNAT 203.0.113.1:" in n.verdict and "-> 192.168.1.13:" in n.verdict and "at node3" in n.verdict
+    assert n.verdict.endswith("reply received (un-DNAT at node3, un-SNAT at node3)")
+    seen = [(str(r.hop.point), r.outgoing) for r in n.rows if r.direction == "request" and r.frame is not None]
+    assert ("node3:eth0", False) in seen and ("node3:eth0", True) in seen, "a hairpin: in and out of node3's eth0"
+
+
 @pytest.mark.requires("ipip")
 def test_ipip_outer_header_is_protocol_4(lab_up) -> None:
     from netlab.trace import trace
 
     needs("ipip", "calico-ipip.yaml")
-    from netlab import doctor
-
-    missing = getattr(doctor, "missing", None)
-    if missing is not None and missing("ipip") is not None:
-        pytest.skip("this kernel has no ipip (the VM tier runs this)")
     state = lab_up("calico-ipip.yaml", name="t4-tripip")
     pods = [e for e in state.endpoint_objects() if e.kind == "pod" and not e.host_network]
     src = next(p for p in pods if p.node == "node1")
