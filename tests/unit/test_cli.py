@@ -1,0 +1,141 @@
+"""CLI exit codes and messages (0 ok, 1 a check failed, 2 bad input, 3 environment). No root needed:
+nothing here reaches the kernel (validation, root checks and lab lookups come first)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from netlab import cli, datapaths, lab
+from netlab.state import LabState
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+
+
+def run(*argv: str) -> tuple[int, str]:
+    """Exit code and output; rich wraps at 120 columns, so line breaks are taken out again."""
+    out = io.StringIO()
+    code = cli.main(list(argv), console=Console(file=out, width=120))
+    return code, out.getvalue().replace("\n", "")
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NETLAB_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend to be root; the tests using it stop before anything would touch the kernel."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(lab, "stop_processes", lambda ns, grace=1.0: [])
+
+
+@pytest.fixture
+def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+
+
+def another_lab_up() -> None:
+    state = LabState(lab="t2-other", cni="docker0", source="x.yaml", status="up", namespaces=["t2-other-host1"],
+                     endpoints=[{"name": "host1", "kind": "node", "ns": "t2-other-host1", "ip": "192.168.1.11"},
+                                {"name": "web", "kind": "pod", "ns": "t2-other-web", "ip": "172.17.0.2", "node": "host1"}])
+    state.save()
+
+
+# ----------------------------------------------------------------------------- bad input: 2
+@pytest.mark.parametrize("command", ["plan", "up"])
+def test_invalid_file_exits_2_naming_file_and_field(tmp_path: Path, command: str, not_root: None) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((TOPOLOGIES / "docker0.yaml").read_text().replace("ports: [\"8080:80\"]", "ports: [\"8080\"]"))
+    code, text = run(command, str(bad))
+    assert code == 2
+    assert f"error: {bad}: nodes[0].pods[0].ports: malformed port '8080'" in text
+    assert "needs root" not in text  # validated before anything else: nothing is built
+
+
+def test_unknown_key_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnetwork: {cni: docker0, colour: blue}\nnodes: [{name: host1}]\n")
+    code, text = run("plan", str(bad))
+    assert code == 2 and f"{bad}: network.colour: unknown key 'colour'; valid keys:" in text
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    code, text = run("plan", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "cannot read the file" in text
+
+
+def test_not_implemented_cni_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datapaths, "DATAPATHS", {"docker0": datapaths.DATAPATHS["docker0"]})
+    path = tmp_path / "later.yaml"
+    path.write_text("name: later\nnetwork: {cni: ipip}\nnodes: [{name: node1}]\n")
+    code, text = run("plan", str(path))
+    assert code == 2 and f"{path}: network.cni: cni 'ipip' is not implemented yet; implemented: docker0" in text
+
+
+def test_exec_without_a_command_exits_2(as_root: None) -> None:
+    code, text = run("exec", "t2-other", "web", "--")
+    assert code == 2 and "nothing to run" in text
+
+
+def test_no_command_prints_help_and_exits_2() -> None:
+    code, _text = run()
+    assert code == 2
+
+
+def test_argparse_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as caught:
+        run("up")  # FILE missing
+    assert caught.value.code == 2
+
+
+# ----------------------------------------------------------------------------- environment: 3
+@pytest.mark.parametrize(
+    "argv",
+    [["up", str(TOPOLOGIES / "docker0.yaml")], ["down", "docker0"], ["clean"], ["status"], ["exec", "docker0", "client", "--", "true"]],
+)
+def test_not_root_exits_3_with_what_to_do(argv: list[str], not_root: None) -> None:
+    code, text = run(*argv)
+    assert code == 3
+    assert "netlab needs root to create network namespaces: run it with sudo" in text
+
+
+# ----------------------------------------------------------------------------- lifecycle conflicts: 1
+@pytest.mark.parametrize("argv", [["down", "nope"], ["status", "nope"], ["exec", "nope", "web", "--", "true"]])
+def test_unknown_lab_lists_the_labs_that_are_up(argv: list[str], as_root: None) -> None:
+    another_lab_up()
+    code, text = run(*argv)
+    assert code == 1
+    assert "no lab named 'nope' is up (labs up: t2-other)" in text
+
+
+def test_unknown_lab_when_none_is_up(as_root: None) -> None:
+    code, text = run("down", "nope")
+    assert code == 1 and "(labs up: none)" in text
+
+
+def test_exec_unknown_target_lists_the_valid_ones(as_root: None) -> None:
+    another_lab_up()
+    code, text = run("exec", "t2-other", "db", "--", "true")
+    assert code == 2 and "lab 't2-other' has no node or pod named 'db'; valid: host1, web" in text
+
+
+def test_status_lists_labs(as_root: None) -> None:
+    code, text = run("status")
+    assert code == 0 and "no labs are up" in text
+    another_lab_up()
+    code, text = run("status", "--json")
+    assert code == 0
+    assert json.loads(text) == [{"lab": "t2-other", "cni": "docker0", "status": "up", "source": "x.yaml", "namespaces": 1}]
+
+
+def test_plan_exits_0() -> None:
+    code, text = run("plan", str(TOPOLOGIES / "docker-2hosts.yaml"))
+    assert code == 0 and text.startswith("# netlab plan for lab 'docker-2hosts' (cni docker0)")
