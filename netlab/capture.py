@@ -12,6 +12,7 @@ an exception or Ctrl-C) stops the thread and closes the socket: nothing is left 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import select
 import socket
@@ -135,6 +136,9 @@ class Capture:
         try:
             self._socket, self.linktype = netns.run_in(self.ns, lambda: _open(self.iface, self.bpf))
         except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                there = netns.run_in(self.ns, lambda: [name for _i, name in socket.if_nameindex() if name != "lo"])
+                raise UsageError(f"no interface {self.iface!r} in netns {self.ns}; interfaces there: {', '.join(there)}") from None
             raise UsageError(f"cannot capture on {self.ns}:{self.iface}: {exc.strerror or exc}") from None
         except ImportError as exc:
             raise EnvironmentProblem(f"capture filters need libpcap: apt install libpcap0.8 ({exc})") from None

@@ -815,7 +815,7 @@ def trace(
     paths += [_branch(state, src_ep, src_ip, dst_ip, dst_ep, t) for t in targets]
     if targets and dst_ep is None:
         paths = paths[1:]  # a Service address itself is on no interface: only the DNAT branches
-    listeners = [(t.endpoint.ns, t.port or probe_port) for t in targets] if targets else []
+    listeners: list[tuple[str, int]] = [(t.endpoint.ns, t.port or probe_port) for t in targets] if probe_port else []
     if dst_ep is not None and probe_port:
         listeners.append((dst_ep.ns, probe_port))
     ident = int.from_bytes(os.urandom(2), "big") or 1
