@@ -121,6 +121,36 @@ def test_interrupted_trace_leaves_nothing(lab_up, monkeypatch: pytest.MonkeyPatc
     assert lab_view(state) == view
 
 
+def test_netlab_trace_cli_sigint_while_waiting_for_a_reply(lab_up) -> None:
+    import signal
+    import sys
+    import time
+
+    from netlab import netns
+    from tests.conftest import ROOT, ns_run
+
+    state = lab_up("docker0.yaml", name="t4-trsig")
+    view = lab_view(state)
+    eps = {e.name: e for e in state.endpoint_objects()}
+    # the internet host drops the probe, so the trace waits for a reply that never comes
+    assert ns_run(eps["internet"].ns, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9999", "-j", "DROP").returncode == 0
+    argv = [sys.executable, "-m", "netlab.cli", "trace", state.lab, "client", "internet", "--proto", "udp", "--port", "9999", "--timeout", "30"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and "capturing on" in proc.stdout.readline()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "interrupted" in err
+    assert [p for ns in state.namespaces for p in netns.pids_in(ns)] == []
+    assert ns_run(eps["internet"].ns, "iptables", "-D", "INPUT", "-p", "udp", "--dport", "9999", "-j", "DROP").returncode == 0
+    assert lab_view(state) == view
+
+
 def test_cli_trace_json_and_table(lab_up, tmp_path: Path) -> None:
     from rich.console import Console
 
