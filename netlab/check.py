@@ -93,9 +93,12 @@ def ping(ns: str, ip: str, wait: int = 1) -> tuple[bool, float | None]:
     """One echo request from namespace ``ns`` to ``ip``: (answered, RTT in ms)."""
     argv = netns.exec_argv(ns, ["ping", "-n", "-c1", f"-W{wait}", ip])
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=wait + 10)
+        # ping itself gives up after `wait`; the margin is for slow machines (an emulated VM)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=wait + 60)
     except FileNotFoundError as exc:
         raise EnvironmentProblem(f"{exc.filename} is missing: apt install iproute2 iputils-ping") from None
+    except subprocess.TimeoutExpired:
+        return False, None
     if done.returncode == 2 and "not found" in done.stderr:
         raise EnvironmentProblem("ping is not installed: apt install iputils-ping")
     match = _RTT.search(done.stdout)
