@@ -148,7 +148,7 @@ def test_vpc_native(lab_up) -> None:
 
     # the pod address shows up as a /32 route on its node; db (eth1) has policy routing
     routes = ns_run(eps["node2"].ns, "ip", "route", "show").stdout
-    assert re.search(r"^192\.168\.1\.20 dev eni[0-9a-f]{11} scope link", routes, re.M), routes
+    assert re.search(r"^192\.168\.1\.20 dev eni[0-9a-f]{11} (proto \w+ )?scope link", routes, re.M), routes
     assert "from 192.168.1.20 lookup 2" in ns_run(eps["node2"].ns, "ip", "rule", "show").stdout
 
     # inside the VPC, db (a secondary IP of ENI eth1) sends through eth1, unchanged
