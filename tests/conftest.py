@@ -65,8 +65,9 @@ def lab_leftovers(lab: str) -> list[str]:
     from netlab.state import LabState
 
     left = [f"netns {n}" for n in netns.list_names() if n.startswith(f"{lab}-")]
-    if LabState.path_for(lab).exists():
-        left.append(f"state file {LabState.path_for(lab)}")
+    for path in (LabState.path_for(lab), LabState.journal_for(lab)):
+        if path.exists():
+            left.append(f"state file {path}")
     return left
 
 

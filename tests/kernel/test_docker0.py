@@ -1,18 +1,112 @@
-"""Experiment 1 on a real kernel: docker0, SNAT to the internet, a published port."""
+"""Experiment 1 on a real kernel: docker0, SNAT to the internet, direct L2 between containers,
+a published port DNATed to a container."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from tests.conftest import ns_run
+
+# A tiny TCP server: answers every connection with "<name> sees <peer address>".
+SERVER = r"""
+import socket, sys
+name, port = sys.argv[1], int(sys.argv[2])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", port))
+srv.listen(16)
+srv.settimeout(60)
+print("ready", flush=True)
+while True:
+    try:
+        conn, peer = srv.accept()
+    except socket.timeout:
+        break
+    conn.sendall(f"{name} sees {peer[0]}\n".encode())
+    conn.close()
+"""
+CLIENT = r"""
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+        print(s.makefile().readline().strip())
+except OSError as e:
+    print(f"error: {e}")
+    sys.exit(1)
+"""
+
+
+@contextmanager
+def tcp_server(ns: str, name: str, port: int = 80) -> Iterator[subprocess.Popen[str]]:
+    """Run SERVER inside namespace ``ns`` for the block; always stopped afterwards."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, name, str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line == "ready", f"server in {ns} did not start: {line} {proc.stderr.read() if proc.stderr else ''}"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def tcp_get(ns: str, host: str, port: int) -> str:
+    """Connect from namespace ``ns``; return the server's line (or 'error: ...')."""
+    return ns_run(ns, sys.executable, "-c", CLIENT, host, str(port)).stdout.strip()
+
+
+def endpoints(state: object) -> dict[str, object]:
+    return {e.name: e for e in state.endpoint_objects()}  # type: ignore[attr-defined]
 
 
 def test_container_reaches_internet_through_snat(lab_up) -> None:
     from netlab.capture import capture
 
     state = lab_up("docker0.yaml", name="t2-docker0")
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = endpoints(state)
     with capture(eps["internet"].ns, "eth0", bpf="icmp", count=2, timeout=5) as seen:
         ping = ns_run(eps["client"].ns, "ping", "-c1", "-W2", "203.0.113.1")
     assert ping.returncode == 0, ping.stdout + ping.stderr
     requests = [p for p in seen.packets if p["ICMP"].type == 8]
     assert requests, "no echo request reached the internet host"
     assert {p["IP"].src for p in requests} == {"192.168.1.11"}, "source must be the host's address (MASQUERADE)"
+
+
+def test_containers_talk_directly_over_docker0(lab_up) -> None:
+    """client -> web: same L2 segment, so the frame arrives from client's own MAC and IP (no routing, no NAT)."""
+    from netlab.capture import capture
+
+    state = lab_up("docker0.yaml", name="t2-docker0")
+    eps = endpoints(state)
+    with capture(eps["web"].ns, "eth0", bpf="icmp", count=2, timeout=5) as seen:
+        ping = ns_run(eps["client"].ns, "ping", "-c1", "-W2", "172.17.0.2")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    requests = [p for p in seen.packets if p["ICMP"].type == 8]
+    replies = [p for p in seen.packets if p["ICMP"].type == 0]
+    assert requests and replies
+    assert (requests[0]["IP"].src, requests[0]["IP"].dst) == ("172.17.0.3", "172.17.0.2")
+    assert (requests[0]["Ether"].src, requests[0]["Ether"].dst) == ("02:42:ac:11:00:03", "02:42:ac:11:00:02")
+    assert requests[0]["IP"].ttl == 64, "one L2 hop: nothing routed it"
+
+
+def test_published_port_is_dnated_to_the_container(lab_up) -> None:
+    """internet -> host1:8080 reaches web:80; the container sees the real client (DNAT only, no SNAT)."""
+    from netlab.capture import capture
+
+    state = lab_up("docker0.yaml", name="t2-docker0")
+    eps = endpoints(state)
+    with tcp_server(eps["web"].ns, "web"):
+        with capture(eps["web"].ns, "eth0", bpf="tcp port 80 and tcp[tcpflags] & tcp-syn != 0", count=2, timeout=5) as seen:
+            answer = tcp_get(eps["internet"].ns, "192.168.1.11", 8080)
+        assert answer == "web sees 203.0.113.1"
+        syn = [p for p in seen.packets if p["TCP"].flags == "S"]
+        assert syn and (syn[0]["IP"].src, syn[0]["IP"].dst, syn[0]["TCP"].dport) == ("203.0.113.1", "172.17.0.2", 80)
+        # from the host itself too (OUTPUT chain), and nothing listens on 8080 anywhere else
+        assert tcp_get(eps["host1"].ns, "192.168.1.11", 8080) == "web sees 192.168.1.11"
+        assert tcp_get(eps["internet"].ns, "192.168.1.11", 8081).startswith("error: [Errno 111]")
