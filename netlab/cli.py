@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     sp = cmd("clean", cmd_clean, "remove everything any netlab lab left behind (and nothing else)")
     sp = cmd("doctor", cmd_doctor, "check what this machine's kernel and tools can do")
     sp.add_argument("--json", action="store_true")
+    sp = cmd("vm", cmd_vm, "run a netlab command in a throwaway VM booting a stock kernel (for features this kernel lacks)")
+    sp.add_argument("--kernel", help="kernel image to boot (default: $NETLAB_VM_KERNEL, else the newest /boot/vmlinuz-* with modules)")
+    sp.add_argument("--cpus", type=int, default=2)
+    sp.add_argument("--memory", default="2G")
+    sp.add_argument("--kvm", action="store_true", help="use KVM (default: software emulation, slower but works everywhere)")
+    sp.add_argument("command", nargs=argparse.REMAINDER, help="-- netlab COMMAND ...")
     return p
 
 
@@ -421,6 +427,30 @@ def cmd_doctor(args: argparse.Namespace, out: Console) -> int:
     if any(not c.ok and c.essential for c in checks):
         return 3
     return 1 if any(not c.ok for c in checks) else 0
+
+
+def cmd_vm(args: argparse.Namespace, out: Console) -> int:
+    from netlab import vm
+    from netlab.errors import UsageError
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError("nothing to run: netlab vm -- netlab COMMAND ... (e.g. netlab vm -- netlab doctor)")
+    machine = vm.find_vm(Path(args.kernel) if args.kernel else None, cpus=args.cpus, memory=args.memory, kvm=args.kvm)
+    note = Console(stderr=True, highlight=False, soft_wrap=True) if out.file is sys.stdout else out  # stdout stays the command's
+    cwd = Path.cwd()
+    from rich.markup import escape
+
+    note.print(f"[bold]netlab vm[/]: booting {escape(machine.describe())}; {escape(str(cwd))} is writable, the rest read-only; running: {escape(' '.join(command))}")
+    if not machine.kvm:
+        note.print("[yellow]netlab vm: latency and throughput measured in this VM come from an emulated CPU: compare them only with each other[/]")
+    env = {"COLUMNS": str(out.width)}
+    if not out.is_terminal:
+        env["TERM"] = "dumb"
+    result = vm.run(machine, command, cwd=cwd, rwdirs=[cwd], env=env)
+    label = f"; figures above are from an {machine.mode} VM (NETLAB_IN_VM={machine.mode})" if not machine.kvm else ""
+    note.print(f"netlab vm: booted in {result.boot_seconds or 0:.0f} s, exit {result.exit_code} after {result.seconds:.0f} s{label}")
+    return result.exit_code
 
 
 def main_entry() -> None:

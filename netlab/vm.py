@@ -319,5 +319,25 @@ def guest_main(argv: Sequence[str]) -> int:
     return 0  # not reached: exec replaced this process
 
 
+# the features a stock distro kernel has and slim kernels often lack (netlab doctor's names)
+VM_FEATURES = ("ipip", "netem", "ipvs")
+
+
+def lacking(features: Sequence[str] = VM_FEATURES) -> list[str]:
+    """Which of ``features`` this kernel lacks, probed for real by doctor (needs root)."""
+    from netlab import doctor
+
+    return [f for f in features if not doctor.probe(f).ok]
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m netlab.vm --lacking``: print what this kernel lacks (scripts/setup.sh
+    --vm-if-needed asks this); ``--guest ...``: the bootstrap inside the VM."""
+    if argv[:1] == ["--lacking"]:
+        print(" ".join(lacking()))
+        return 0
+    return guest_main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(guest_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run every test tier: lint, unit, kernel.
+# Set up (scripts/setup.sh) and run every test tier: lint, unit, kernel, and the VM tier.
 #   sudo scripts/test.sh [pytest args...]
+# The VM tier: tests marked @pytest.mark.requires(<feature>) that this kernel cannot run
+# (ipip, netem, IPVS, ...) run inside one throwaway VM booting the distro's stock kernel
+# (tests/vmtier.py); setup installs its tools only if this kernel lacks such a feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --vm-if-needed --vagrant
 echo "== lint (ruff)"
 .venv/bin/ruff check netlab tests benchmarks
-echo "== tests (unit + kernel tiers)"
+echo "== tests (unit + kernel tiers; the VM tier for what this kernel lacks)"
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

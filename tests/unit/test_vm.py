@@ -6,6 +6,7 @@ VM tier's pytest plugin is exercised with its local runner, in a pytest subproce
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
@@ -219,3 +220,41 @@ def test_unknown_feature_names_are_refused(tmp_path: Path) -> None:
     done = _pytest(tmp_path, "test_bad.py")
     assert done.returncode == 4, done.stdout + done.stderr
     assert "unknown kernel feature(s) ipipp" in done.stderr and "ipip" in done.stderr
+
+
+def test_netlab_vm_needs_a_command() -> None:
+    from rich.console import Console
+
+    from netlab.cli import main
+
+    out = io.StringIO()
+    assert main(["vm"], console=Console(file=out, width=200)) == 2
+    assert "netlab vm -- netlab COMMAND" in out.getvalue()
+
+
+def test_netlab_vm_without_the_tools_says_how_to_get_them(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from netlab.cli import main
+
+    out = io.StringIO()
+    assert main(["vm", "--kernel", str(tmp_path / "vmlinuz-none"), "--", "netlab", "doctor"], console=Console(file=out, width=300)) == 3
+    assert "sudo scripts/setup.sh --vm" in out.getvalue()
+
+
+def test_netlab_vm_runs_the_command_labels_the_vm_and_passes_the_exit_code(
+    fake_vm: vm.Vm, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from rich.console import Console
+
+    from netlab.cli import main
+
+    monkeypatch.setattr(vm, "find_vm", lambda *a, **k: fake_vm)
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    script = "import os, sys; print('inside:', os.environ['NETLAB_IN_VM']); sys.exit(3)"
+    code = main(["vm", "--", sys.executable, "-c", script], console=Console(file=out, width=300))
+    assert code == 3
+    assert "inside: emulated" in capfd.readouterr().out
+    banner = out.getvalue()
+    assert "software emulation" in banner and "emulated CPU" in banner and "NETLAB_IN_VM=emulated" in banner
