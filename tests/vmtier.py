@@ -62,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--vm-tier-assume-missing", default="", metavar="FEATURES",
         help="comma-separated features to treat as missing without probing this kernel (tests the tier on a full kernel)",
     )
-    group.addoption("--vm-tier-timeout", type=float, default=2400.0, help="seconds the VM may run (default 2400)")
+    group.addoption("--vm-tier-timeout", type=float, default=3600.0, help="seconds the VM may run (default 3600)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -223,7 +223,8 @@ class HostTier:
             args += ["-c", str(self.config.inipath)]
         # node ids go in a file: vng hands the command to the guest on the kernel's command line
         args_path.write_text("\n".join([*args, *self.vm_items]) + "\n")
-        command = [sys.executable, "-m", "pytest", "-p", "vmtier", "-p", "no:cacheprovider", f"@{args_path}"]
+        # no cache (the checkout is read-only in the VM); no hypothesis plugin (seconds of imports under emulation)
+        command = [sys.executable, "-m", "pytest", "-p", "vmtier", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", f"@{args_path}"]
         env = {REPORT_ENV: str(report_path), "PYTHONPATH": str(Path(__file__).resolve().parent)}
         log_path = self.workdir / "vm.log"
         started = time.monotonic()

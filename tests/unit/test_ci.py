@@ -26,7 +26,7 @@ def _runs(job: dict[str, Any]) -> list[str]:
 def test_workflow_triggers_and_jobs() -> None:
     flow = _workflow()
     triggers = flow.get("on", flow.get(True))  # YAML 1.1 reads a bare `on` as true
-    assert {"push", "pull_request"} <= set(triggers)
+    assert isinstance(triggers, dict) and {"push", "pull_request"} <= set(triggers)
     assert set(flow["jobs"]) == {"lint", "test"}
     for job in flow["jobs"].values():
         assert job["runs-on"] == "ubuntu-latest"
