@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pyroute2 import IPRoute
@@ -40,7 +39,7 @@ from netlab.plan import (
     SetSysctl,
     SetTunnel,
 )
-from netlab.rtnl import Rtnl
+from netlab.rtnl import Rtnl, sockets
 
 RTNH_F_ONLINK = 4
 RT_SCOPE_LINK = 253
@@ -89,15 +88,16 @@ class NetlinkBackend:
 
     The operations every lab repeats per pod (namespaces, veths, bridges, enslaving, link
     up, addresses, routes) go through :class:`netlab.rtnl.Rtnl`, a lean client on the
-    socket opened when the namespace was created; interface indexes come from the kernel's
-    echo of each new link, so building needs no lookups. Rarer operations use pyroute2's
-    ``IPRoute`` on a second socket in the same namespace.
+    sockets opened when the namespace was created (interface indexes by ioctl, cached).
+    Rarer operations use pyroute2's ``IPRoute`` on another socket in the same namespace.
     """
 
     def __init__(self) -> None:
         self._ipr: dict[str, IPRoute] = {}
         self._rtnl: dict[str, Rtnl] = {}
         self._index: dict[tuple[str, str], int] = {}
+        self._prepared: dict[str, BaseException | None] = {}  # namespaces created ahead: None, or why not
+        self._taken: set[str] = set()  # names someone else's namespace already had: never removed
 
     # ------------------------------------------------------------ plumbing
     def ipr(self, ns: str) -> IPRoute:
@@ -109,7 +109,7 @@ class NetlinkBackend:
     def rtnl(self, ns: str) -> Rtnl:
         handle = self._rtnl.get(ns)
         if handle is None:
-            handle = self._rtnl[ns] = Rtnl(netns.netlink_socket(ns))
+            handle = self._rtnl[ns] = Rtnl(*netns.run_in(ns, sockets))
         return handle
 
     def index(self, ns: str, name: str) -> int:
@@ -123,12 +123,6 @@ class NetlinkBackend:
                 raise
         return self._index[key]
 
-    def _created(self, ns: str, name: str, index: int) -> None:
-        if index:
-            self._index[(ns, name)] = index
-        else:  # a kernel that does not echo new links: look the index up when it is needed
-            self._index.pop((ns, name), None)
-
     def close(self) -> None:
         for handle in self._ipr.values():
             handle.close()
@@ -138,7 +132,33 @@ class NetlinkBackend:
         self._rtnl.clear()
         self._index.clear()
 
+    def prepare(self, operations: Sequence[Operation]) -> list[str]:
+        """Create every namespace of ``operations`` now, in parallel helper threads (the caller
+        has journaled them all); ``apply`` then finds them made. Returns the names that were
+        already taken by namespaces that are not ours (they must not be journaled)."""
+        ops = [op for op in operations if isinstance(op, CreateNamespace)]
+
+        def then() -> Rtnl:
+            rtnl = Rtnl(*sockets())
+            rtnl.set_link(index=1, up=True)
+            return rtnl
+
+        results = netns.create_many([op.ns for op in ops], then)
+        for op in ops:
+            result = results[op.ns]
+            if isinstance(result, Rtnl):
+                self._rtnl[op.ns] = result
+                self._prepared[op.ns] = None
+            else:
+                assert isinstance(result, BaseException)
+                self._prepared[op.ns] = result
+                if isinstance(result, FileExistsError):
+                    self._taken.add(op.ns)
+        return sorted(self._taken)
+
     def remove_namespace(self, ns: str) -> None:
+        if ns in self._taken:
+            return
         handle = self._ipr.pop(ns, None)
         if handle is not None:
             handle.close()
@@ -154,25 +174,27 @@ class NetlinkBackend:
         handler(op)
 
     def _CreateNamespace(self, op: CreateNamespace) -> None:  # noqa: N802 - named after the op
-        sock = netns.create(op.ns, then=lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
-        assert sock is not None
-        rtnl = self._rtnl[op.ns] = Rtnl(sock)
+        if op.ns in self._prepared:  # made by prepare(): report how that went, in plan order
+            error = self._prepared.pop(op.ns)
+            if error is not None:
+                raise error
+            return
+        socks = netns.create(op.ns, then=sockets)
+        assert socks is not None
+        rtnl = self._rtnl[op.ns] = Rtnl(*socks)
         rtnl.set_link(index=1, up=True)
 
     def _AddVeth(self, op: AddVeth) -> None:  # noqa: N802
         fd = os.open(netns.path(op.peer_ns), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            index, peer_index = self.rtnl(op.ns).add_link(
+            self.rtnl(op.ns).add_link(
                 op.name, "veth", op.mtu, op.mac, peer=op.peer, peer_mtu=op.mtu, peer_mac=op.peer_mac, peer_netns_fd=fd
             )
         finally:
             os.close(fd)
-        self._created(op.ns, op.name, index)
-        self._created(op.peer_ns, op.peer, peer_index)
 
     def _AddBridge(self, op: AddBridge) -> None:  # noqa: N802
-        index, _ = self.rtnl(op.ns).add_link(op.name, "bridge", op.mtu, op.mac)
-        self._created(op.ns, op.name, index)
+        self.rtnl(op.ns).add_link(op.name, "bridge", op.mtu, op.mac)
 
     def _AddVxlan(self, op: AddVxlan) -> None:  # noqa: N802
         self.ipr(op.ns).link(

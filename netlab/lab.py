@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 from netlab import netns
@@ -59,17 +59,28 @@ def up(
     state.save()
     total = len(plan.operations)
     current = None
+    state.will_create(*plan.namespaces)  # write-ahead: a crash from here on leaves a record to clean
+    attempted: set[str] = set()
     try:
+        prepare = getattr(kernel, "prepare", None)
+        if prepare is not None:  # the backend creates the namespaces ahead, in parallel
+            attempted.update(plan.namespaces)
+            taken = prepare(plan.operations)
+            if taken:
+                state.forget(*taken)
         for done, op in enumerate(plan.operations):
             current = op
             if isinstance(op, CreateNamespace):
-                state.will_create(op.ns)
+                attempted.add(op.ns)
             kernel.apply(op)
             if progress:
                 progress(done + 1, total, describe(op))
     except BaseException as exc:
+        not_ours = [ns for ns in plan.namespaces if ns not in attempted]
         if isinstance(current, CreateNamespace) and isinstance(exc, FileExistsError):
-            state.forget(current.ns)  # the name was taken meanwhile: that namespace is not ours to remove
+            not_ours.append(current.ns)  # the name was taken meanwhile: that namespace is not ours to remove
+        if not_ours:
+            state.forget(*not_ours)
         removed = _undo(state, kernel)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -96,8 +107,8 @@ def up(
 
 def _undo(state: LabState, kernel: Backend) -> int:
     removed = 0
+    stop_processes_in(state.namespaces)
     for ns in reversed(state.namespaces):
-        stop_processes(ns)
         kernel.remove_namespace(ns)
         removed += 1
     state.remove_files()
@@ -128,7 +139,15 @@ def clean(backend: Backend | None = None) -> list[LabState]:
 
 def stop_processes(ns: str, grace: float = 1.0) -> list[int]:
     """Stop processes still running inside ``ns`` (servers a person started with exec)."""
-    pids = [p for p in netns.pids_in(ns) if p != os.getpid()]
+    return stop_processes_in([ns], grace)
+
+
+def stop_processes_in(namespaces: Sequence[str], grace: float = 1.0) -> list[int]:
+    """Stop the processes running inside any of ``namespaces``: SIGTERM, then SIGKILL after ``grace``.
+    Returns the ones that needed SIGKILL."""
+    if not namespaces:
+        return []
+    pids = [p for found in netns.pids_in_many(namespaces).values() for p in found if p != os.getpid()]
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace

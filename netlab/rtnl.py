@@ -10,21 +10,25 @@ one operation. Errors are pyroute2's :class:`NetlinkError` (callers branch on ``
 carrying the kernel's extended-ack text when it gives one. Everything else goes through
 pyroute2 (see :class:`netlab.backend.NetlinkBackend`).
 
-The socket must already live in the right namespace (open it with
-:func:`netlab.netns.netlink_socket` or in :func:`netlab.netns.create`'s ``then``).
+Both sockets must already live in the right namespace (open them with :func:`sockets`
+inside it). Interface indexes come from ``SIOCGIFINDEX`` on the second socket, as
+iproute2's ``if_nametoindex`` does: an ``RTM_GETLINK`` (or the kernel's echo of a new
+veth) would make the kernel allocate a netns id for the peer's namespace, which measured
+twice the cost of creating the veth itself.
 Message layouts: linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 import struct
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO = 0x1, 0x4, 0x8
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -33,7 +37,7 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
 NLMSGERR_ATTR_MSG = 1
 IFF_UP = 1
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
 IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
@@ -51,6 +55,13 @@ _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope,
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
+_IFREQ_INDEX = struct.Struct("16si20x")  # struct ifreq: name, ifindex (union padded to 24)
+SIOCGIFINDEX = 0x8933
+
+
+def sockets() -> tuple[socket.socket, socket.socket]:
+    """A NETLINK_ROUTE socket and an ioctl socket in the calling thread's namespace."""
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -77,8 +88,9 @@ def _ipv4(kind: int, address: str) -> bytes:
 class Rtnl:
     """Requests on one ``NETLINK_ROUTE`` socket, each answered before the next is sent."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, ifsock: socket.socket | None = None) -> None:
         self.sock = sock
+        self.ifsock = ifsock
         for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):  # short acks, with the kernel's reason
             try:
                 sock.setsockopt(SOL_NETLINK, option, 1)
@@ -89,6 +101,8 @@ class Rtnl:
 
     def close(self) -> None:
         self.sock.close()
+        if self.ifsock is not None:
+            self.ifsock.close()
 
     # ------------------------------------------------------------------ transport
     def request(self, msg_type: int, flags: int, body: bytes) -> list[bytes]:
@@ -122,12 +136,8 @@ class Rtnl:
     # ------------------------------------------------------------------ links
     def add_link(self, name: str, kind: str, mtu: int | None = None, mac: str | None = None,
                  peer: str | None = None, peer_mtu: int | None = None, peer_mac: str | None = None,
-                 peer_netns_fd: int | None = None) -> tuple[int, int]:
-        """Create a link (``ip link add``); for a veth, ``peer*`` describe the other end.
-
-        Returns the new link's index and (veth) the peer's, read from the kernel's echo of
-        the new link (kernels >= 6.1); (0, 0) when the kernel only acks.
-        """
+                 peer_netns_fd: int | None = None) -> None:
+        """Create a link (``ip link add``); for a veth, ``peer*`` describe the other end."""
         data = b""
         if peer is not None:
             peer_attrs = _name(IFLA_IFNAME, peer)
@@ -144,12 +154,7 @@ class Rtnl:
         if mac:
             body += _mac(IFLA_ADDRESS, mac)
         body += _attr(IFLA_LINKINFO, _name(IFLA_INFO_KIND, kind) + data)
-        for reply in self.request(RTM_NEWLINK, CREATE | NLM_F_ECHO, body):
-            if _HEADER.unpack_from(reply)[1] == RTM_NEWLINK:
-                index = _IFINFO.unpack_from(reply, _HEADER.size)[2]
-                link = _attrs(reply, _HEADER.size + _IFINFO.size).get(IFLA_LINK)
-                return index, (_U32.unpack_from(link)[0] if link and peer is not None else 0)
-        return 0, 0
+        self.request(RTM_NEWLINK, CREATE, body)
 
     def set_link(self, index: int = 0, name: str | None = None, up: bool | None = None,
                  master: int | None = None, mtu: int | None = None, mac: str | None = None) -> None:
@@ -167,6 +172,12 @@ class Rtnl:
 
     def link_index(self, name: str) -> int:
         """The index of interface ``name`` (``NetlinkError`` ``ENODEV`` if there is none)."""
+        if self.ifsock is not None:
+            try:
+                reply = fcntl.ioctl(self.ifsock, SIOCGIFINDEX, _IFREQ_INDEX.pack(name.encode(), 0))
+            except OSError as exc:
+                raise NetlinkError(exc.errno or errno.ENODEV, f"no interface {name!r}") from None
+            return int(_IFREQ_INDEX.unpack(reply)[1])
         replies = self.request(RTM_GETLINK, NLM_F_REQUEST, _IFINFO.pack(0, 0, 0, 0, 0) + _name(IFLA_IFNAME, name))
         if not replies:
             raise NetlinkError(errno.ENODEV, f"no interface {name!r}")

@@ -104,18 +104,20 @@ class LabState:
         return [s for s in (cls.load(lab) for lab in labs) if s is not None]
 
     # ------------------------------------------------------------ journal
-    def will_create(self, ns: str) -> None:
-        """Record ``ns`` before it is created (write-ahead): one appended line."""
+    def will_create(self, *names: str) -> None:
+        """Record namespaces before they are created (write-ahead): appended lines."""
         if not self.path.exists():
             self.save()
         with open(self.journal, "a") as handle:
-            handle.write(ns + "\n")
-        self.namespaces.append(ns)
+            handle.write("".join(ns + "\n" for ns in names))
+        self.namespaces.extend(names)
 
-    def forget(self, ns: str) -> None:
-        """Drop ``ns`` from the journal: creating it failed because the name was taken, so it is not ours."""
-        self.namespaces = [name for name in self.namespaces if name != ns]
-        self.journal.write_text("".join(name + "\n" for name in self.namespaces))
+    def forget(self, *names: str) -> None:
+        """Drop namespaces from the journal that were never created by us (not attempted, or
+        the name was taken by someone else's namespace): rollback must not remove them."""
+        drop = set(names)
+        self.namespaces = [ns for ns in self.namespaces if ns not in drop]
+        self.journal.write_text("".join(ns + "\n" for ns in self.namespaces))
         if self.path.exists():
             self.save()
 

@@ -34,7 +34,7 @@ def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend to be root; the tests using it stop before anything would touch the kernel."""
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(lab, "stop_processes", lambda ns, grace=1.0: [])
+    monkeypatch.setattr(lab, "stop_processes_in", lambda namespaces, grace=1.0: [])
 
 
 @pytest.fixture

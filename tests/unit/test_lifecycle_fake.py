@@ -44,7 +44,7 @@ class Failing(RecordingBackend):
 def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Each test journals into its own directory, and never signals real processes."""
     monkeypatch.setenv("NETLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(lab, "stop_processes", lambda ns, grace=1.0: [])
+    monkeypatch.setattr(lab, "stop_processes_in", lambda namespaces, grace=1.0: [])
     yield tmp_path / "state"
 
 
