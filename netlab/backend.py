@@ -96,7 +96,7 @@ class NetlinkBackend:
         self._ipr: dict[str, IPRoute] = {}
         self._rtnl: dict[str, Rtnl] = {}
         self._index: dict[tuple[str, str], int] = {}
-        self._prepared: dict[str, BaseException | None] = {}  # namespaces created ahead: None, or why not
+        self._creator: netns.Creator[Rtnl] | None = None  # creates the plan's namespaces ahead
         self._taken: set[str] = set()  # names someone else's namespace already had: never removed
 
     # ------------------------------------------------------------ plumbing
@@ -124,6 +124,7 @@ class NetlinkBackend:
         return self._index[key]
 
     def close(self) -> None:
+        self._stop_creating()
         for handle in self._ipr.values():
             handle.close()
         for rtnl in self._rtnl.values():
@@ -133,30 +134,32 @@ class NetlinkBackend:
         self._index.clear()
 
     def prepare(self, operations: Sequence[Operation]) -> list[str]:
-        """Create every namespace of ``operations`` now, in parallel helper threads (the caller
-        has journaled them all); ``apply`` then finds them made. Returns the names that were
-        already taken by namespaces that are not ours (they must not be journaled)."""
-        ops = [op for op in operations if isinstance(op, CreateNamespace)]
+        """Start creating every namespace of ``operations`` in helper threads, ahead of
+        ``apply`` (the caller has journaled them all): namespace creation then runs on the
+        other cores while this thread configures links. ``apply(CreateNamespace)`` waits for
+        its namespace and reports how that went, in plan order. Returns the names known to
+        be taken by someone else's namespace (none yet: those errors come in order too)."""
 
         def then() -> Rtnl:
             rtnl = Rtnl(*sockets())
             rtnl.set_link(index=1, up=True)
             return rtnl
 
-        results = netns.create_many([op.ns for op in ops], then)
-        for op in ops:
-            result = results[op.ns]
-            if isinstance(result, Rtnl):
-                self._rtnl[op.ns] = result
-                self._prepared[op.ns] = None
-            else:
-                assert isinstance(result, BaseException)
-                self._prepared[op.ns] = result
-                if isinstance(result, FileExistsError):
-                    self._taken.add(op.ns)
-        return sorted(self._taken)
+        names = [op.ns for op in operations if isinstance(op, CreateNamespace)]
+        if names:
+            self._creator = netns.Creator(names, then)
+        return []
+
+    def _stop_creating(self) -> None:
+        """Stop creating ahead (before removing anything); close what nobody took."""
+        if self._creator is not None:
+            for result in self._creator.stop().values():
+                if isinstance(result, Rtnl):
+                    result.close()
+            self._creator = None
 
     def remove_namespace(self, ns: str) -> None:
+        self._stop_creating()
         if ns in self._taken:
             return
         handle = self._ipr.pop(ns, None)
@@ -174,10 +177,14 @@ class NetlinkBackend:
         handler(op)
 
     def _CreateNamespace(self, op: CreateNamespace) -> None:  # noqa: N802 - named after the op
-        if op.ns in self._prepared:  # made by prepare(): report how that went, in plan order
-            error = self._prepared.pop(op.ns)
-            if error is not None:
-                raise error
+        if self._creator is not None and op.ns in self._creator.names:  # made ahead by prepare()
+            try:
+                rtnl = self._creator.take(op.ns)
+            except FileExistsError:
+                self._taken.add(op.ns)
+                raise
+            assert rtnl is not None
+            self._rtnl[op.ns] = rtnl
             return
         socks = netns.create(op.ns, then=sockets)
         assert socks is not None

@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -127,58 +127,76 @@ def create(name: str, then: Callable[[], T] | None = None) -> T | None:
     return run_in_thread(lambda: _create_here(name, then))
 
 
-def create_many(
-    names: Sequence[str], then: Callable[[], T] | None = None, workers: int | None = None
-) -> dict[str, T | None | BaseException]:
-    """Create many namespaces at once, in ``workers`` helper threads (default: one per CPU, at most 4).
+class Creator(Generic[T]):
+    """Creates namespaces ahead of time in helper threads (default: one per CPU, at most 4).
 
-    Creating a namespace is kernel work that runs in parallel on several cores. Each helper
-    creates a namespace by entering it, runs ``then`` there, and goes back to its own
-    namespace before the next one (as ``ip -batch`` does with ``netns add``); a helper that
-    cannot go back stops. Returns each name's ``then()`` result, or the exception that
-    creating it raised (``FileExistsError`` if the name is taken); a name no helper got to
-    maps to an error too. The calling thread's namespace never changes. On Ctrl-C the
-    helpers finish the namespace in hand and stop, before the interrupt is re-raised.
+    Creating a namespace is kernel work that runs on several cores at once, and alongside
+    the caller's own work. Each helper creates a namespace by entering it, runs ``then``
+    there, and goes back to its own namespace before the next one (as ``ip -batch`` does
+    with ``netns add``); a helper that cannot go back stops. Names are created in the
+    order given; :meth:`take` waits for one and returns ``then()``'s result or raises what
+    creating it raised (``FileExistsError`` if the name is taken). :meth:`stop` lets the
+    helpers finish the namespace in hand and waits for them: call it before removing
+    namespaces, so none appears afterwards. The caller's namespace never changes.
     """
-    _prepare_rundir()
-    pending = list(reversed(names))
-    results: dict[str, T | None | BaseException] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
 
-    def helper() -> None:
+    def __init__(self, names: Sequence[str], then: Callable[[], T] | None = None, workers: int | None = None) -> None:
+        _prepare_rundir()
+        self.names = list(names)
+        self._pending = list(reversed(self.names))
+        self._results: dict[str, T | None | BaseException] = {}
+        self._taken: set[str] = set()
+        self._then = then
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        count = max(1, min(workers or os.cpu_count() or 1, 4, len(self.names)))
+        self._threads = [threading.Thread(target=self._helper, name="netlab-netns-create", daemon=True) for _ in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _helper(self) -> None:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            while not stop.is_set():
-                with lock:
-                    if not pending:
+            while not self._stop.is_set():
+                with self._cond:
+                    if not self._pending:
                         return
-                    name = pending.pop()
+                    name = self._pending.pop()
                 try:
-                    results[name] = _create_here(name, then)
-                except BaseException as exc:  # handed to the caller
-                    results[name] = exc
+                    result: T | None | BaseException = _create_here(name, self._then)
+                except BaseException as exc:  # handed to whoever takes this name
+                    result = exc
+                with self._cond:
+                    self._results[name] = result
+                    self._cond.notify_all()
                 if _libc.setns(home, CLONE_NEWNET) != 0:
                     return  # stuck in the new namespace: this thread must not create more
         finally:
             os.close(home)
+            with self._cond:
+                self._cond.notify_all()
 
-    count = max(1, min(workers or os.cpu_count() or 1, 4, len(names)))
-    threads = [threading.Thread(target=helper, name="netlab-netns-create", daemon=True) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
+    def take(self, name: str) -> T | None:
+        """Wait until ``name`` is created; return ``then()``'s result or raise its error."""
+        with self._cond:
+            while name not in self._results:
+                if not any(thread.is_alive() for thread in self._threads):
+                    raise OSError(errno.EAGAIN, f"namespace {name!r} was not created (the helper threads stopped)")
+                self._cond.wait(0.5)
+            result = self._results.pop(name)
+            self._taken.add(name)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def stop(self) -> dict[str, T | None | BaseException]:
+        """Stop creating, wait for the helpers; return the results nobody took."""
+        self._stop.set()
+        for thread in self._threads:
             thread.join()
-    except BaseException:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        raise
-    for name in names:
-        if name not in results:
-            results[name] = OSError(errno.EAGAIN, f"namespace {name!r} was not created (helper threads stopped)")
-    return results
+        with self._cond:
+            left, self._results = self._results, {}
+        return left
 
 
 def remove(name: str) -> bool:
