@@ -222,3 +222,39 @@ def test_doctor_json(private_state: Path) -> None:
         assert "modprobe ipip" in ipip["how"] and "Calico" in ipip["disables"]
     assert not [n for n in netns.list_names() if n.startswith("netlab-doctor-")], "doctor left its scratch namespace"
     assert LabState.all() == []
+
+
+def test_a_namespace_taken_by_someone_else_is_neither_adopted_nor_removed(private_state: Path) -> None:
+    """The namespaces are created ahead in helper threads; one whose name is taken fails the
+    build at its own operation, and rollback leaves that foreign namespace alone."""
+    topology = load_topology(TOPOLOGIES / "docker0.yaml").model_copy(update={"name": "t2-taken"})
+    plan = make_plan(topology)
+    subprocess.run(["ip", "netns", "add", "t2-taken-web"], check=True)
+    try:
+        with pytest.raises(BuildError) as caught:
+            lab.up(topology, plan, "docker0.yaml", backend=NetlinkBackend())  # skips up()'s own pre-check
+        assert caught.value.op == "ip netns add t2-taken-web"
+        assert isinstance(caught.value.__cause__, FileExistsError)
+        assert [n for n in netns.list_names() if n.startswith("t2-taken-")] == ["t2-taken-web"]
+        assert LabState.all() == []
+    finally:
+        subprocess.run(["ip", "netns", "del", "t2-taken-web"], check=False)
+    assert lab_leftovers("t2-taken") == []
+
+
+@pytest.mark.parametrize("k", [0, 3, 30])
+def test_ctrl_c_mid_build_leaves_nothing(private_state: Path, k: int) -> None:
+    topology = load_topology(TOPOLOGIES / "docker0.yaml").model_copy(update={"name": "t2-intr"})
+
+    class Interrupt(NetlinkBackend):
+        count = 0
+
+        def apply(self, op: Operation) -> None:
+            if self.count == k:
+                raise KeyboardInterrupt
+            self.count += 1
+            super().apply(op)
+
+    with pytest.raises(KeyboardInterrupt):
+        lab.up(topology, make_plan(topology), "docker0.yaml", backend=Interrupt())
+    assert lab_leftovers("t2-intr") == []
