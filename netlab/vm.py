@@ -44,7 +44,7 @@ KERNEL_ENV = "NETLAB_VM_KERNEL"  # host: which kernel image to boot; guest: its 
 SETUP_HINT = "sudo scripts/setup.sh --vm"
 READY = "netlab-vm: guest ready"
 # what the datapaths, impairments and services need; each is loaded if the kernel has it
-MODULES = ("ipip", "sch_netem", "sch_tbf", "ip_vs", "ip_vs_rr", "vxlan", "dummy", "veth", "bridge")
+MODULES = ("ipip", "sch_netem", "sch_tbf", "ip_vs", "ip_vs_rr", "vxlan", "veth", "bridge")
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -306,6 +306,7 @@ def guest_main(argv: Sequence[str]) -> int:
         print(f"netlab-vm: these modules did not load in the VM: {' '.join(failed)}", file=sys.stderr)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(_venv_bin()), GUEST_PATH])
+    env.setdefault("MPLCONFIGDIR", "/tmp/netlab-vm-matplotlib")  # the home directory is read-only in the VM
     for item in args.env:
         key, _, value = item.partition("=")
         env[key] = value
