@@ -8,7 +8,12 @@
    port that leads to the next hop, and pushes/pops an outer destination at tunnel devices
    (``flannel.1``, ``tunl0``). Nothing about a datapath is hard-coded, so docker0, VXLAN,
    IP-in-IP, host-gw and VPC-native paths all come out of the same walk.
-2. **Capture.** One :class:`~netlab.capture.Capture` per hop, all started before the probe.
+   A point may appear twice (a hairpin: in and out of the same interface). Behind an
+   address a DNAT may rewrite (a Service's ClusterIP or NodePort, a published port), every
+   possible target pod gets its own branch; the reply's path is walked too (policy routing
+   and gateway hairpins make it differ), next to the request's path reversed.
+2. **Capture.** One :class:`~netlab.capture.Capture` per point, all started before the probe;
+   afterwards the branch and the reply path that actually saw the probe are shown.
 3. **Probe.** ICMP echo from a raw socket, or a UDP datagram / TCP connection from a socket,
    all opened inside the source namespace (a listener in the destination namespace answers
    UDP/TCP). Every probe carries a unique marker in its payload, which survives NAT and
