@@ -4,8 +4,8 @@
 
 1. **Path.** :func:`find_path` walks the lab the way the kernel forwards: in each
    namespace it asks the kernel for the route (``ip route get DST from SRC iif IN``), follows
-   veth pairs to their peer namespace (matching ``IFLA_LINK`` both ways), picks the bridge
-   port that leads to the next hop, and pushes/pops an outer destination at tunnel devices
+   veth pairs to their peer (``IFLA_LINK`` + ``IFLA_LINK_NETNSID``), picks the bridge
+   port that leads to the next hop (by the neighbour MAC, else the address owner), and pushes/pops an outer destination at tunnel devices
    (``flannel.1``, ``tunl0``). Nothing about a datapath is hard-coded, so docker0, VXLAN,
    IP-in-IP, host-gw and VPC-native paths all come out of the same walk.
    A point may appear twice (a hairpin: in and out of the same interface). Behind an
