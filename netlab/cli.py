@@ -393,7 +393,9 @@ def cmd_requests(args: argparse.Namespace, out: Console) -> int:
     lab.require_root()
     state = lab.get(args.lab)
     ep = lab.endpoint(state, args.source)
-    argv = netns.exec_argv(ep.ns, [sys.executable, "-m", "netlab.services.client", args.url, "-n", str(args.count)])
+    from netlab.services.cluster import program
+
+    argv = netns.exec_argv(ep.ns, [sys.executable, *program("client"), args.url, "-n", str(args.count)])
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise EnvironmentProblem(f"the request client failed in {ep.ns}: {done.stderr.strip()[-500:]}")

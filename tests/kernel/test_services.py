@@ -26,7 +26,7 @@ MANIFESTS = ROOT / "topologies" / "manifests"
 
 
 def requests(ns: str, url: str, n: int, timeout: float = 2.0) -> dict[str, Any]:
-    argv = netns.exec_argv(ns, [sys.executable, "-m", "netlab.services.client", url, "-n", str(n), "--timeout", str(timeout)])
+    argv = netns.exec_argv(ns, [sys.executable, *cluster.program("client"), url, "-n", str(n), "--timeout", str(timeout)])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
