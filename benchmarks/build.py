@@ -16,7 +16,7 @@ it (veth pairs created with the peer directly in the container's namespace), one
 ``iptables-restore`` and one ``sysctl``; teardown is one ``ip -batch`` of ``netns del``
 lines. The script runs under one ``bash`` (the way a person runs a script).
 
-Printed: build and teardown seconds, peak memory, the ratio, and PASS/FAIL against the
+Printed: build and teardown seconds (wall clock), the build's CPU seconds, peak memory, the ratio, and PASS/FAIL against the
 targets. Memory is the peak resident set: for netlab, of its own process (``getrusage``;
 most of it is the Python interpreter and imports, so the growth while building is shown
 too); for the script, of its largest process (bash, ip, iptables-restore), measured by
@@ -67,6 +67,7 @@ class Run:
     peak_rss_mb: float | None
     left: list[str] = field(default_factory=list)
     rss_growth_mb: float = 0.0
+    cpu: float = 0.0  # user + system seconds spent building (this process, or the script's processes)
 
 
 def topology(lab: str, containers: int) -> Topology:
@@ -80,6 +81,11 @@ def leftovers(lab: str) -> list[str]:
     left = [f"netns {n}" for n in netns.list_names() if n.startswith(f"{lab}-")]
     left += [f"state {p}" for p in (LabState.path_for(lab), LabState.journal_for(lab)) if p.exists()]
     return left
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def maxrss_mb(who: int) -> float:
@@ -116,6 +122,7 @@ def _live_netns() -> int | None:
 def run_netlab(lab: str, containers: int, profile: str | None = None) -> Run:
     topo = topology(lab, containers)
     rss_before = maxrss_mb(resource.RUSAGE_SELF)
+    cpu_before = cpu_seconds(resource.RUSAGE_SELF)
     start = time.perf_counter()
     plan = make_plan(topo, "<benchmark>")
     if profile:
@@ -128,10 +135,11 @@ def run_netlab(lab: str, containers: int, profile: str | None = None) -> Run:
         profiler.disable()
         profiler.dump_stats(profile)
     built = time.perf_counter()
+    cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu_before
     netlab_lab.down(lab)
     done = time.perf_counter()
     peak = maxrss_mb(resource.RUSAGE_SELF)
-    return Run(built - start, done - built, peak, leftovers(lab), rss_growth_mb=peak - rss_before)
+    return Run(built - start, done - built, peak, leftovers(lab), rss_growth_mb=peak - rss_before, cpu=cpu)
 
 
 def netlab_heap_peak(lab: str, containers: int) -> float:
@@ -220,9 +228,11 @@ def run_script(lab: str, containers: int, workdir: Path) -> Run:
     rss_file = workdir / "maxrss.kb"
     # GNU time reports the peak RSS of bash and every process it waited for, in KB
     prefix = [timer, "-f", "%M", "-o", str(rss_file)] if timer else []
+    cpu_before = cpu_seconds(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([*prefix, "bash", str(build)], capture_output=True, text=True)
     built = time.perf_counter()
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
     down = subprocess.run(["bash", str(teardown)], capture_output=True, text=True)
     finished = time.perf_counter()
     try:
@@ -234,7 +244,7 @@ def run_script(lab: str, containers: int, workdir: Path) -> Run:
             if ns.startswith(f"{lab}-"):
                 netns.remove(ns)
         raise SystemExit(f"the iproute2 script failed: {done.stderr.strip()} {down.stderr.strip()}")
-    return Run(built - start, finished - built, peak, leftovers(lab))
+    return Run(built - start, finished - built, peak, leftovers(lab), cpu=cpu)
 
 
 # --------------------------------------------------------------------- report
@@ -285,9 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     growth = max(r.rss_growth_mb for r in netlab_runs)
     script_rss = [r.peak_rss_mb for r in script_runs if r.peak_rss_mb is not None]
     script_mem = f"{max(script_rss):>13.1f}" if script_rss else f"{'n/a':>13}"
-    print(f"{'':18}{'build s':>10}{'teardown s':>12}{'peak RSS MB':>13}")
-    print(f"{'netlab':18}{nb:>10.3f}{nt:>12.3f}{netlab_rss:>13.1f}   (its process: Python and imports; +{growth:.1f} MB while building)")
-    print(f"{'iproute2 script':18}{sb:>10.3f}{st:>12.3f}{script_mem}   (its largest process{'' if script_rss else ': install GNU time'})")
+    nc, sc = med(netlab_runs, "cpu"), med(script_runs, "cpu")
+    print(f"{'':18}{'build s':>10}{'build CPU s':>13}{'teardown s':>12}{'peak RSS MB':>13}")
+    print(f"{'netlab':18}{nb:>10.3f}{nc:>13.3f}{nt:>12.3f}{netlab_rss:>13.1f}   "
+          f"(its process: Python and imports; +{growth:.1f} MB while building)")
+    print(f"{'iproute2 script':18}{sb:>10.3f}{sc:>13.3f}{st:>12.3f}{script_mem}   "
+          f"(its largest process{'' if script_rss else ': install GNU time'})")
+    print("(build CPU: user+system seconds of the building processes, less sensitive to other load than wall time)")
     if heap is not None:
         print(f"netlab Python heap peak while building (tracemalloc): {heap:.1f} MB")
     if len(netlab_runs) > 1:
