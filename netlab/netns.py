@@ -262,7 +262,7 @@ def pids_in_many(names: Sequence[str]) -> dict[str, list[int]]:
             st = os.stat(f"/proc/{entry}/ns/net")
         except OSError:
             continue
-        name = wanted.get((st.st_ino, st.st_dev))
-        if name is not None:
-            found[name].append(int(entry))
+        owner = wanted.get((st.st_ino, st.st_dev))
+        if owner is not None:
+            found[owner].append(int(entry))
     return found
