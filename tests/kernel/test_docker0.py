@@ -110,3 +110,41 @@ def test_published_port_is_dnated_to_the_container(lab_up) -> None:
         # from the host itself too (OUTPUT chain), and nothing listens on 8080 anywhere else
         assert tcp_get(eps["host1"].ns, "192.168.1.11", 8080) == "web sees 192.168.1.11"
         assert tcp_get(eps["internet"].ns, "192.168.1.11", 8081).startswith("error: [Errno 111]")
+
+
+def test_the_printed_plan_pasted_into_a_shell_builds_the_same_lab(lab_up, tmp_path) -> None:
+    """`netlab plan` is a tutorial: its commands, run by bash, give the lab netlab builds."""
+    from netlab import status
+    from netlab.datapaths import make_plan
+    from netlab.model import load_topology
+    from tests.conftest import TOPOLOGIES
+
+    pasted = make_plan(load_topology(TOPOLOGIES / "docker0.yaml").model_copy(update={"name": "t2-paste"}))
+    script = tmp_path / "plan.sh"
+    script.write_text("set -e\n" + pasted.render())
+    try:
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        state = lab_up("docker0.yaml", name="t2-docker0")
+
+        def view(lab: str, ns: str) -> tuple[object, ...]:
+            interfaces, routes = status.inspect_namespace(f"{lab}-{ns}")
+            return (
+                sorted((i.name, i.kind, i.mtu, i.master, tuple(i.addresses), i.mac if i.mac.startswith("02:42") else "")
+                       for i in interfaces),
+                sorted(str(r) for r in routes),
+            )
+
+        for ns in ("underlay", "host1", "gateway", "internet", "web", "client"):
+            assert view("t2-paste", ns) == view("t2-docker0", ns), ns
+        nat = ns_run("t2-paste-host1", "iptables-save", "-t", "nat").stdout
+        assert "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80" in nat
+        ping = ns_run("t2-paste-client", "ping", "-c1", "-W2", "203.0.113.1")
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert endpoints(state)["client"].ns == "t2-docker0-client"
+    finally:
+        for ns in pasted.namespaces:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    from netlab import netns
+
+    assert not [n for n in netns.list_names() if n.startswith("t2-paste-")]
