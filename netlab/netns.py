@@ -1,9 +1,11 @@
 """Network-namespace primitives, done in helper threads.
 
 A network namespace is a property of a *thread* in Linux, so netlab enters a namespace
-only in a short-lived helper thread: the caller's thread (and so the host's namespace)
-is never switched. This is also ~4x faster than pyroute2's ``netns.create`` / ``NetNS``,
-which fork a child process per call (measured: 2 ms vs 8.5 ms per namespace).
+only in a helper thread: a short-lived one (:func:`run_in`, :func:`create`), or one of
+:class:`Creator`'s, which goes back to its own namespace after each creation. The
+caller's thread (and so the host's namespace) is never switched. This is also ~4x faster
+than pyroute2's ``netns.create`` / ``NetNS``, which fork a child process per call
+(measured: 2 ms vs 8.5 ms per namespace).
 
 Named namespaces follow iproute2's convention (a bind mount under ``/run/netns``), so
 ``ip netns exec <name> ...`` works on everything netlab creates.
