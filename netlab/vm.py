@@ -176,6 +176,8 @@ def find_vm(kernel: Path | None = None, cpus: int = 2, memory: str = "2G", kvm: 
             missing.append(str(exc))
     elif not image.is_file():
         missing.append(f"kernel image {image}")
+    if image is not None and image.is_file() and not os.access(image, os.R_OK):
+        raise EnvironmentProblem(f"the kernel image {image} is readable only by root (Ubuntu keeps it so): run with sudo")
     if missing:
         raise EnvironmentProblem(
             "cannot boot a stock-kernel VM: missing " + "; ".join(missing) + f". Install everything with: {SETUP_HINT}"

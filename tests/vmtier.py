@@ -273,11 +273,13 @@ class HostTier:
         self.reports = dict(reports)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.workdir is None or self.problem:
+        """Keep the work directory only where its log explains a failure."""
+        if self.workdir is None:
             return
+        log = self.workdir / "vm.log"
         failed = any(r.failed for reports in (self.reports or {}).values() for r in reports) or self.guest_errors
         missing = set(self.vm_items) - set(self.reports or {})
-        if not failed and not missing:
+        if not (failed or missing) or not log.exists() or log.stat().st_size == 0:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
