@@ -57,6 +57,7 @@ def test_ci_entry_and_workflow_run_the_same_test_script() -> None:
     assert "scripts/test.sh" in entry
     script = (ROOT / "scripts" / "test.sh").read_text()
     assert "scripts/setup.sh" in script and "ruff check netlab tests benchmarks" in script
+    assert re.search(r"^\.venv/bin/mypy$", script, re.M), "the same checks as CI's lint job"
 
 
 def test_scripts_parse() -> None:
