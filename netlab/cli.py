@@ -412,6 +412,70 @@ def cmd_requests(args: argparse.Namespace, out: Console) -> int:
     return 0 if not result["errors"] else 1
 
 
+def _services_json(state: Any) -> dict[str, Any]:
+    from netlab.services import cluster
+
+    return {"services": cluster.describe_services(state)} if state.extra.get("services") else {}
+
+
+def _print_services(state: Any, out: Console) -> None:
+    from netlab.services import cluster
+
+    if not state.extra.get("services"):
+        return
+    mode = state.topology.get("network", {}).get("proxyMode", "iptables")
+    table = Table("service", "type", "cluster-ip", "ports", "affinity", "endpoints", title=f"services (kube-proxy {mode})", title_justify="left")
+    for row in cluster.describe_services(state):
+        kind = row["type"] + (f" ({row['externalTrafficPolicy']})" if row["externalTrafficPolicy"] == "Local" else "")
+        table.add_row(row["service"], kind, row["clusterIP"] or "", " ".join(row["ports"]), row["affinity"], "\n".join(row["endpoints"]) or "<none>")
+    out.print(table)
+
+
+def cmd_apply(args: argparse.Namespace, out: Console) -> int:
+    from netlab.services import manifests
+
+    lab.require_root()
+    state = lab.get(args.lab)
+    for line in manifests.apply_file(state, args.filename):
+        out.print(line, highlight=False)
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace, out: Console) -> int:
+    from netlab.services import cluster
+
+    lab.require_root()
+    state = lab.get(args.lab)
+    deploy = cluster.scale(state, args.deployment, args.replicas)
+    out.print(f"deployment.apps/{args.deployment} scaled to {args.replicas}: {', '.join(deploy['pods']) or 'no pods'}", highlight=False)
+    return 0
+
+
+def cmd_requests(args: argparse.Namespace, out: Console) -> int:
+    import sys
+
+    from netlab.errors import EnvironmentProblem
+
+    lab.require_root()
+    state = lab.get(args.lab)
+    ep = lab.endpoint(state, args.source)
+    argv = netns.exec_argv(ep.ns, [sys.executable, "-m", "netlab.services.client", args.url, "-n", str(args.count)])
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise EnvironmentProblem(f"the request client failed in {ep.ns}: {done.stderr.strip()[-500:]}")
+    result = json.loads(done.stdout)
+    if args.json:
+        out.print_json(json.dumps(result))
+        return 0 if not result["errors"] else 1
+    table = Table("answered by", "requests", "share", title=f"{args.count} requests {args.source} -> {args.url}", title_justify="left")
+    for who, count in result["answers"].items():
+        table.add_row(who, str(count), f"{100 * count / args.count:.1f}%")
+    if result["errors"]:
+        table.add_row("[red]errors[/]", str(result["errors"]), ", ".join(result["error_kinds"]))
+    out.print(table)
+    return 0 if not result["errors"] else 1
+
+
 def cmd_doctor(args: argparse.Namespace, out: Console) -> int:
     from netlab import doctor
 

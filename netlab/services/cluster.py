@@ -34,12 +34,13 @@ from typing import Any
 from netlab import names, netns
 from netlab.errors import BuildError, EnvironmentProblem, UsageError
 from netlab.model import Topology, parse_topology
-from netlab.plan import CreateNamespace, Endpoint, LoadIptables, describe
+from netlab.plan import CreateNamespace, Endpoint, LoadIptables, Operation, Plan, describe
 from netlab.services import kubeproxy
 from netlab.services.model import CLUSTER_DOMAIN, DNS_SERVICE_INDEX, Service, allocate, system_services
 from netlab.state import LabState, state_dir
 
 DNS_POD = "coredns"
+BRIDGED_CNIS = ("vxlan", "host-gw")  # pods on cni0
 DNS_LABELS = {"k8s-app": "kube-dns"}
 READY_TIMEOUT = 180.0 if os.environ.get("NETLAB_IN_VM") else 15.0  # an emulated CPU starts Python slowly
 _K8S_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated name suffixes
@@ -153,6 +154,8 @@ def sync(state: LabState) -> None:
     cidr = cluster_cidr(topo)
     for node in topo.nodes:
         ns = names.namespace(state.lab, node.name)
+        if topo.network.cni in BRIDGED_CNIS:
+            netns.run_in(ns, _bridge_netfilter)
         if topo.network.proxy_mode == "ipvs":
             from netlab.services import ipvs
 
@@ -169,6 +172,26 @@ def sync(state: LabState) -> None:
     _start_dns(state, pods)
     _start_workloads(state, services, pods)
     state.save()
+
+
+def _bridge_netfilter() -> None:
+    """In a node's namespace: bridged pod traffic goes through iptables (and IPVS).
+
+    A client pod and the endpoint it was DNATed to can sit on the same ``cni0``; the reply
+    is then bridged, and only br_netfilter lets conntrack undo the DNAT on it (kubeadm
+    refuses to install without it for the same reason).
+    """
+    key = "net/bridge/bridge-nf-call-iptables"
+    if not os.path.exists("/proc/sys/" + key) and os.environ.get("NETLAB_IN_VM"):
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)  # a throwaway VM kernel
+    try:
+        if netns.read_sysctl(key) != "1":
+            netns.write_sysctl(key, "1")
+    except FileNotFoundError:
+        raise EnvironmentProblem(
+            "Services on a bridged pod network need br_netfilter (replies from a pod on the same cni0 bridge must pass "
+            "conntrack): run `modprobe br_netfilter`, as kubeadm requires"
+        ) from None
 
 
 def iptables_save(ns: str) -> str:
@@ -373,10 +396,7 @@ def add_pods(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace:
         before = recorded.get(ep.name)
         if before is not None and before.ip != ep.ip:
             raise UsageError(f"adding pods would renumber {ep.name} ({before.ip} -> {ep.ip}); netlab cannot do that to a running lab")
-    gone = {names.namespace(state.lab, name) for name in reused}
-    known = {op for op in old_plan.operations if not _belongs(op, gone, old_plan.operations)}
-    fresh = set(new_plan.namespaces) - set(old_plan.namespaces) | gone
-    ops = [op for op in new_plan.operations if op not in known and not (isinstance(op, LoadIptables) and op.ns not in fresh)]
+    ops = incremental_ops(old_plan, new_plan, {names.namespace(state.lab, name) for name in reused})
     kernel = NetlinkBackend()
     created: list[str] = []
     current = None
@@ -409,6 +429,17 @@ def add_pods(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace:
     state.save()
     added = {p["name"] for _n, p in pods}
     return [e for e in new_plan.endpoints if e.name in added]
+
+
+def incremental_ops(old: Plan, new: Plan, reused: set[str]) -> list[Operation]:
+    """What building ``new`` takes when ``old`` is built: the operations ``old`` lacks.
+
+    ``reused`` are namespaces of deleted pods whose slots new pods take: their operations
+    count as not built. Rules a datapath loads into existing namespaces are not reloaded.
+    """
+    known = {op for op in old.operations if not _belongs(op, reused, old.operations)}
+    fresh = set(new.namespaces) - set(old.namespaces) | reused
+    return [op for op in new.operations if op not in known and not (isinstance(op, LoadIptables) and op.ns not in fresh)]
 
 
 def _belongs(op: Any, namespaces: set[str], plan_ops: tuple[Any, ...]) -> bool:

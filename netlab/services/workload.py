@@ -19,6 +19,7 @@ import selectors
 import socket
 import sys
 import threading
+from typing import Any
 
 HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 
@@ -55,6 +56,7 @@ def _serve_tcp(name: str, conn: socket.socket, client: str) -> None:
 
 def serve(name: str, tcp: list[int], udp: list[int]) -> None:
     sel = selectors.DefaultSelector()
+    sock: Any
     for port in tcp:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
