@@ -176,9 +176,9 @@ class HostTier:
             self._run_vm_tier()
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        reports = (self.reports or {}).get(item.nodeid)
-        if not reports:
-            reports = [self._failure(item, self._why_no_result(item))]
+        reports = list((self.reports or {}).get(item.nodeid, []))
+        if not any(r.when == "teardown" for r in reports):  # never ran, or the VM stopped in the middle of it
+            reports.append(self._failure(item, self._why_no_result(item)))
         for report in reports:
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -187,7 +187,7 @@ class HostTier:
     def _why_no_result(self, item: pytest.Item) -> str:
         if self.problem:
             return self.problem
-        text = f"VM tier: the VM returned no result for {item.nodeid}"
+        text = f"VM tier: the VM returned no (complete) result for {item.nodeid}"
         if self.guest_errors:
             text += "\n" + "\n".join(self.guest_errors)
         if self.workdir:
@@ -247,8 +247,10 @@ class HostTier:
                         stderr=lambda line: print(line, file=log, flush=True),
                         timeout=self.config.getoption("--vm-tier-timeout"),
                     )
-                except EnvironmentProblem as exc:
+                except EnvironmentProblem as exc:  # did not boot, or ran out of time: keep what did finish
                     self.problem = f"VM tier: {exc}\nthe VM's log: {log_path}"
+                    self._collect(report_path)
+                    self._say(f"VM tier: {self.problem}")
                     return
                 code, boot = result.exit_code, result.boot_seconds
         seconds = time.monotonic() - started
@@ -262,7 +264,10 @@ class HostTier:
         reports: dict[str, list[TestReport]] = defaultdict(list)
         if path.exists():
             for line in path.read_text().splitlines():
-                data = json.loads(line)
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a VM that was stopped while writing
+                    continue
                 report = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
                 if isinstance(report, TestReport):
                     if isinstance(report.longrepr, list):  # a skip's (path, line, reason): JSON made it a list

@@ -258,3 +258,15 @@ def test_netlab_vm_runs_the_command_labels_the_vm_and_passes_the_exit_code(
     assert "inside: emulated" in capfd.readouterr().out
     banner = out.getvalue()
     assert "software emulation" in banner and "emulated CPU" in banner and "NETLAB_IN_VM=emulated" in banner
+
+
+def test_a_test_that_kills_the_vm_pytest_fails_on_the_host(tmp_path: Path) -> None:
+    (tmp_path / "test_dies.py").write_text(
+        'import os\nimport pytest\n\n@pytest.mark.requires("ipip")\ndef test_dies():\n    os._exit(3)\n\n'
+        '@pytest.mark.requires("ipip")\ndef test_never_reached():\n    pass\n'
+    )
+    done = _pytest(tmp_path, "test_dies.py", "--vm-tier=always", "--vm-tier-runner=local")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "test_dies.py::test_dies FAILED" in done.stdout
+    assert "test_dies.py::test_never_reached FAILED" in done.stdout
+    assert "the VM returned no (complete) result for test_dies.py::test_dies" in done.stdout
