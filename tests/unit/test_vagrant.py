@@ -33,7 +33,8 @@ def test_vagrantfile_is_provisioned_by_the_setup_script_ci_runs() -> None:
     assert setup in lines, "it runs CI's setup command from the synced project"
     assert "cd /vagrant" in provision.group(1)
     assert 'config.vm.provision "shell"' in text and "inline: PROVISION" in text
-    assert 'config.vm.synced_folder ".", "/vagrant"' in text
+    assert 'config.vm.synced_folder ".", "/vagrant", type: "rsync"' in text
+    assert '".venv/"' in text, "the guest builds its own venv: the host's would not run there"
 
 
 def test_vagrant_box_is_an_ubuntu_lts_with_room_for_labs() -> None:
