@@ -3,7 +3,7 @@
 Run inside a pod or node (``ip netns exec`` mounts the pod's resolv.conf, so short
 service names resolve through cluster DNS, search list and ndots:5 included)::
 
-    python -m netlab.services.client http://web -n 300
+    python -I netlab/services/client.py http://web -n 300     # what `netlab requests` runs
     {"answers": {"web-1": 97, "web-2": 104, "web-3": 99}, "errors": 0, "requests": 300}
 
 URLs: ``http://HOST[:PORT][/PATH]`` (a new TCP connection per request, like curl in a

@@ -258,7 +258,7 @@ def dns_records(services: list[Service], pods: list[PodInfo], backends: dict[str
 
 
 def records_path(lab: str) -> Path:
-    return state_dir() / f"{lab}.dns.json"
+    return state_dir() / f"{lab}.coredns-records"  # not *.json: LabState.all() reads those as lab records
 
 
 def _write_dns_records(state: LabState, services: list[Service], pods: list[PodInfo], backends: dict[str, list[kubeproxy.Backend]]) -> None:

@@ -15,7 +15,7 @@ spec (what CoreDNS's ``kubernetes`` plugin answers)::
 The records come from a JSON file netlab rewrites whenever services or pods change (the
 way CoreDNS watches the API server); the server rereads it when its mtime changes.
 
-    python -m netlab.services.dns --records /run/netlab/<lab>.dns.json
+    python -I netlab/services/dns.py --records /run/netlab/<lab>.coredns-records
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Run inside a pod's namespace (netlab starts it with ``ip netns exec``)::
 
-    python -m netlab.services.workload --name web-1 --tcp 8080 --udp 5353
+    python -I netlab/services/workload.py --name web-1 --tcp 8080 --udp 5353
 
 - TCP: an HTTP request gets ``200`` with the pod name as the body (``GET /client`` answers
   with the client's address as the pod saw it: ``203.0.113.1:40312``); anything else is
