@@ -94,6 +94,28 @@ def test_nodeport_every_node_and_local_only_where_endpoints_are(lab_up) -> None:
         assert set(local) <= expected and sum(local.values()) == 20, local
     refused = requests(internet, f"http://{nodes['node3']}:30081", 2, timeout=1.0)
     assert refused["errors"] == 2 and not refused["answers"]
+    # the same through the CLI a person types
+    import io
+
+    from rich.console import Console
+
+    from netlab.cli import main
+
+    out = io.StringIO()
+    assert main(["requests", state.lab, "internet", "http://192.168.1.12:30081", "-n", "10"], Console(file=out, width=100)) == 0
+    assert "web-2" in out.getvalue() or "web-3" in out.getvalue()
+    assert "web-1" not in out.getvalue()  # Local: node2 sends only to its own pods
+    out = io.StringIO()
+    assert main(["status", state.lab], Console(file=out, width=200)) == 0
+    assert "default/web-local" in out.getvalue() and "NodePort (Local)" in out.getvalue() and "(web-3@node2)" in out.getvalue()
+    out = io.StringIO()
+    assert main(["scale", state.lab, "web", "1"], Console(file=out, width=200)) == 0
+    assert "deployment.apps/web scaled to 1: web-1" in out.getvalue()
+    assert requests(internet, f"http://{nodes['node1']}:30081", 5)["answers"] == {"web-1": 5}
+    assert requests(internet, f"http://{nodes['node2']}:30081", 2, timeout=1.0)["errors"] == 2  # node2 lost its endpoints
+    state = LabState.load(state.lab)  # the CLI changed the lab record
+    assert state is not None
+    cluster.scale(state, "web", 3)
     # Cluster policy masquerades: the pod sees a node address, not the client's
     masked = requests(internet, "http://192.168.1.13:30080/client", 5)
     assert masked["errors"] == 0 and not any(a.startswith("203.0.113.1:") for a in masked["answers"]), masked
