@@ -257,7 +257,7 @@ class HostTier:
         self._collect(report_path)
         ran = len(self.reports)
         booted = f"booted in {boot:.1f} s, " if boot is not None else ""
-        self._say(f"VM tier: {booted}{ran} test(s) ran in {seconds:.1f} s (pytest in the VM exited {code}); log: {log_path}")
+        self._say(f"VM tier: {booted}{ran} test(s) ran in {seconds:.1f} s (pytest in the VM exited {code}); its log, kept if anything failed: {log_path}")
 
     def _collect(self, path: Path) -> None:
         assert self.reports is not None

@@ -173,7 +173,7 @@ def _pytest(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> su
     full_env.pop("NETLAB_VM_TIER", None)
     argv = [sys.executable, "-m", "pytest", "-p", "vmtier", "-p", "no:cacheprovider", "-rA", "-v", "--rootdir", str(tmp_path), *args]
     done = subprocess.run(argv, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=120)
-    for kept in re.findall(r"log: (/\S+)/vm\.log", done.stdout):  # a failing VM tier keeps its log: not ours to keep
+    for kept in re.findall(r"(/\S+/netlab-vmtier-[^/\s]+)/vm\.log", done.stdout):  # a failing VM tier keeps its log: not ours to keep
         shutil.rmtree(kept, ignore_errors=True)
     return done
 
