@@ -210,7 +210,7 @@ class Runner:
         samplers: dict[str, Callable[[int], list[float]]] = {}
         for name in targets:
             src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
-            samplers[name] = _pinger(src.ns, str(dst.ip), spec.interval, spec.size)
+            samplers[name] = _pinger(src.ns, str(dst.ip), spec.interval, spec.size, spec.cpu)
         base_key = None
         if spec.baseline is not None:
             base_lab = spec.baseline.lab or targets[0]
@@ -218,7 +218,7 @@ class Runner:
                 raise UsageError(f"baseline lab {base_lab!r} is not up")
             src, dst = self._ep(base_lab, spec.baseline.src), self._ep(base_lab, spec.baseline.dst)
             base_key = f"underlay {spec.baseline.src}->{spec.baseline.dst}"
-            samplers = {base_key: _pinger(src.ns, str(dst.ip), spec.interval, spec.size), **samplers}
+            samplers = {base_key: _pinger(src.ns, str(dst.ip), spec.interval, spec.size, spec.cpu), **samplers}
         total = self.samples or spec.samples
         meter = measure.CpuMeter()
         self.activity(f"rtt {spec.src} -> {spec.dst}: warming up")
@@ -227,14 +227,15 @@ class Runner:
             progress=lambda done, rounds: self.activity(f"rtt {spec.src} -> {spec.dst}: round {done}/{rounds} ({len(samplers)} paths interleaved)"),
         )
         busy = meter.busy()
-        self.rtt_samples[f"step{index}"] = samples
+        self.rtt_samples[f"step{index}"] = {key: measure.flat(r) for key, r in samples.items()}
         out = []
-        for key, values in samples.items():
+        for key, rounds in samples.items():
+            values = measure.flat(rounds)
             stats = measure.Stats.of(values)
             data: dict[str, Any] = {"stats": asdict(stats), "warnings": measure.warnings_for(stats, busy)}
             status, detail = "pass", f"p50 {stats.p50:.0f} us, p99 {stats.p99:.0f} us"
             if base_key and key != base_key:
-                cmp = measure.compare(samples[base_key], values)
+                cmp = measure.compare(samples[base_key], rounds)
                 data["vs_baseline"] = asdict(cmp)
                 detail += f", overhead {cmp.diff_p50:+.1f} us [{cmp.diff_ci[0]:+.1f}, {cmp.diff_ci[1]:+.1f}], x{cmp.ratio_p50:.2f}"
                 status, why = _rtt_assert(spec, stats, cmp)
@@ -334,8 +335,10 @@ def send_probe(ns: str, dst: str, proto: str, count: int, port: int | None = Non
     return netns.run_in(ns, send)
 
 
-def _pinger(ns: str, dst: str, interval: float, size: int) -> Callable[[int], list[float]]:
-    return lambda n: measure.ping_rtts(ns, dst, n, interval, size)
+def _pinger(ns: str, dst: str, interval: float, size: int, cpu: int | None) -> Callable[[int], list[float]]:
+    if cpu is not None and cpu >= (os.cpu_count() or 1):
+        raise UsageError(f"rtt: cpu {cpu} does not exist on this machine (it has {os.cpu_count()})")
+    return lambda n: measure.icmp_rtts(ns, dst, n, interval, size, cpu=cpu)
 
 
 def _rtt_assert(spec: RttStep, stats: measure.Stats, cmp: measure.Comparison) -> tuple[str, str]:

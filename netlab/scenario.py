@@ -83,8 +83,9 @@ class RttStep(_Step):
     dst: str = Field(alias="to")
     samples: int = Field(2000, ge=10, le=200_000)
     warmup: int = Field(100, ge=0)
-    chunk: int = Field(200, ge=10)
-    interval: float = Field(0.002, ge=0.0002, le=1.0)
+    chunk: int = Field(100, ge=10)
+    interval: float = Field(0.0002, ge=0.0001, le=1.0)
+    cpu: int | None = Field(0, ge=0)  # pin the sender (None: let the scheduler choose)
     size: int = Field(56, ge=0, le=65000)
     baseline: Path_ | None = None
     assert_: RttAssert | None = Field(None, alias="assert")

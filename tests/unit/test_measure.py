@@ -34,6 +34,19 @@ def test_compare_same_distribution_is_not_significant() -> None:
     assert not cmp.significant
 
 
+def test_round_drift_widens_the_interval() -> None:
+    """Paired rounds: a machine that drifts from round to round must not give a narrow CI."""
+    rng = np.random.default_rng(5)
+    base, other = [], []
+    for r in range(20):
+        shift = rng.normal(0, 3)  # this round's drift hits the other path only partly
+        base.append(list(rng.normal(50, 1, 100)))
+        other.append(list(rng.normal(55 + shift, 1, 100)))
+    flat_ci = measure.compare(measure.flat(base), measure.flat(other)).diff_ci
+    round_ci = measure.compare(base, other).diff_ci
+    assert round_ci[1] - round_ci[0] > 2 * (flat_ci[1] - flat_ci[0])
+
+
 def test_warnings_for_untrustworthy_results() -> None:
     few = measure.Stats.of([10.0] * 20)
     assert any("samples" in w for w in measure.warnings_for(few))
@@ -53,7 +66,8 @@ def test_interleaving_rotates_order_and_takes_every_sample() -> None:
         return take
 
     out = measure.interleaved({"a": sampler("a"), "b": sampler("b")}, total=1000, chunk=100, warmup=10, seed=1)
-    assert len(out["a"]) == len(out["b"]) == 1000
+    assert len(out["a"]) == len(out["b"]) == 10, "ten rounds of 100"
+    assert len(measure.flat(out["a"])) == len(measure.flat(out["b"])) == 1000
     firsts = [calls[i][0] for i in range(2, len(calls), 2)]
     assert set(firsts) == {"a", "b"}, "the order of paths must change between rounds"
 
