@@ -31,10 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from netlab import netns
+from netlab import icmp, netns
 from netlab.errors import EnvironmentProblem, NetlabError
-
-_RTT = re.compile(r"time=([0-9.]+) ms")
 
 
 class MeasurementError(NetlabError):
@@ -126,38 +124,9 @@ def warnings_for(stats: Stats, cpu_busy: float | None = None, min_samples: int =
     return out
 
 
-# ------------------------------------------------------------------ RTT with ping
-def ping_rtts(
-    src_ns: str, dst: str, count: int, interval: float = 0.0002, size: int = 56, timeout: float = 60, cpu: int | None = 0
-) -> list[float]:
-    """``count`` ICMP echo RTTs in µs from namespace ``src_ns`` to address ``dst``.
-
-    The sender is pinned to ``cpu`` (veth paths are processed on the sending CPU) and probes
-    follow each other every ``interval`` s, so the CPU never idles between them: on a VM the
-    wake-up latency of an idle vCPU is larger than the datapath and bimodal, and made medians
-    of the same path jump by 10-20 µs between runs (measured: p50 overhead +4..+15 µs unpinned
-    at 2 ms, +5..+6 µs pinned at 0.2 ms).
-    """
-    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    argv = netns.exec_argv(src_ns, [*pin, "ping", "-n", "-i", f"{interval}", "-c", str(count), "-s", str(size), "-W", "1", dst])
-    done = _run(argv, timeout)
-    samples = [float(m) * 1000.0 for m in _RTT.findall(done.stdout)]
-    if not samples:
-        raise MeasurementError(f"no echo replies from {dst} (from {src_ns}): {done.stdout.strip()[-200:] or done.stderr.strip()}")
-    return samples
-
-
+# ------------------------------------------------------------------ RTT
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("qq")
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 def icmp_rtts(
@@ -186,8 +155,7 @@ def icmp_rtts(
             sock.settimeout(timeout)
             out: list[float] = []
             for seq in range(count):
-                body = struct.pack("!BBHHH", 8, 0, 0, ident, seq & 0xFFFF) + payload[:size]
-                packet = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+                packet = icmp.echo_request(ident, seq & 0xFFFF, payload[:size])
                 sent = time.time_ns()
                 sock.sendto(packet, (dst, 0))
                 while True:

@@ -43,6 +43,7 @@ from netlab import netns
 from netlab.capture import Capture, Point
 from netlab.decode import Frame, decode
 from netlab.errors import UsageError
+from netlab.icmp import echo_request
 from netlab.plan import Endpoint
 
 TUNNEL_KINDS = ("vxlan", "ipip", "gre", "geneve", "sit")
@@ -490,20 +491,6 @@ class Probe:
         return None
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-def _icmp_echo(ident: int, seq: int, payload: bytes) -> bytes:
-    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    return struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
-
-
 def send_probe(src_ns: str, listeners: Sequence[tuple[str, int]], probe: Probe, timeout: float) -> None:
     """Send one probe from ``src_ns`` and wait for its reply (sets ``probe.replied``).
 
@@ -514,7 +501,7 @@ def send_probe(src_ns: str, listeners: Sequence[tuple[str, int]], probe: Probe, 
         if probe.proto == "icmp":
             sock = netns.run_in(src_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
             stack.callback(sock.close)
-            sock.sendto(_icmp_echo(probe.ident, 1, probe.marker), (probe.dst_ip, 0))
+            sock.sendto(echo_request(probe.ident, 1, probe.marker), (probe.dst_ip, 0))
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
                 ready, _, _ = select.select([sock], [], [], left)

@@ -38,7 +38,7 @@ def test_round_drift_widens_the_interval() -> None:
     """Paired rounds: a machine that drifts from round to round must not give a narrow CI."""
     rng = np.random.default_rng(5)
     base, other = [], []
-    for r in range(20):
+    for _round in range(20):
         shift = rng.normal(0, 3)  # this round's drift hits the other path only partly
         base.append(list(rng.normal(50, 1, 100)))
         other.append(list(rng.normal(55 + shift, 1, 100)))

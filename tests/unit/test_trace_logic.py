@@ -8,7 +8,8 @@ from scapy.layers.vxlan import VXLAN
 
 from netlab.capture import Point
 from netlab.decode import decode
-from netlab.trace import Hop, Probe, Row, Trace, _diff, _icmp_echo, _name_reverse_nat, verdict
+from netlab.icmp import echo_request as _icmp_echo
+from netlab.trace import Hop, Probe, Row, Trace, _diff, _name_reverse_nat, verdict
 
 MARK = b"netlab-trace-0123456789ab"
 
