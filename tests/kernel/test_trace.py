@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOPOLOGIES
-from tests.kernel.test_capture import fds, lab_view
+from tests.kernel.test_capture import fds, lab_view, leaked
 
 
 def needs(cni: str, topology: str) -> None:
@@ -30,8 +30,10 @@ def rows(t: object, direction: str) -> dict[str, object]:
     return {str(r.hop.point): r for r in t.rows if r.direction == direction and r.frame is not None}  # type: ignore[attr-defined]
 
 
-def assert_clean(before: tuple[int, int]) -> None:
-    assert (len(threading.enumerate()), fds()) == before, "a trace left a thread or a socket behind"
+def assert_clean(before: tuple[int, frozenset[str]]) -> None:
+    threads, files = before
+    assert len(threading.enumerate()) == threads, "a trace left a thread behind"
+    assert not leaked(files), f"a trace left descriptors open: {leaked(files)}"
 
 
 # ------------------------------------------------------------------ docker0
