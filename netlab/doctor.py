@@ -175,10 +175,3 @@ def _reason(exc: BaseException) -> str:
         return f"not supported by this kernel ({exc})"
     return str(exc)
 
-
-def missing(feature: str) -> Check | None:
-    """The failed check for ``feature``, or None if this machine has it."""
-    for check in run_checks():
-        if check.name == feature and not check.ok:
-            return check
-    return None

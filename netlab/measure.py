@@ -26,7 +26,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -292,9 +292,7 @@ class Conditions:
     kernel: str
     cpu: str
     cores: int
-    emulated_vm: bool
-    offloads: dict[str, dict[str, str]] = field(default_factory=dict)
-    mtus: dict[str, int] = field(default_factory=dict)
+    emulated_vm: bool  # MTUs and offloads of the paths are added by the runner, from the built labs
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

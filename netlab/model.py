@@ -396,7 +396,6 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-_ALIASES = {"host_network": "hostNetwork", "instance_type": "instanceType", "pod_cidr": "podCIDR", "external_snat": "externalSNAT", "service_cidr": "serviceCIDR", "proxy_mode": "proxyMode"}
 
 
 def _model_at(loc: tuple[int | str, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:

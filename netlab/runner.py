@@ -104,12 +104,7 @@ class Runner:
         if any(isinstance(s.spec, ImpairStep) and s.spec.needs_netem for s in self.scenario.steps):
             from netlab import doctor
 
-            problem = doctor.missing("netem")
-            if problem:
-                raise EnvironmentProblem(
-                    f"{self.source}: an impair step needs netem (delay/loss), which this kernel lacks: {problem.detail}. "
-                    f"How to get it: {problem.how}"
-                )
+            doctor.require(["netem"], f"{self.source}: an impair step with delay/loss")
 
     def run(self) -> Report:
         cond = measure.conditions()
@@ -389,14 +384,3 @@ def impair(ns: str, iface: str, spec: ImpairStep) -> str:
             return f"tbf rate {spec.rate} on {iface}"
         except NetlinkError as exc:
             raise EnvironmentProblem(f"cannot add the qdisc on {ns}:{iface}: {exc} (netlab doctor says what this kernel lacks)") from None
-
-
-def run_file(path: str, out_dir: str | None = None, samples: int | None = None, notify: Notify | None = None) -> Report:
-    from netlab.scenario import load_scenario
-
-    scenario, labs = load_scenario(path)
-    return Runner(scenario, labs, path, Path(out_dir) if out_dir else None, samples, notify).run()
-
-
-def in_emulated_vm() -> bool:
-    return os.environ.get("NETLAB_IN_VM", "") != ""
