@@ -51,8 +51,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netlab import lab as netlab_lab  # noqa: E402
-from netlab import names, netns  # noqa: E402
+from netlab import names
 from netlab.datapaths import make_plan  # noqa: E402
+from netlab.kernel import netns  # noqa: E402
 from netlab.model import Topology, parse_topology  # noqa: E402
 from netlab.state import LabState  # noqa: E402
 

@@ -1,7 +1,7 @@
 """netlab: container and Kubernetes pod networking, built for real in network namespaces.
 
 Data flows one way: topology file -> :mod:`netlab.model` -> :mod:`netlab.datapaths`
-(a :class:`~netlab.plan.Plan`) -> :mod:`netlab.backend` applies it, journaled in
+(a :class:`~netlab.plan.Plan`) -> :mod:`netlab.kernel.backend` applies it, journaled in
 :mod:`netlab.state` -> :mod:`netlab.lab` tears it down.
 """
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from pyroute2 import IPVS, IPRoute
 
-from netlab import netns
 from netlab.errors import EnvironmentProblem
+from netlab.kernel import netns
 from netlab.lab import stop_processes
 from netlab.state import LabState
 

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 
-from netlab import netns
-from netlab.backend import Backend, NetlinkBackend
 from netlab.errors import BuildError, EnvironmentProblem, LabExists, LabNotFound, UsageError
+from netlab.kernel import netns
+from netlab.kernel.backend import Backend, NetlinkBackend
 from netlab.model import Topology
 from netlab.plan import CreateNamespace, Endpoint, Plan, describe
 from netlab.state import LabState

@@ -2,7 +2,7 @@
 
 Each operation renders as the command a person would type for the same effect
 (``ip -n ns link add ...``), so ``netlab plan FILE`` doubles as a tutorial. Backends
-(:mod:`netlab.backend`) apply the operations; nothing here touches the kernel.
+(:mod:`netlab.kernel.backend`) apply the operations; nothing here touches the kernel.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def assert_host_unchanged(before: dict[str, str]) -> None:
 
 def lab_leftovers(lab: str) -> list[str]:
     """Namespaces, state files and processes a lab may have left behind."""
-    from netlab import netns
+    from netlab.kernel import netns
     from netlab.state import LabState
 
     left = [f"netns {n}" for n in netns.list_names() if n.startswith(f"{lab}-")]

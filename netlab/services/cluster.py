@@ -31,12 +31,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netlab import names, netns
+from netlab import names
 from netlab.errors import BuildError, EnvironmentProblem, UsageError
+from netlab.kernel import netns
 from netlab.model import Topology, parse_topology
+from netlab.model.service import CLUSTER_DOMAIN, DNS_SERVICE_INDEX, Service, system_services
 from netlab.plan import CreateNamespace, Endpoint, LoadIptables, Operation, Plan, describe
 from netlab.services import kubeproxy
-from netlab.services.model import CLUSTER_DOMAIN, DNS_SERVICE_INDEX, Service, allocate, system_services
+from netlab.services.allocate import allocate
 from netlab.state import LabState, state_dir
 
 DNS_POD = "coredns"
@@ -162,7 +164,7 @@ def sync(state: LabState) -> None:
             ipvs.sync(ns, node.name, str(topo.node_ip(node)), services, backends, cidr, topo.network.ipvs_scheduler)
         else:
             rules = kubeproxy.ruleset(node.name, services, backends, cidr, iptables_save(ns))
-            from netlab.backend import run_iptables_restore
+            from netlab.kernel.backend import run_iptables_restore
 
             run_iptables_restore(ns, rules)
     _write_dns_records(state, services, pods, backends)
@@ -365,8 +367,8 @@ def add_pods(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace:
     A pod takes the slot of a deleted pod on its node if there is one (so it gets the freed
     address, as an IPAM would hand it out again), else the next one.
     """
-    from netlab.backend import NetlinkBackend
     from netlab.datapaths import make_plan
+    from netlab.kernel.backend import NetlinkBackend
     from netlab.lab import stop_processes
 
     source = state.source or state.lab

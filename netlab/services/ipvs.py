@@ -23,10 +23,10 @@ import errno
 import socket
 from dataclasses import dataclass
 
-from netlab import netns
 from netlab.errors import EnvironmentProblem
+from netlab.kernel import netns
+from netlab.model.service import Service
 from netlab.services.kubeproxy import MASQ_MARK, Backend, endpoint_address
-from netlab.services.model import Service
 
 DEVICE = "kube-ipvs0"
 IP_VS_SVC_F_PERSISTENT = 0x1
@@ -122,7 +122,7 @@ def nat_rules(services: list[Service], cluster_cidr: str, saved_chains: set[str]
 
 def sync(ns: str, node: str, node_ip: str, services: list[Service], backends: dict[str, list[Backend]], cluster_cidr: str, scheduler: str) -> list[VirtualServer]:
     """Bring ``ns``'s kube-ipvs0 addresses, IPVS table and masquerade rules up to date."""
-    from netlab.backend import run_iptables_restore
+    from netlab.kernel.backend import run_iptables_restore
     from netlab.services.cluster import iptables_save
     from netlab.services.kubeproxy import parse_save
 

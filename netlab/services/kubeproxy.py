@@ -25,7 +25,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from netlab.services.model import Service, ServicePort
+from netlab.model.service import Service, ServicePort
 
 MASQ_MARK = "0x4000/0x4000"
 

@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from netlab.errors import TopologyError
 from netlab.model import from_pydantic
+from netlab.model.service import Service
 from netlab.services import cluster
-from netlab.services.model import Service
 from netlab.state import LabState
 
 SERVICE_SPEC_KEYS = {

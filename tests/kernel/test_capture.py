@@ -38,7 +38,7 @@ def lab_view(state: object) -> object:
 
     (Operational state is left out: it settles on its own just after a lab is built.)
     """
-    from netlab import status
+    from netlab.observe import status
 
     return [
         (v.ns, [(i.name, i.kind, i.mtu, i.mac, i.master, i.addresses) for i in v.interfaces], v.routes)
@@ -53,7 +53,7 @@ def tcpdump(path: Path) -> str:
 
 
 def test_pcap_opens_with_tcpdump_and_filter_and_count_bound(lab_up, tmp_path: Path) -> None:
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("docker0.yaml", name="t4-cap")
     eps = {e.name: e for e in state.endpoint_objects()}
@@ -77,7 +77,7 @@ def test_pcap_opens_with_tcpdump_and_filter_and_count_bound(lab_up, tmp_path: Pa
 
 
 def test_timeout_bound_and_keyboard_interrupt_leave_nothing_running(lab_up) -> None:
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("docker0.yaml", name="t4-capint")
     eps = {e.name: e for e in state.endpoint_objects()}
@@ -119,14 +119,14 @@ def test_netlab_capture_cli_stops_cleanly_on_sigint(lab_up, tmp_path: Path) -> N
     assert "192.168.1.11 > 203.0.113.1 icmp echo-request" in out
     assert "4 packet(s) captured on host1:eth0 (interrupted), written to" in out
     assert tcpdump(pcap).count("ICMP echo") == 4
-    from netlab import netns
+    from netlab.kernel import netns
 
     assert [p for ns in state.namespaces for p in netns.pids_in(ns)] == [], "no process left in the lab"
     assert lab_view(state) == view
 
 
 def test_expectations_on_a_real_capture_pass_and_fail_with_the_packets_seen(lab_up) -> None:
-    from netlab.expect import ExpectationFailed, load_expectations, watching
+    from netlab.observe.expect import ExpectationFailed, load_expectations, watching
 
     state = lab_up("docker0.yaml", name="t4-expect")
     eps = {e.name: e for e in state.endpoint_objects()}

@@ -66,7 +66,7 @@ def endpoints(state: object) -> dict[str, object]:
 
 
 def test_container_reaches_internet_through_snat(lab_up) -> None:
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("docker0.yaml", name="t2-docker0")
     eps = endpoints(state)
@@ -80,7 +80,7 @@ def test_container_reaches_internet_through_snat(lab_up) -> None:
 
 def test_containers_talk_directly_over_docker0(lab_up) -> None:
     """client -> web: same L2 segment, so the frame arrives from client's own MAC and IP (no routing, no NAT)."""
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("docker0.yaml", name="t2-docker0")
     eps = endpoints(state)
@@ -97,7 +97,7 @@ def test_containers_talk_directly_over_docker0(lab_up) -> None:
 
 def test_published_port_is_dnated_to_the_container(lab_up) -> None:
     """internet -> host1:8080 reaches web:80; the container sees the real client (DNAT only, no SNAT)."""
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("docker0.yaml", name="t2-docker0")
     eps = endpoints(state)
@@ -114,9 +114,9 @@ def test_published_port_is_dnated_to_the_container(lab_up) -> None:
 
 def test_the_printed_plan_pasted_into_a_shell_builds_the_same_lab(lab_up, tmp_path) -> None:
     """`netlab plan` is a tutorial: its commands, run by bash, give the lab netlab builds."""
-    from netlab import status
     from netlab.datapaths import make_plan
     from netlab.model import load_topology
+    from netlab.observe import status
     from tests.conftest import TOPOLOGIES
 
     pasted = make_plan(load_topology(TOPOLOGIES / "docker0.yaml").model_copy(update={"name": "t2-paste"}))
@@ -145,6 +145,6 @@ def test_the_printed_plan_pasted_into_a_shell_builds_the_same_lab(lab_up, tmp_pa
     finally:
         for ns in pasted.namespaces:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    from netlab import netns
+    from netlab.kernel import netns
 
     assert not [n for n in netns.list_names() if n.startswith("t2-paste-")]

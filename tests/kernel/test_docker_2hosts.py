@@ -7,7 +7,7 @@ host1 can never reach host2's: its packets for 172.17.0.2 never leave host1.
 
 from __future__ import annotations
 
-from netlab.capture import capture
+from netlab.observe.capture import capture
 from tests.conftest import ns_run
 from tests.kernel.test_docker0 import endpoints, tcp_get, tcp_server
 

@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from netlab import cli, lab, netns
-from netlab.backend import NetlinkBackend
+from netlab import cli, lab
 from netlab.datapaths import make_plan
 from netlab.errors import BuildError
+from netlab.kernel import netns
+from netlab.kernel.backend import NetlinkBackend
 from netlab.model import load_topology
 from netlab.plan import Operation, describe
 from netlab.state import LabState

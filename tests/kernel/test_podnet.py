@@ -25,7 +25,7 @@ def endpoints(state) -> dict:
 
 
 def assert_check_green(state, same_node: bool = True) -> None:
-    from netlab import check
+    from netlab.observe import check
 
     report = check.run(state.endpoint_objects(), state.cni, state.lab)
     assert report.ok, [(r.probe.src, r.probe.dst, r.detail) for r in report.failures]
@@ -58,7 +58,7 @@ def assert_df_limit(ns: str, dst: str, pod_mtu: int) -> None:
 
 
 def internet_sees(state, pod: str) -> set[str]:
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     eps = endpoints(state)
     with capture(eps["internet"].ns, "eth0", bpf="icmp", count=2, timeout=5) as seen:
@@ -72,7 +72,7 @@ def test_flannel_vxlan(lab_up) -> None:
     from scapy.layers.inet import ICMP, IP, UDP
     from scapy.layers.vxlan import VXLAN
 
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("flannel-vxlan.yaml", name="t3-vxlan")
     eps = endpoints(state)
@@ -99,7 +99,7 @@ def test_flannel_vxlan(lab_up) -> None:
 def test_host_gw(lab_up) -> None:
     from scapy.layers.inet import IP, UDP
 
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("host-gw.yaml", name="t3-hostgw")
     eps = endpoints(state)
@@ -131,7 +131,7 @@ def test_host_gw_across_subnets_is_refused_before_building(root, tmp_path: Path)
 def test_vpc_native(lab_up) -> None:
     from scapy.layers.inet import IP, UDP
 
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("vpc-native.yaml", name="t3-vpc")
     eps = endpoints(state)
@@ -178,7 +178,7 @@ def test_vpc_native_external_snat_keeps_the_pod_address(lab_up) -> None:
 
 def test_vpc_maxpods(lab_up) -> None:
     from netlab.cli import main
-    from netlab.netns import exists
+    from netlab.kernel.netns import exists
 
     state = lab_up("vpc-maxpods.yaml", name="t3-maxpods")
     eps = endpoints(state)
@@ -211,7 +211,7 @@ def ipip_loaded(root) -> None:
 def test_calico_ipip(ipip_loaded, lab_up) -> None:
     from scapy.layers.inet import ICMP, IP
 
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("calico-ipip.yaml", name="t3-ipip")
     eps = endpoints(state)
@@ -233,7 +233,7 @@ def test_calico_ipip(ipip_loaded, lab_up) -> None:
 def test_calico_crosssubnet(ipip_loaded, lab_up) -> None:
     from scapy.layers.inet import IP
 
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("calico-crosssubnet.yaml", name="t3-xsub")
     eps = endpoints(state)

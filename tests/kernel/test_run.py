@@ -86,7 +86,7 @@ def test_ctrl_c_during_a_run_tears_every_lab_down(root: None, tmp_path: Path) ->
     import sys
     import time
 
-    from netlab import netns
+    from netlab.kernel import netns
 
     before = host_snapshot()
     steps = "  - rtt: {from: web1, to: host2, samples: 100000, interval: 0.001}\n"

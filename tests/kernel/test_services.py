@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from netlab import lab, netns
-from netlab.capture import capture
+from netlab import lab
+from netlab.kernel import netns
+from netlab.observe.capture import capture
 from netlab.services import cluster, manifests
 from netlab.services.kubeproxy import svc_chain
 from netlab.state import LabState
@@ -151,7 +152,7 @@ def test_capture_shows_dnat_to_the_pod_and_the_reverse_on_the_reply(lab_up, tmp_
     assert any(src == pod_ip and sport == 8080 and dst == client_ip for src, sport, dst, _dp in wire_view), wire_view
     assert not any(vip in (src, dst) for src, _sp, dst, _dp in wire_view)
     # netlab trace names the same hop: DNAT at node1, and the reverse on the reply
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     traced = trace(state, "client", vip, proto="tcp", port=80)
     assert f"DNAT {vip}:80 -> {pod_ip}:8080 at node1" in traced.verdict, traced.verdict

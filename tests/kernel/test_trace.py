@@ -38,7 +38,7 @@ def assert_clean(before: tuple[int, frozenset[str]]) -> None:
 
 # ------------------------------------------------------------------ docker0
 def test_docker0_pod_to_internet_snat_and_unsnat(lab_up, tmp_path: Path) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     state = lab_up("docker0.yaml", name="t4-trd0")
     view, before = lab_view(state), (len(threading.enumerate()), fds())
@@ -64,7 +64,7 @@ def test_docker0_pod_to_internet_snat_and_unsnat(lab_up, tmp_path: Path) -> None
 
 
 def test_docker0_udp_tcp_and_same_host(lab_up) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     state = lab_up("docker0.yaml", name="t4-trd0b")
     before = (len(threading.enumerate()), fds())
@@ -79,7 +79,7 @@ def test_docker0_udp_tcp_and_same_host(lab_up) -> None:
 
 
 def test_docker_two_hosts_address_is_ambiguous(lab_up) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     state = lab_up("docker-2hosts.yaml", name="t4-trd2")
     t = trace(state, "web1", "web2")
@@ -90,7 +90,7 @@ def test_docker_two_hosts_address_is_ambiguous(lab_up) -> None:
 
 
 def test_docker0_published_port_dnat_and_reverse(lab_up) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     state = lab_up("docker0.yaml", name="t4-trpub")
     t = trace(state, "internet", "host1", proto="tcp", port=8080)
@@ -105,7 +105,7 @@ def test_docker0_published_port_dnat_and_reverse(lab_up) -> None:
 
 
 def test_interrupted_trace_leaves_nothing(lab_up, monkeypatch: pytest.MonkeyPatch) -> None:
-    from netlab import trace as tr
+    from netlab.observe import trace as tr
 
     state = lab_up("docker0.yaml", name="t4-trint")
     view, before = lab_view(state), (len(threading.enumerate()), fds())
@@ -128,7 +128,7 @@ def test_netlab_trace_cli_sigint_while_waiting_for_a_reply(lab_up) -> None:
     import sys
     import time
 
-    from netlab import netns
+    from netlab.kernel import netns
     from tests.conftest import ROOT, ns_run
 
     state = lab_up("docker0.yaml", name="t4-trsig")
@@ -175,7 +175,7 @@ def test_cli_trace_json_and_table(lab_up, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ pod networks
 def test_vxlan_encapsulated_at_sender_decapsulated_at_receiver(lab_up) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     needs("vxlan", "flannel-vxlan.yaml")
     state = lab_up("flannel-vxlan.yaml", name="t4-trvx")
@@ -199,7 +199,7 @@ def test_vxlan_encapsulated_at_sender_decapsulated_at_receiver(lab_up) -> None:
 
 
 def test_host_gw_routes_the_plain_packet(lab_up) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     needs("host-gw", "host-gw.yaml")
     state = lab_up("host-gw.yaml", name="t4-trhg")
@@ -213,7 +213,7 @@ def test_host_gw_routes_the_plain_packet(lab_up) -> None:
 
 
 def test_vpc_native_pod_addresses_on_the_wire(lab_up) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     needs("vpc-native", "vpc-native.yaml")
     state = lab_up("vpc-native.yaml", name="t4-trvpc")
@@ -228,7 +228,7 @@ def test_vpc_native_pod_addresses_on_the_wire(lab_up) -> None:
 
 def test_vpc_secondary_eni_reply_hairpins_through_the_gateway(lab_up) -> None:
     """A pod on ENI eth1 answers through its own table's default route: via the gateway."""
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     needs("vpc-native", "vpc-native.yaml")
     state = lab_up("vpc-native.yaml", name="t4-trvpc2")
@@ -242,7 +242,7 @@ def test_vpc_secondary_eni_reply_hairpins_through_the_gateway(lab_up) -> None:
 
 
 def test_services_clusterip_and_nodeport(lab_up) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     needs("host-gw", "services.yaml")
     state = lab_up("services.yaml", name="t4-trsvc")
@@ -266,7 +266,7 @@ def test_services_clusterip_and_nodeport(lab_up) -> None:
 
 @pytest.mark.requires("ipip")
 def test_ipip_outer_header_is_protocol_4(lab_up) -> None:
-    from netlab.trace import trace
+    from netlab.observe.trace import trace
 
     needs("ipip", "calico-ipip.yaml")
     state = lab_up("calico-ipip.yaml", name="t4-tripip")

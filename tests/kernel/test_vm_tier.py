@@ -29,7 +29,7 @@ def _rtts(ping_output: str) -> list[float]:
 
 @pytest.mark.requires("ipip")
 def test_ipip_tunnel_carries_traffic_between_lab_nodes(lab_up) -> None:
-    from netlab.capture import capture
+    from netlab.observe.capture import capture
 
     state = lab_up("docker-2hosts.yaml", name="t6-vm-ipip")
     eps = {e.name: e for e in state.endpoint_objects()}

@@ -8,7 +8,7 @@ import threading
 
 from rich.console import Console
 
-from netlab import check
+from netlab.observe import check
 from netlab.plan import Endpoint
 
 

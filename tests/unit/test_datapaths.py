@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from netlab.backend import RecordingBackend
 from netlab.datapaths import make_plan, vpc
 from netlab.errors import TopologyError
+from netlab.kernel.backend import RecordingBackend
 from netlab.model import load_topology, parse_topology
 from netlab.plan import AddRoute, AddVeth, LoadIptables, Plan
 

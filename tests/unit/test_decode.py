@@ -6,7 +6,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 
-from netlab.decode import decode
+from netlab.observe.decode import decode
 
 INNER = IP(src="10.244.1.2", dst="10.244.2.2", ttl=63) / ICMP(type=8, id=77, seq=3) / b"netlab-trace-x"
 

@@ -9,9 +9,9 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from netlab.capture import Seen
 from netlab.errors import TopologyError
-from netlab.expect import Resolver, check, expect, load_expectations
+from netlab.observe.capture import Seen
+from netlab.observe.expect import Resolver, check, expect, load_expectations
 from netlab.plan import Endpoint
 
 ENDPOINTS = [

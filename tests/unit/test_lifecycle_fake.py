@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from netlab import lab
-from netlab.backend import RecordingBackend
 from netlab.datapaths import make_plan
 from netlab.errors import BuildError, LabExists, LabNotFound
+from netlab.kernel.backend import RecordingBackend
 from netlab.model import Topology, load_topology
 from netlab.plan import CreateNamespace, Operation, Plan, describe
 from netlab.state import LabState

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from netlab import cli, netns
-from netlab.backend import RecordingBackend
+from netlab import cli
 from netlab.datapaths import make_plan
+from netlab.kernel import netns
+from netlab.kernel.backend import RecordingBackend
 from netlab.model import load_topology
 from netlab.plan import AddAddress, AddBridge, AddRoute, AddVeth, CreateNamespace, LoadIptables, Plan, SetMaster, SetSysctl
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from netlab.errors import TopologyError
-from netlab.scenario import ImpairStep, load_scenario
+from netlab.scenario.spec import ImpairStep, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

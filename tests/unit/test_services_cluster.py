@@ -6,9 +6,9 @@ from typing import Any
 
 from netlab.datapaths import make_plan
 from netlab.model import parse_topology
+from netlab.model.service import Service
 from netlab.plan import AddAddress, CreateNamespace, LoadIptables
 from netlab.services.cluster import PodInfo, incremental_ops, pod_name, workload_ports
-from netlab.services.model import Service
 
 
 def topo(node1: list[str], cni: str = "host-gw") -> Any:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from netlab.model.service import Service, system_services
+from netlab.services.allocate import allocate
 from netlab.services.kubeproxy import Backend, probability, ruleset, sep_chain, svc_chain
-from netlab.services.model import Service, allocate, system_services
 
 CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 WEB = [Backend("10.244.1.2", "node1", "web-1"), Backend("10.244.2.2", "node2", "web-2"), Backend("10.244.2.3", "node2", "web-3")]

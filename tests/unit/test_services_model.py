@@ -9,7 +9,8 @@ import pytest
 
 from netlab.errors import TopologyError
 from netlab.model import load_topology, parse_topology
-from netlab.services.model import allocate, allocate_node_port, system_services
+from netlab.model.service import system_services
+from netlab.services.allocate import allocate, allocate_node_port
 
 CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 

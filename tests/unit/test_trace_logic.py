@@ -6,10 +6,10 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from netlab.capture import Point
-from netlab.decode import decode
-from netlab.icmp import echo_request as _icmp_echo
-from netlab.trace import Hop, Probe, Row, Trace, _diff, _name_reverse_nat, verdict
+from netlab.observe.capture import Point
+from netlab.observe.decode import decode
+from netlab.observe.icmp import echo_request as _icmp_echo
+from netlab.observe.trace import Hop, Probe, Row, Trace, _diff, _name_reverse_nat, verdict
 
 MARK = b"netlab-trace-0123456789ab"
 

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab import netns
 from netlab.errors import EnvironmentProblem, UsageError
+from netlab.kernel import netns
 from netlab.plan import Endpoint
 
 ETH_P_ALL = 0x0003

@@ -12,14 +12,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netlab.errors import TopologyError
-from netlab.services.model import Service, check_services
+from netlab.model.service import DNS_SERVICE_INDEX, IPVS_SCHEDULERS, KUBERNETES_SERVICE_INDEX, Service
 
 KNOWN_CNIS = ("docker0", "vxlan", "ipip", "host-gw", "vpc-native")
 RESERVED_NAMES = ("internet", "gateway", "underlay")
@@ -225,7 +223,7 @@ class Topology(_Frozen):
         for i, node in enumerate(self.nodes):
             self._claim(seen, node.name, f"nodes[{i}].name")
             if node.subnet is not None and node.subnet not in {s.name for s in net.subnets}:
-                raise _Problem(
+                raise Problem(
                     f"nodes[{i}].subnet",
                     f"unknown subnet {node.subnet!r}; defined: {', '.join(s.name for s in net.subnets)}",
                 )
@@ -234,31 +232,31 @@ class Topology(_Frozen):
                 published: set[tuple[int, str]] = set()
                 for k, port in enumerate(pod.ports):
                     if net.cni != "docker0":
-                        raise _Problem(f"nodes[{i}].pods[{j}].ports", "published ports exist only with cni docker0 (use a NodePort Service)")
+                        raise Problem(f"nodes[{i}].pods[{j}].ports", "published ports exist only with cni docker0 (use a NodePort Service)")
                     key = (port.host_port, port.protocol)
                     if key in published:
-                        raise _Problem(f"nodes[{i}].pods[{j}].ports[{k}]", f"host port {port.host_port}/{port.protocol} published twice")
+                        raise Problem(f"nodes[{i}].pods[{j}].ports[{k}]", f"host port {port.host_port}/{port.protocol} published twice")
                     published.add(key)
             self._check_host_ports(i, node)
 
         names: set[str] = set()
         for i, subnet in enumerate(net.subnets):
             if subnet.name in names:
-                raise _Problem(f"network.subnets[{i}].name", f"duplicate subnet name {subnet.name!r}")
+                raise Problem(f"network.subnets[{i}].name", f"duplicate subnet name {subnet.name!r}")
             names.add(subnet.name)
             ranges = [(f"network.subnets[{k}] {s.cidr}", s.cidr) for k, s in enumerate(net.subnets[:i])]
             self._no_overlap(f"network.subnets[{i}].cidr", subnet.cidr, ranges)
             members = sum(1 for n in self.nodes if self.subnet_of(n) == subnet)
             room = subnet.cidr.num_addresses - 2 - (FIRST_NODE_HOST - 1)
             if members > room:
-                raise _Problem(
+                raise Problem(
                     f"network.subnets[{i}].cidr",
                     f"{subnet.cidr} is too small for its {members} nodes (they take .{FIRST_NODE_HOST} upwards; room for {max(room, 0)}); use a larger prefix",
                 )
         taken = [(f"network.subnets[{k}] {s.cidr}", s.cidr) for k, s in enumerate(net.subnets)]
         if net.internet is not None:
             if net.internet.num_addresses < 4:
-                raise _Problem("network.internet", f"{net.internet} is too small: use a /30 or larger")
+                raise Problem("network.internet", f"{net.internet} is too small: use a /30 or larger")
             self._no_overlap("network.internet", net.internet, taken)
             taken.append((f"network.internet {net.internet}", net.internet))
         self._check_pod_network(taken)
@@ -268,16 +266,16 @@ class Topology(_Frozen):
                 self._no_overlap(field, other, [(f"docker0's bridge network {DOCKER_BRIDGE_CIDR}", DOCKER_BRIDGE_CIDR)])
             for i, node in enumerate(self.nodes):
                 if len(node.pods) > DOCKER_BRIDGE_CIDR.num_addresses - 3:
-                    raise _Problem(f"nodes[{i}].pods", "more containers than docker0's 172.17.0.0/16 holds")
+                    raise Problem(f"nodes[{i}].pods", "more containers than docker0's 172.17.0.0/16 holds")
         if (problem := check_services(self)) is not None:
-            raise _Problem(*problem)
+            raise Problem(*problem)
         return self
 
     def _check_pod_network(self, taken: list[tuple[str, ipaddress.IPv4Network]]) -> None:
         net = self.network
         for i, node in enumerate(self.nodes):
             if node.instance_type is not None and node.instance_type not in INSTANCE_TYPES:
-                raise _Problem(
+                raise Problem(
                     f"nodes[{i}].instanceType",
                     f"unknown instance type {node.instance_type!r}; known: {', '.join(INSTANCE_TYPES)}",
                 )
@@ -285,22 +283,22 @@ class Topology(_Frozen):
             return
         self._no_overlap("network.podCIDR", net.pod_cidr, taken)
         if net.pod_cidr.prefixlen > 23:
-            raise _Problem("network.podCIDR", f"{net.pod_cidr} is too small: each node takes a /24 (use e.g. 10.244.0.0/16)")
+            raise Problem("network.podCIDR", f"{net.pod_cidr} is too small: each node takes a /24 (use e.g. 10.244.0.0/16)")
         blocks = 2 ** (24 - net.pod_cidr.prefixlen) - 1  # the first /24 is not used (node i gets block i, from 1)
         if len(self.nodes) > blocks:
-            raise _Problem(
+            raise Problem(
                 "nodes",
                 f"{len(self.nodes)} nodes but {net.pod_cidr} has room for {blocks} node /24 blocks; use a larger podCIDR",
             )
         room = 255 if net.cni == "ipip" else 253  # calico: .1-.255 (.0 is tunl0); flannel: .2-.254 (.1 is cni0)
         for i, node in enumerate(self.nodes):
             if sum(1 for pod in node.pods if not pod.host_network) > room:
-                raise _Problem(f"nodes[{i}].pods", f"more than {room} pods: a node's /24 block holds {room}")
+                raise Problem(f"nodes[{i}].pods", f"more than {room} pods: a node's /24 block holds {room}")
         if net.cni == "host-gw":
             first = self.subnet_of(self.nodes[0])
             for i, node in enumerate(self.nodes):
                 if self.subnet_of(node) != first:
-                    raise _Problem(
+                    raise Problem(
                         f"nodes[{i}].subnet",
                         f"host-gw needs every node on one L2 subnet, but {node.name} is on {self.subnet_of(node).name} and "
                         f"{self.nodes[0].name} on {first.name}: no L2 adjacency, so a route 'via <node IP>' cannot work "
@@ -310,9 +308,9 @@ class Topology(_Frozen):
     @staticmethod
     def _claim(seen: dict[str, str], name: str, field: str) -> None:
         if name in RESERVED_NAMES:
-            raise _Problem(field, f"{name!r} is reserved ({', '.join(RESERVED_NAMES)} name the lab's own namespaces)")
+            raise Problem(field, f"{name!r} is reserved ({', '.join(RESERVED_NAMES)} name the lab's own namespaces)")
         if name in seen:
-            raise _Problem(field, f"duplicate name {name!r} (already used at {seen[name]}; node and pod names share one space)")
+            raise Problem(field, f"duplicate name {name!r} (already used at {seen[name]}; node and pod names share one space)")
         seen[name] = field
 
     @staticmethod
@@ -322,7 +320,7 @@ class Topology(_Frozen):
             for k, port in enumerate(pod.ports):
                 key = (port.host_port, port.protocol)
                 if key in owners and owners[key] != pod.name:
-                    raise _Problem(
+                    raise Problem(
                         f"nodes[{i}].pods[{j}].ports[{k}]",
                         f"host port {port.host_port}/{port.protocol} is already published by {owners[key]!r} on {node.name}",
                     )
@@ -338,106 +336,57 @@ class Topology(_Frozen):
         for label, other in taken:
             if cidr.overlaps(other):
                 subject = what or str(cidr)
-                raise _Problem(field, f"{subject} overlaps {label}; choose ranges that do not overlap")
+                raise Problem(field, f"{subject} overlaps {label}; choose ranges that do not overlap")
 
 
-class _Problem(TopologyError):
+class Problem(TopologyError):
     """A cross-field problem found during validation; the loader adds the file name."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__("<topology>", field, message)
 
 
-# --------------------------------------------------------------------- loading
-def load_topology(path: str | Path) -> Topology:
-    """Read and validate a topology file; raise :class:`TopologyError` naming file and field."""
-    source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise TopologyError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
-    return parse_topology(text, source)
-
-
-def parse_topology(text: str | dict[str, Any], source: str = "<topology>") -> Topology:
-    """Validate YAML text (or an already-parsed mapping) into a :class:`Topology`."""
-    if isinstance(text, str):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or "not valid YAML"
-            raise TopologyError(source, where, f"not valid YAML: {problem}") from None
-        except RecursionError:  # PyYAML's parser recurses once per nesting level
-            raise TopologyError(source, "", "not valid YAML: the document nests too deeply") from None
-    else:
-        data = text
-    if not isinstance(data, dict):
-        raise TopologyError(source, "", "expected a mapping with keys name, network, nodes")
-    try:
-        return Topology.model_validate(data)
-    except _Problem as problem:
-        raise TopologyError(source, problem.field, problem.message) from None
-    except ValidationError as exc:
-        raise from_pydantic(exc, source) from None
-    except RecursionError:
-        raise TopologyError(source, "", "the document nests too deeply") from None
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """``('nodes', 1, 'pods', 0, 'name')`` -> ``nodes[1].pods[0].name``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-
-
-def _model_at(loc: tuple[int | str, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
-    model: Any = root or Topology
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        if field is None:
-            for name, info in model.model_fields.items():
-                if info.alias == part:
-                    field = model.model_fields[name]
-        if field is None:
-            return None
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ()) or (annotation,)
-        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if model is None:
-            return None
-    return model
-
-
-def from_pydantic(exc: ValidationError, source: str, root: type[BaseModel] | None = None) -> TopologyError:
-    """The first pydantic error as a TopologyError naming ``source`` and the field path."""
-    error = exc.errors()[0]
-    loc = tuple(part for part in error["loc"] if part not in ("function-after", "function-before"))
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        owner = _model_at(loc[:-1], root)
-        valid = sorted(info.alias or name for name, info in owner.model_fields.items()) if owner else []
-        message = f"unknown key {loc[-1]!r}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
-    elif kind == "missing":
-        message = "required key is missing"
-    elif kind == "value_error":
-        message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
-    elif kind in ("ip_v4_network", "ip_v4_address"):
-        message = f"{error.get('input')!r} is not a valid IPv4 CIDR (e.g. 192.168.1.0/24, host bits zero)"
-    else:
-        message = error["msg"]
-        if "input" in error and not isinstance(error["input"], (dict, list)):
-            message += f" (got {error['input']!r})"
-    count = exc.error_count()
-    if count > 1:
-        message += f" (and {count - 1} more problem{'s' if count > 2 else ''})"
-    return TopologyError(source, field_path(loc), message)
+# --------------------------------------------------------------------- services
+def check_services(topology: Topology) -> tuple[str, str] | None:
+    """The first cross-field problem with ``topology``'s services as (field, message), or None."""
+    net = topology.network
+    cidr = net.service_cidr
+    if cidr.num_addresses < 16:
+        return "network.serviceCIDR", f"{cidr} is too small: use a /28 or larger (10.96.0.0/12 is Kubernetes' default)"
+    ranges = [("network.podCIDR", net.pod_cidr)] + [(f"network.subnets {s.cidr}", s.cidr) for s in net.subnets]
+    if net.internet is not None:
+        ranges.append(("network.internet", net.internet))
+    for label, other in ranges:
+        if cidr.overlaps(other) and not (label == "network.podCIDR" and net.cni == "docker0"):
+            return "network.serviceCIDR", f"{cidr} overlaps {label} {other}; choose a range that does not overlap"
+    if net.proxy_mode == "ipvs" and net.ipvs_scheduler not in IPVS_SCHEDULERS:
+        return "network.ipvsScheduler", f"unknown IPVS scheduler {net.ipvs_scheduler!r}; valid: {', '.join(IPVS_SCHEDULERS)}"
+    if topology.services and net.cni == "docker0":
+        return "services", "Services need a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0"
+    reserved = {
+        str(cidr.network_address + KUBERNETES_SERVICE_INDEX): "default/kubernetes",
+        str(cidr.network_address + DNS_SERVICE_INDEX): "kube-system/kube-dns",
+    }
+    keys: dict[str, int] = {}
+    ips: dict[str, str] = dict(reserved)
+    node_ports: dict[tuple[int, str], str] = {}
+    for i, svc in enumerate(topology.services):
+        if svc.key in keys or svc.key in reserved.values():
+            return f"services[{i}].name", f"duplicate service {svc.key!r}" + (
+                " (netlab creates it)" if svc.key in reserved.values() else f" (already services[{keys[svc.key]}])"
+            )
+        keys[svc.key] = i
+        if svc.cluster_ip and not svc.headless:
+            address = ipaddress.IPv4Address(svc.cluster_ip)
+            if address not in cidr or address in (cidr.network_address, cidr.broadcast_address):
+                return f"services[{i}].clusterIP", f"{address} is not a usable address of network.serviceCIDR {cidr}"
+            if str(address) in ips:
+                return f"services[{i}].clusterIP", f"{address} is already taken by {ips[str(address)]}"
+            ips[str(address)] = svc.key
+        for j, port in enumerate(svc.ports):
+            if port.node_port is not None:
+                owner = node_ports.get((port.node_port, port.protocol))
+                if owner:
+                    return f"services[{i}].ports[{j}].nodePort", f"nodePort {port.node_port}/{port.protocol} is already used by {owner}"
+                node_ports[(port.node_port, port.protocol)] = svc.key
+    return None

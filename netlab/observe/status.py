@@ -10,7 +10,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netlab import netns
+from netlab.kernel import netns
 from netlab.state import LabState
 
 _SCOPES = {0: "global", 253: "link", 254: "host"}

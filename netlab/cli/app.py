@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from netlab import lab, netns
+from netlab import lab
 from netlab.datapaths import make_plan
 from netlab.errors import NetlabError
+from netlab.kernel import netns
 from netlab.model import load_topology
 
 PROGRESS_THRESHOLD = 200  # operations; smaller builds finish before a bar is worth drawing
@@ -156,9 +157,9 @@ def cmd_down(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
-    from netlab import report as render
-    from netlab.runner import Runner
-    from netlab.scenario import load_scenario
+    from netlab.cli import render_scenario as render
+    from netlab.scenario.runner import Runner
+    from netlab.scenario.spec import load_scenario
 
     scenario, labs = load_scenario(args.file)
     notify = (lambda msg: None) if args.json else (lambda msg: out.print(f"  {msg}", highlight=False, markup=False))
@@ -180,8 +181,8 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
 def cmd_capture(args: argparse.Namespace, out: Console) -> int:
     import time
 
-    from netlab.capture import Capture, resolve_point
-    from netlab.decode import decode
+    from netlab.observe.capture import Capture, resolve_point
+    from netlab.observe.decode import decode
 
     lab.require_root()
     state = lab.get(args.lab)
@@ -220,7 +221,7 @@ def cmd_capture(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_trace(args: argparse.Namespace, out: Console) -> int:
-    from netlab import trace as tr
+    from netlab.observe import trace as tr
 
     lab.require_root()
     state = lab.get(args.lab)
@@ -294,7 +295,7 @@ def cmd_exec(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: Console) -> int:
-    from netlab import status
+    from netlab.observe import status
     from netlab.state import LabState
 
     lab.require_root()
@@ -332,7 +333,7 @@ def cmd_status(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: Console) -> int:
-    from netlab import check
+    from netlab.observe import check
 
     lab.require_root()
     state = lab.get(args.lab)
@@ -459,5 +460,3 @@ def main_entry() -> None:
     sys.exit(main())
 
 
-if __name__ == "__main__":
-    main_entry()

@@ -35,10 +35,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from netlab.capture import Capture, Point, Seen, resolve_point
-from netlab.decode import Frame, decode
 from netlab.errors import NetlabError, TopologyError, UsageError
 from netlab.model import field_path
+from netlab.observe.capture import Capture, Point, Seen, resolve_point
+from netlab.observe.decode import Frame, decode
 from netlab.plan import Endpoint
 
 Address = ipaddress.IPv4Address | ipaddress.IPv4Network

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from netlab import icmp, netns
 from netlab.errors import EnvironmentProblem, NetlabError
+from netlab.kernel import netns
+from netlab.observe import icmp
 
 
 class MeasurementError(NetlabError):

@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from netlab import netns
 from netlab.errors import EnvironmentProblem
+from netlab.kernel import netns
 from netlab.plan import Endpoint
 
 _RTT = re.compile(r"time=([\d.]+) ms")

@@ -259,7 +259,7 @@ def _check_names(scenario: Scenario, labs: list[ScenarioLab], source: str) -> No
         if hasattr(spec, "src"):
             refs += [("from", spec.src, chosen), ("to", spec.dst, chosen)]
         if isinstance(spec, CaptureStep):
-            from netlab import expect
+            from netlab.observe import expect
 
             expect.load_expectations(list(spec.expect), source, f"{field}.expect")
             refs += [("probe.from", spec.probe.src, chosen), ("probe.to", spec.probe.dst, chosen)]

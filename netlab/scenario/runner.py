@@ -15,11 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netlab import lab, measure, netns
+from netlab import lab
 from netlab.datapaths import make_plan
 from netlab.errors import EnvironmentProblem, NetlabError, UsageError
+from netlab.kernel import netns
 from netlab.plan import Endpoint
-from netlab.scenario import (
+from netlab.scenario import measure
+from netlab.scenario.spec import (
     CaptureStep,
     ImpairStep,
     PingStep,
@@ -146,7 +148,7 @@ class Runner:
         mtus: dict[str, dict[str, int]] = {}
         offloads: dict[str, dict[str, str]] = {}
         for name, state in self.up.items():
-            from netlab.status import inspect_namespace
+            from netlab.observe.status import inspect_namespace
 
             per: dict[str, int] = {}
             for ep in state.endpoint_objects():
@@ -266,7 +268,7 @@ class Runner:
         return out
 
     def _step_capture(self, index: int, spec: CaptureStep, targets: list[str]) -> list[StepResult]:
-        from netlab import expect
+        from netlab.observe import expect
 
         expectations = expect.load_expectations(list(spec.expect), self.source, f"steps[{index}].capture.expect")
         out = []
@@ -299,7 +301,7 @@ class Runner:
 
     # ------------------------------------------------------------------ artifacts
     def _artifacts(self, report: Report) -> list[str]:
-        from netlab import report as render
+        from netlab.cli import render_scenario as render
 
         assert self.out_dir is not None
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netlab import netns
-from netlab.capture import Capture, Point
-from netlab.decode import Frame, decode
 from netlab.errors import UsageError
-from netlab.icmp import echo_request
+from netlab.kernel import netns
+from netlab.observe.capture import Capture, Point
+from netlab.observe.decode import Frame, decode
+from netlab.observe.icmp import echo_request
 from netlab.plan import Endpoint
 
 TUNNEL_KINDS = ("vxlan", "ipip", "gre", "geneve", "sit")

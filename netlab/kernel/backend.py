@@ -1,7 +1,7 @@
 """Backends apply plan operations to a kernel.
 
 :class:`NetlinkBackend` talks rtnetlink through pyroute2, one socket per namespace
-(opened from a helper thread, see :mod:`netlab.netns`); iptables rules go in with one
+(opened from a helper thread, see :mod:`netlab.kernel.netns`); iptables rules go in with one
 ``iptables-restore`` per namespace, as kube-proxy does. :class:`RecordingBackend` is the
 fake: it records operations and can fail on demand, so plans, journaling and rollback are
 tested without root.
@@ -19,8 +19,9 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
-from netlab import netns
 from netlab.errors import EnvironmentProblem
+from netlab.kernel import netns
+from netlab.kernel.rtnl import Rtnl, sockets
 from netlab.plan import (
     AddAddress,
     AddBridge,
@@ -39,7 +40,6 @@ from netlab.plan import (
     SetSysctl,
     SetTunnel,
 )
-from netlab.rtnl import Rtnl, sockets
 
 RTNH_F_ONLINK = 4
 RT_SCOPE_LINK = 253
