@@ -17,7 +17,7 @@ from netlab.errors import BuildError, EnvironmentProblem, LabExists, LabNotFound
 from netlab.kernel import netns
 from netlab.kernel.backend import Backend, NetlinkBackend
 from netlab.model import Topology
-from netlab.plan import CreateNamespace, Endpoint, Plan, describe
+from netlab.plan import CreateNamespace, Host, Plan, describe
 from netlab.state import LabState
 
 Progress = Callable[[int, int, str], None]
@@ -89,7 +89,7 @@ def up(
     finally:
         kernel.close()
     state.status = "up"
-    state.endpoints = [{f.name: getattr(e, f.name) for f in fields(e)} for e in plan.endpoints]  # asdict deep-copies: slow for 500 pods
+    state.hosts = [{f.name: getattr(e, f.name) for f in fields(e)} for e in plan.hosts]  # asdict deep-copies: slow for 500 pods
     state.notes = list(plan.notes)
     state.save()
     if topology.services and backend is None:  # kube-proxy, cluster DNS, workloads: netlab/services/
@@ -166,7 +166,7 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def get(lab: str) -> LabState:
+def running(lab: str) -> LabState:
     state = LabState.load(lab)
     if state is None or state.status != "up":
         up_labs = ", ".join(s.lab for s in LabState.all()) or "none"
@@ -174,9 +174,9 @@ def get(lab: str) -> LabState:
     return state
 
 
-def endpoint(state: LabState, target: str) -> Endpoint:
-    for ep in state.endpoint_objects():
+def host(state: LabState, target: str) -> Host:
+    for ep in state.host_objects():
         if ep.name == target:
             return ep
-    valid = ", ".join(ep.name for ep in state.endpoint_objects())
+    valid = ", ".join(ep.name for ep in state.host_objects())
     raise UsageError(f"lab {state.lab!r} has no node or pod named {target!r}; valid: {valid}")

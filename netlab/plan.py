@@ -235,8 +235,13 @@ Operation = Union[
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """Something a person can name in a lab: a node, a pod, the internet host, the gateway."""
+class Host:
+    """Something a person can name in a lab: a node, a pod, the internet host, the gateway.
+
+    Each is a network namespace with an address (hostNetwork pods share their node's);
+    ``exec``, ``capture``, ``trace`` and ``check`` take these names. Not to be confused with
+    the machine's own (host) namespace, which netlab never touches.
+    """
 
     name: str
     kind: str  # node | pod | internet | gateway | underlay
@@ -249,12 +254,12 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Plan:
-    """What building a lab takes, in order, and the endpoints it will have."""
+    """What building a lab takes, in order, and the hosts it will have."""
 
     lab: str
     cni: str
     operations: tuple[Operation, ...]
-    endpoints: tuple[Endpoint, ...] = ()
+    hosts: tuple[Host, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. pods that cannot start, and why
     requires: tuple[str, ...] = ()  # kernel features (doctor probe names) checked before building
 

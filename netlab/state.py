@@ -4,7 +4,7 @@
 namespace is appended to ``/run/netlab/<lab>.journal`` (one name a line) before it is
 created (write-ahead), so a crash at any point leaves a record that ``netlab down`` /
 ``netlab clean`` can finish. Appending a line keeps journaling O(1) per namespace, where
-rewriting the whole record each time made a 500-container build quadratic. It also keeps the lab's endpoints, so
+rewriting the whole record each time made a 500-container build quadratic. It also keeps the lab's hosts (nodes, pods, ...), so
 ``down``, ``status`` and ``exec`` work without the topology file, or after it changed.
 Ownership is by record, never by name pattern: a namespace no record lists is not ours.
 """
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netlab.plan import Endpoint
+from netlab.plan import Host
 
 DEFAULT_STATE_DIR = "/run/netlab"
 
@@ -37,7 +37,7 @@ class LabState:
     status: str = "building"  # building | up
     created: float = field(default_factory=time.time)
     namespaces: list[str] = field(default_factory=list)
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    hosts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     topology: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +81,8 @@ class LabState:
             return cls(lab=lab, status="corrupt", namespaces=journaled) if journaled else None
         except (OSError, ValueError):
             return cls(lab=lab, status="corrupt", namespaces=journaled)
+        if isinstance(data, dict) and "endpoints" in data:  # a record written by netlab 0.1.0
+            data.setdefault("hosts", data.pop("endpoints"))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         state = cls(**known)
         for ns in journaled:
@@ -150,11 +152,11 @@ class LabState:
         self.files_journal_for(self.lab).unlink(missing_ok=True)
         return removed
 
-    def endpoint_objects(self) -> list[Endpoint]:
+    def host_objects(self) -> list[Host]:
         out = []
-        for data in self.endpoints:
+        for data in self.hosts:
             values = dict(data)
             if values.get("ip"):
                 values["ip"] = ipaddress.IPv4Address(values["ip"])
-            out.append(Endpoint(**values))
+            out.append(Host(**values))
         return out

@@ -137,8 +137,8 @@ def cmd_up(args: argparse.Namespace, out: Console) -> int:
             state = lab.up(topology, plan, args.file, progress=lambda done, total, _op: bar.update(task, completed=done))
     else:
         state = lab.up(topology, plan, args.file)
-    pods = sum(1 for e in state.endpoint_objects() if e.kind == "pod")
-    nodes = sum(1 for e in state.endpoint_objects() if e.kind == "node")
+    pods = sum(1 for e in state.host_objects() if e.kind == "pod")
+    nodes = sum(1 for e in state.host_objects() if e.kind == "node")
     out.print(
         f"[green]lab {state.lab} is up[/]: cni {state.cni}, {nodes} node(s), {pods} pod(s), "
         f"{len(state.namespaces)} namespaces, {len(plan)} operations"
@@ -185,8 +185,8 @@ def cmd_capture(args: argparse.Namespace, out: Console) -> int:
     from netlab.observe.decode import decode
 
     lab.require_root()
-    state = lab.get(args.lab)
-    point = resolve_point(state.endpoint_objects(), args.at)
+    state = lab.running(args.lab)
+    point = resolve_point(state.host_objects(), args.at)
     cap = Capture(point.ns, point.iface, args.filter, args.count, args.timeout if args.timeout else 365 * 86400.0)
     shown = 0
 
@@ -224,7 +224,7 @@ def cmd_trace(args: argparse.Namespace, out: Console) -> int:
     from netlab.observe import trace as tr
 
     lab.require_root()
-    state = lab.get(args.lab)
+    state = lab.running(args.lab)
 
     def started(path: tr.HopPath) -> None:
         if not args.json:
@@ -284,8 +284,8 @@ def cmd_exec(args: argparse.Namespace, out: Console) -> int:
     if not command:
         raise UsageError("nothing to run: netlab exec LAB TARGET -- COMMAND ...")
     lab.require_root()
-    state = lab.get(args.lab)
-    ep = lab.endpoint(state, args.target)
+    state = lab.running(args.lab)
+    ep = lab.host(state, args.target)
     try:
         return subprocess.call(netns.exec_argv(ep.ns, command))
     except FileNotFoundError:
@@ -309,7 +309,7 @@ def cmd_status(args: argparse.Namespace, out: Console) -> int:
             table.add_row(s.lab, s.cni, s.status, str(len(s.namespaces)), s.source)
         out.print(table if states else "no labs are up")
         return 0
-    state = lab.get(args.lab)
+    state = lab.running(args.lab)
     views = status.collect(state)
     if args.json:
         out.print_json(json.dumps({**status.as_json(state, views), **_services_json(state)}, default=str))
@@ -336,8 +336,8 @@ def cmd_check(args: argparse.Namespace, out: Console) -> int:
     from netlab.observe import check
 
     lab.require_root()
-    state = lab.get(args.lab)
-    report = check.run(state.endpoint_objects(), state.cni, state.lab, workers=max(1, args.workers))
+    state = lab.running(args.lab)
+    report = check.run(state.host_objects(), state.cni, state.lab, workers=max(1, args.workers))
     if args.json:
         out.print_json(json.dumps(report.as_json()))
     else:
@@ -370,7 +370,7 @@ def cmd_apply(args: argparse.Namespace, out: Console) -> int:
     from netlab.services import manifests
 
     lab.require_root()
-    state = lab.get(args.lab)
+    state = lab.running(args.lab)
     for line in manifests.apply_file(state, args.filename):
         out.print(line, highlight=False)
     return 0
@@ -380,7 +380,7 @@ def cmd_scale(args: argparse.Namespace, out: Console) -> int:
     from netlab.services import cluster
 
     lab.require_root()
-    state = lab.get(args.lab)
+    state = lab.running(args.lab)
     deploy = cluster.scale(state, args.deployment, args.replicas)
     out.print(f"deployment.apps/{args.deployment} scaled to {args.replicas}: {', '.join(deploy['pods']) or 'no pods'}", highlight=False)
     return 0
@@ -392,8 +392,8 @@ def cmd_requests(args: argparse.Namespace, out: Console) -> int:
     from netlab.errors import EnvironmentProblem
 
     lab.require_root()
-    state = lab.get(args.lab)
-    ep = lab.endpoint(state, args.source)
+    state = lab.running(args.lab)
+    ep = lab.host(state, args.source)
     from netlab.services.cluster import program
 
     argv = netns.exec_argv(ep.ns, [sys.executable, *program("client"), args.url, "-n", str(args.count)])

@@ -14,7 +14,7 @@ import ipaddress
 from netlab import names
 from netlab.datapaths.underlay import Builder
 from netlab.model import DOCKER_BRIDGE_CIDR, Node, Topology
-from netlab.plan import AddAddress, AddBridge, AddRoute, Endpoint, LinkUp, LoadIptables
+from netlab.plan import AddAddress, AddBridge, AddRoute, Host, LinkUp, LoadIptables
 
 BRIDGE = "docker0"
 
@@ -47,7 +47,7 @@ def _host(topology: Topology, b: Builder, node: Node) -> None:
             AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{ip}/{prefix}")),
             AddRoute(ns, None, gateway=gateway),
         )
-        b.endpoints.append(Endpoint(pod.name, "pod", ns, ip, node=node.name))
+        b.hosts.append(Host(pod.name, "pod", ns, ip, node=node.name))
     b.add(LoadIptables(host_ns, nat_rules(node), why="dockerd: MASQUERADE and published ports"))
 
 

@@ -25,7 +25,7 @@ from netlab import names
 from netlab.datapaths import k8s
 from netlab.datapaths.underlay import Builder
 from netlab.model import Node, Topology
-from netlab.plan import AddAddress, AddRoute, Endpoint, LinkUp, LoadIptables, SetSysctl, SetTunnel
+from netlab.plan import AddAddress, AddRoute, Host, LinkUp, LoadIptables, SetSysctl, SetTunnel
 
 DEVICE = "tunl0"
 OVERHEAD = 20  # the outer IP header
@@ -65,7 +65,7 @@ def _node(topology: Topology, b: Builder, node: Node) -> None:
             AddRoute(ns, ipaddress.IPv4Network(f"{POD_GATEWAY}/32"), dev="eth0", scope_link=True),
             AddRoute(ns, None, gateway=POD_GATEWAY, dev="eth0"),
         )
-        b.endpoints.append(Endpoint(pod.name, "pod", ns, ip, node=node.name))
+        b.hosts.append(Host(pod.name, "pod", ns, ip, node=node.name))
     k8s.host_network_pods(topology, b, node)
     for peer in topology.nodes:
         if peer.name == node.name:

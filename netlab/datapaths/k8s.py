@@ -16,7 +16,7 @@ import ipaddress
 from netlab import names
 from netlab.datapaths.underlay import Builder
 from netlab.model import Node, Pod, Topology
-from netlab.plan import AddAddress, AddBridge, AddRoute, Endpoint, LinkUp, LoadIptables
+from netlab.plan import AddAddress, AddBridge, AddRoute, Host, LinkUp, LoadIptables
 
 BRIDGE = "cni0"
 
@@ -42,7 +42,7 @@ def host_network_pods(topology: Topology, b: Builder, node: Node) -> None:
     """Endpoints for the node's hostNetwork pods: the node's namespace and address."""
     for pod in node.pods:
         if pod.host_network:
-            b.endpoints.append(Endpoint(pod.name, "pod", b.ns(node.name), topology.node_ip(node), node=node.name, host_network=True))
+            b.hosts.append(Host(pod.name, "pod", b.ns(node.name), topology.node_ip(node), node=node.name, host_network=True))
 
 
 def bridge_pods(topology: Topology, b: Builder, node: Node, mtu: int) -> None:
@@ -63,7 +63,7 @@ def bridge_pods(topology: Topology, b: Builder, node: Node, mtu: int) -> None:
             AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{ip}/{block.prefixlen}")),
             AddRoute(ns, None, gateway=gateway),
         )
-        b.endpoints.append(Endpoint(pod.name, "pod", ns, ip, node=node.name))
+        b.hosts.append(Host(pod.name, "pod", ns, ip, node=node.name))
     host_network_pods(topology, b, node)
 
 

@@ -21,7 +21,7 @@ from netlab.plan import (
     AddRoute,
     AddVeth,
     CreateNamespace,
-    Endpoint,
+    Host,
     LinkUp,
     Operation,
     Plan,
@@ -38,7 +38,7 @@ class Builder:
         self.source = source
         self.lab = topology.name
         self.ops: list[Operation] = []
-        self.endpoints: list[Endpoint] = []
+        self.hosts: list[Host] = []
         self.notes: list[str] = []
 
     def ns(self, target: str) -> str:
@@ -48,7 +48,7 @@ class Builder:
         self.ops.extend(ops)
 
     def plan(self) -> Plan:
-        return Plan(self.lab, self.topology.network.cni, tuple(self.ops), tuple(self.endpoints), tuple(self.notes))
+        return Plan(self.lab, self.topology.network.cni, tuple(self.ops), tuple(self.hosts), tuple(self.notes))
 
     # ------------------------------------------------------------------ pieces
     def namespace(self, target: str, role: str, forwarding: bool = False) -> str:
@@ -78,7 +78,7 @@ class Builder:
     def underlay(self) -> None:
         topo, net = self.topology, self.topology.network
         underlay = self.namespace(names.UNDERLAY, "underlay")
-        self.endpoints.append(Endpoint(names.UNDERLAY, "underlay", underlay))
+        self.hosts.append(Host(names.UNDERLAY, "underlay", underlay))
         for subnet in net.subnets:
             self.add(AddBridge(underlay, subnet.name, net.mtu), LinkUp(underlay, subnet.name))
         for node in topo.nodes:
@@ -98,12 +98,12 @@ class Builder:
         )
         if topo.needs_gateway:
             self.add(AddRoute(ns, None, gateway=subnet.gateway))
-        self.endpoints.append(Endpoint(node.name, "node", ns, ip))
+        self.hosts.append(Host(node.name, "node", ns, ip))
 
     def gateway(self) -> None:
         net = self.topology.network
         gw = self.namespace(names.GATEWAY, "gateway", forwarding=True)
-        self.endpoints.append(Endpoint(names.GATEWAY, "gateway", gw, net.subnets[0].gateway, iface=net.subnets[0].name))
+        self.hosts.append(Host(names.GATEWAY, "gateway", gw, net.subnets[0].gateway, iface=net.subnets[0].name))
         for subnet in net.subnets:
             self.veth(gw, subnet.name, self.ns(names.UNDERLAY), f"gw-{subnet.name}", net.mtu)
             self.add(
@@ -120,4 +120,4 @@ class Builder:
                 AddAddress(gw, names.INTERNET, ipaddress.IPv4Interface(f"{net.internet_gateway}/{prefix}")),
                 AddRoute(inet, None, gateway=net.internet_gateway),
             )
-            self.endpoints.append(Endpoint(names.INTERNET, "internet", inet, net.internet_host))
+            self.hosts.append(Host(names.INTERNET, "internet", inet, net.internet_host))

@@ -45,7 +45,7 @@ from netlab.plan import (
     AddRoute,
     AddRule,
     AddVeth,
-    Endpoint,
+    Host,
     LinkUp,
     LoadIptables,
     SetMac,
@@ -237,7 +237,7 @@ def _node(topology: Topology, b: Builder, alloc: NodeAllocation) -> None:
         )
         if slot.eni.number > 0:
             b.add(AddRule(host, pod_ip, slot.eni.table, FROM_POD_PRIORITY))
-        b.endpoints.append(Endpoint(slot.pod.name, "pod", ns, slot.ip, node=node.name))
+        b.hosts.append(Host(slot.pod.name, "pod", ns, slot.ip, node=node.name))
     k8s.host_network_pods(topology, b, node)
     if not topology.network.external_snat:
         b.add(

@@ -26,7 +26,7 @@ from typing import Any
 
 from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import netns
-from netlab.plan import Endpoint
+from netlab.plan import Host
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -52,7 +52,7 @@ class Point:
         return f"{self.target}:{self.iface}"
 
 
-def resolve_point(endpoints: Sequence[Endpoint], text: str) -> Point:
+def resolve_point(endpoints: Sequence[Host], text: str) -> Point:
     """``node1:eth0`` -> Point(ns=<lab>-node1, iface=eth0); ``client`` -> the pod's own interface."""
     target, _, iface = text.partition(":")
     for ep in endpoints:

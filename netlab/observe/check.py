@@ -27,7 +27,7 @@ from typing import Any
 
 from netlab.errors import EnvironmentProblem
 from netlab.kernel import netns
-from netlab.plan import Endpoint
+from netlab.plan import Host
 
 _RTT = re.compile(r"time=([\d.]+) ms")
 Pinger = Callable[[str, str], "tuple[bool, float | None]"]
@@ -57,17 +57,17 @@ class Result:
         return self.reached == self.probe.expect
 
 
-def _kind(ep: Endpoint) -> str:
+def _kind(ep: Host) -> str:
     if ep.kind == "pod":
         return "hostNetwork pod" if ep.host_network else "pod"
     return ep.kind
 
 
-def _node_of(ep: Endpoint) -> str | None:
+def _node_of(ep: Host) -> str | None:
     return ep.node if ep.kind == "pod" else (ep.name if ep.kind == "node" else None)
 
 
-def probes(endpoints: Iterable[Endpoint], cni: str) -> list[Probe]:
+def probes(endpoints: Iterable[Host], cni: str) -> list[Probe]:
     """Every meaningful (source, target) pair of a lab, with what must happen."""
     eps = [e for e in endpoints if e.kind in ("pod", "node", "internet") and e.ip is not None]
     sources = [e for e in eps if e.kind in ("pod", "node")]
@@ -117,7 +117,7 @@ def echo_requests(ns: str) -> int:
 
 
 def run(
-    endpoints: Iterable[Endpoint],
+    endpoints: Iterable[Host],
     cni: str,
     lab: str = "",
     pinger: Pinger | None = None,
@@ -156,7 +156,7 @@ def run(
     return Report(lab, cni, [results[p] for p in todo], [e for e in endpoints if e.kind in ("pod", "node", "internet")])
 
 
-def _display_order(endpoints: list[Endpoint]) -> list[Endpoint]:
+def _display_order(endpoints: list[Host]) -> list[Host]:
     """Pods grouped under their node (ordinary, then hostNetwork), then the node; the internet last."""
     nodes = [e for e in endpoints if e.kind == "node"]
     out = []
@@ -180,7 +180,7 @@ class Report:
     lab: str
     cni: str
     results: list[Result]
-    endpoints: list[Endpoint] = field(default_factory=list)
+    hosts: list[Host] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -218,7 +218,7 @@ class Report:
         from rich.text import Text
 
         cells = {(r.probe.src, r.probe.dst): r for r in self.results}
-        ordered = _display_order(self.endpoints)
+        ordered = _display_order(self.hosts)
         sources = [e for e in ordered if any(r.probe.src == e.name for r in self.results)]
         targets = [e for e in ordered if any(r.probe.dst == e.name for r in self.results)]
         matrix = Table(title=f"netlab check {self.lab} (cni {self.cni}): ✓ reached · ✗ no reply · ⊘ blocked as it must be", title_justify="left")

@@ -39,7 +39,7 @@ from netlab.errors import NetlabError, TopologyError, UsageError
 from netlab.model import field_path
 from netlab.observe.capture import Capture, Point, Seen, resolve_point
 from netlab.observe.decode import Frame, decode
-from netlab.plan import Endpoint
+from netlab.plan import Host
 
 Address = ipaddress.IPv4Address | ipaddress.IPv4Network
 
@@ -151,7 +151,7 @@ def _owner(loc: Sequence[Any]) -> type[BaseModel]:
 class Resolver:
     """Lab names -> addresses: ``node1`` -> 192.168.1.11, ``client`` -> 172.17.0.3."""
 
-    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+    def __init__(self, endpoints: Sequence[Host]) -> None:
         self.by_name = {e.name: e.ip for e in endpoints if e.ip is not None}
 
     def __call__(self, text: str) -> Address:
@@ -287,7 +287,7 @@ def watching(state: Any, expectations: Sequence[Expectation], timeout: float = 1
     Captures start before the block runs and stop ``settle`` seconds after it ends (or at
     ``timeout``); on any exit, every socket and reader thread is closed.
     """
-    endpoints = state.endpoint_objects()
+    endpoints = state.host_objects()
     points: dict[str, Point] = {e.at: resolve_point(endpoints, e.at) for e in expectations}
     watch = Watch(list(expectations), {}, Resolver(endpoints))
     with ExitStack() as stack:

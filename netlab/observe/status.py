@@ -97,7 +97,7 @@ def inspect_namespace(ns: str) -> tuple[list[Interface], list[Route]]:
 def collect(state: LabState) -> list[NamespaceView]:
     views = []
     seen = set()
-    for ep in state.endpoint_objects():
+    for ep in state.host_objects():
         if ep.ns in seen:
             continue
         seen.add(ep.ns)
@@ -117,6 +117,6 @@ def as_json(state: LabState, views: list[NamespaceView]) -> dict[str, Any]:
         "status": state.status,
         "source": state.source,
         "notes": state.notes,
-        "endpoints": state.endpoints,
+        "endpoints": state.hosts,
         "namespaces": [asdict(v) for v in views],
     }

@@ -19,7 +19,7 @@ from netlab import lab
 from netlab.datapaths import make_plan
 from netlab.errors import EnvironmentProblem, NetlabError, UsageError
 from netlab.kernel import netns
-from netlab.plan import Endpoint
+from netlab.plan import Host
 from netlab.scenario import measure
 from netlab.scenario.spec import (
     CaptureStep,
@@ -151,14 +151,14 @@ class Runner:
             from netlab.observe.status import inspect_namespace
 
             per: dict[str, int] = {}
-            for ep in state.endpoint_objects():
+            for ep in state.host_objects():
                 if ep.kind in ("node", "pod") and not ep.host_network:
                     ifaces, _routes = inspect_namespace(ep.ns)
                     for iface in ifaces:
                         if iface.name == ep.iface:
                             per[ep.name] = iface.mtu
             mtus[name] = per
-            first_pod = next((e for e in state.endpoint_objects() if e.kind == "pod" and not e.host_network), None)
+            first_pod = next((e for e in state.host_objects() if e.kind == "pod" and not e.host_network), None)
             if first_pod:
                 offloads[name] = measure.offloads(first_pod.ns, first_pod.iface)
         return {"mtus": mtus, "offloads": offloads}
@@ -167,14 +167,14 @@ class Runner:
     def _targets(self, spec: Any) -> list[str]:
         return [name for name in self.up if spec.labs is None or name in spec.labs]
 
-    def _ep(self, lab_name: str, name: str) -> Endpoint:
+    def _ep(self, lab_name: str, name: str) -> Host:
         state = self.up[lab_name]
         try:
-            return lab.endpoint(state, name)
+            return lab.host(state, name)
         except UsageError:
             import ipaddress
 
-            return Endpoint(name, "address", "", ipaddress.IPv4Address(name))
+            return Host(name, "address", "", ipaddress.IPv4Address(name))
 
     def _step(self, index: int, kind: str, spec: Any) -> list[StepResult]:
         handler = getattr(self, f"_step_{kind}")

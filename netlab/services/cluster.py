@@ -36,7 +36,7 @@ from netlab.errors import BuildError, EnvironmentProblem, UsageError
 from netlab.kernel import netns
 from netlab.model import Topology, parse_topology
 from netlab.model.service import CLUSTER_DOMAIN, DNS_SERVICE_INDEX, Service, system_services
-from netlab.plan import CreateNamespace, Endpoint, LoadIptables, Operation, Plan, describe
+from netlab.plan import CreateNamespace, Host, LoadIptables, Operation, Plan, describe
 from netlab.services import kubeproxy
 from netlab.services.allocate import allocate
 from netlab.state import LabState, state_dir
@@ -75,7 +75,7 @@ def _dump(svc: Service) -> dict[str, Any]:
 
 def pods_of(state: LabState, topology: Topology | None = None) -> list[PodInfo]:
     topo = topology or topology_of(state)
-    eps = {e.name: e for e in state.endpoint_objects() if e.kind == "pod"}
+    eps = {e.name: e for e in state.host_objects() if e.kind == "pod"}
     pod_ns = state.extra.get("pod_namespaces", {})
     pod_ports = state.extra.get("pod_ports", {})
     out = []
@@ -104,14 +104,14 @@ def selects(svc: Service, pod: PodInfo) -> bool:
     return bool(svc.selector) and pod.namespace == svc.namespace and all(pod.labels.get(k) == v for k, v in svc.selector.items())
 
 
-def endpoints_for(services: list[Service], pods: list[PodInfo]) -> dict[str, list[kubeproxy.Backend]]:
+def endpoints_for(services: list[Service], pods: list[PodInfo]) -> dict[str, list[kubeproxy.Endpoint]]:
     """Each Service's ready endpoints, like the endpoints controller (sorted by address)."""
-    out: dict[str, list[kubeproxy.Backend]] = {}
+    out: dict[str, list[kubeproxy.Endpoint]] = {}
     for svc in services:
         if svc.endpoints:
-            out[svc.key] = [kubeproxy.Backend(e) for e in svc.endpoints]
+            out[svc.key] = [kubeproxy.Endpoint(e) for e in svc.endpoints]
             continue
-        chosen = [kubeproxy.Backend(p.ip, p.node, p.name) for p in pods if p.ip and selects(svc, p)]
+        chosen = [kubeproxy.Endpoint(p.ip, p.node, p.name) for p in pods if p.ip and selects(svc, p)]
         out[svc.key] = sorted(chosen, key=lambda b: ipaddress.IPv4Address(b.ip))
     return out
 
@@ -140,7 +140,7 @@ def start(state: LabState) -> None:
         state.extra["services"] = [_dump(s) for s in allocate(system_services(api) + list(topo.services), topo.network.service_cidr)]
         state.save()
     if not any(p.name == DNS_POD for _n, p in topo.pods()):
-        if any(e.name == DNS_POD for e in state.endpoint_objects()):
+        if any(e.name == DNS_POD for e in state.host_objects()):
             raise UsageError(f"a pod or node is already named {DNS_POD!r}: rename it (netlab runs cluster DNS in that pod)")
         node = next((n for n in topo.nodes), topo.nodes[0])
         add_pods(state, [(node.name, {"name": DNS_POD, "labels": DNS_LABELS})], namespace="kube-system")
@@ -239,7 +239,7 @@ def _resolv_conf(state: LabState, pod: PodInfo, service_cidr: ipaddress.IPv4Netw
         _write_file(state, path, text)
 
 
-def dns_records(services: list[Service], pods: list[PodInfo], backends: dict[str, list[kubeproxy.Backend]]) -> dict[str, Any]:
+def dns_records(services: list[Service], pods: list[PodInfo], backends: dict[str, list[kubeproxy.Endpoint]]) -> dict[str, Any]:
     """What the cluster DNS serves (see :mod:`netlab.services.dns`)."""
     return {
         "domain": CLUSTER_DOMAIN,
@@ -263,7 +263,7 @@ def records_path(lab: str) -> Path:
     return state_dir() / f"{lab}.coredns-records"  # not *.json: LabState.all() reads those as lab records
 
 
-def _write_dns_records(state: LabState, services: list[Service], pods: list[PodInfo], backends: dict[str, list[kubeproxy.Backend]]) -> None:
+def _write_dns_records(state: LabState, services: list[Service], pods: list[PodInfo], backends: dict[str, list[kubeproxy.Endpoint]]) -> None:
     _write_file(state, records_path(state.lab), json.dumps(dns_records(services, pods, backends), indent=1))
 
 
@@ -361,7 +361,7 @@ def _start_workloads(state: LabState, services: list[Service], pods: list[PodInf
 
 
 # --------------------------------------------------------------------- pods in a running lab
-def add_pods(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace: str = "default", ports: list[tuple[int, str]] | None = None) -> list[Endpoint]:
+def add_pods(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace: str = "default", ports: list[tuple[int, str]] | None = None) -> list[Host]:
     """Add pods (``(node, {"name":..., "labels":...})``) with the datapath's own operations.
 
     A pod takes the slot of a deleted pod on its node if there is one (so it gets the freed
@@ -393,8 +393,8 @@ def add_pods(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace:
             slots.append(pod)
     new_topo = parse_topology(data, source)
     old_plan, new_plan = make_plan(old_topo, source), make_plan(new_topo, source)
-    recorded = {e.name: e for e in state.endpoint_objects()}
-    for ep in new_plan.endpoints:
+    recorded = {e.name: e for e in state.host_objects()}
+    for ep in new_plan.hosts:
         before = recorded.get(ep.name)
         if before is not None and before.ip != ep.ip:
             raise UsageError(f"adding pods would renumber {ep.name} ({before.ip} -> {ep.ip}); netlab cannot do that to a running lab")
@@ -423,14 +423,14 @@ def add_pods(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace:
     for _node, pod in pods:
         deleted.pop(pod["name"], None)
     state.topology = new_topo.model_dump(mode="json", by_alias=True)
-    state.endpoints = [asdict(e) for e in new_plan.endpoints if e.name not in deleted]
+    state.hosts = [asdict(e) for e in new_plan.hosts if e.name not in deleted]
     for _node, pod in pods:
         state.extra.setdefault("pod_namespaces", {})[pod["name"]] = namespace
         if ports:
             state.extra.setdefault("pod_ports", {})[pod["name"]] = [list(p) for p in ports]
     state.save()
     added = {p["name"] for _n, p in pods}
-    return [e for e in new_plan.endpoints if e.name in added]
+    return [e for e in new_plan.hosts if e.name in added]
 
 
 def incremental_ops(old: Plan, new: Plan, reused: set[str]) -> list[Operation]:
@@ -468,7 +468,7 @@ def remove_pods(state: LabState, pod_names: list[str]) -> None:
     """
     from netlab.lab import stop_processes
 
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = {e.name: e for e in state.host_objects()}
     deleted: dict[str, str] = state.extra.setdefault("deleted_pods", {})
     for name in pod_names:
         ep = eps.get(name)
@@ -486,7 +486,7 @@ def remove_pods(state: LabState, pod_names: list[str]) -> None:
         deleted[name] = ep.node or ""
         for key in ("pod_namespaces", "pod_ports", "workloads"):
             state.extra.get(key, {}).pop(name, None)
-    state.endpoints = [e for e in state.endpoints if e["name"] not in pod_names]
+    state.hosts = [e for e in state.hosts if e["name"] not in pod_names]
     state.save()
 
 
@@ -560,7 +560,7 @@ def scale(state: LabState, name: str, replicas: int, record: dict[str, Any] | No
         raise UsageError(f"lab {state.lab!r} has no deployment {name!r}; known: {', '.join(known) or 'none'} (topology pods count by their label app)")
     pods = list(deploy["pods"])
     if replicas > len(pods):
-        taken = {e.name for e in state.endpoint_objects()}
+        taken = {e.name for e in state.host_objects()}
         template = {"labels": deploy["labels"], "ports": deploy["ports"]}
         for _ in range(replicas - len(pods)):
             if deploy.get("implicit"):  # topology pods web-1, web-2, ...: the next free number

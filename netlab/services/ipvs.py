@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from netlab.errors import EnvironmentProblem
 from netlab.kernel import netns
 from netlab.model.service import Service
-from netlab.services.kubeproxy import MASQ_MARK, Backend, endpoint_address
+from netlab.services.kubeproxy import MASQ_MARK, Endpoint, endpoint_address
 
 DEVICE = "kube-ipvs0"
 IP_VS_SVC_F_PERSISTENT = 0x1
@@ -60,7 +60,7 @@ def require() -> None:
     doctor.require(("ipvs",), "proxyMode ipvs (kube-proxy's IPVS mode)")
 
 
-def desired(node: str, node_ip: str, services: list[Service], backends: dict[str, list[Backend]], scheduler: str) -> tuple[list[str], list[VirtualServer]]:
+def desired(node: str, node_ip: str, services: list[Service], backends: dict[str, list[Endpoint]], scheduler: str) -> tuple[list[str], list[VirtualServer]]:
     """The addresses kube-ipvs0 holds and the virtual servers this node has (pure)."""
     addresses: list[str] = []
     servers: list[VirtualServer] = []
@@ -82,7 +82,7 @@ def desired(node: str, node_ip: str, services: list[Service], backends: dict[str
     return addresses, servers
 
 
-def _real(svc: Service, port: object, backend: Backend) -> tuple[str, int]:
+def _real(svc: Service, port: object, backend: Endpoint) -> tuple[str, int]:
     address = endpoint_address(svc, port, backend)  # type: ignore[arg-type]
     ip, number = address.rsplit(":", 1)
     return ip, int(number)
@@ -120,7 +120,7 @@ def nat_rules(services: list[Service], cluster_cidr: str, saved_chains: set[str]
     return "\n".join(lines) + "\n"
 
 
-def sync(ns: str, node: str, node_ip: str, services: list[Service], backends: dict[str, list[Backend]], cluster_cidr: str, scheduler: str) -> list[VirtualServer]:
+def sync(ns: str, node: str, node_ip: str, services: list[Service], backends: dict[str, list[Endpoint]], cluster_cidr: str, scheduler: str) -> list[VirtualServer]:
     """Bring ``ns``'s kube-ipvs0 addresses, IPVS table and masquerade rules up to date."""
     from netlab.kernel.backend import run_iptables_restore
     from netlab.services.cluster import iptables_save

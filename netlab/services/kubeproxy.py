@@ -31,7 +31,7 @@ MASQ_MARK = "0x4000/0x4000"
 
 
 @dataclass(frozen=True)
-class Backend:
+class Endpoint:
     """One endpoint of a service: a pod (or a static address) and the node it runs on."""
 
     ip: str
@@ -64,7 +64,7 @@ def probability(n: int) -> str:
     return f"{1.0 / n:0.10f}"
 
 
-def endpoint_address(svc: Service, port: ServicePort, backend: Backend) -> str:
+def endpoint_address(svc: Service, port: ServicePort, backend: Endpoint) -> str:
     return backend.ip if ":" in backend.ip else f"{backend.ip}:{port.target}"
 
 
@@ -139,7 +139,7 @@ def parse_save(text: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
 def ruleset(
     node: str,
     services: list[Service],
-    endpoints: dict[str, list[Backend]],
+    endpoints: dict[str, list[Endpoint]],
     cluster_cidr: str,
     saved: str = "",
 ) -> str:
@@ -181,7 +181,7 @@ def _service_port(
     filt: _Table,
     svc: Service,
     port: ServicePort,
-    backends: list[Backend],
+    backends: list[Endpoint],
     node: str,
     cluster_cidr: str,
     node_port_rules: list[tuple[str, ...]],
@@ -235,7 +235,7 @@ def _service_port(
     _balance(nat, svl, name, svc, local)
 
 
-def _balance(nat: _Table, chain: str, name: str, svc: Service, seps: list[tuple[str, str, Backend]]) -> None:
+def _balance(nat: _Table, chain: str, name: str, svc: Service, seps: list[tuple[str, str, Endpoint]]) -> None:
     if svc.affinity_timeout:
         for sep, address, _b in seps:
             nat.add(

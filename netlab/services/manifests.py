@@ -196,7 +196,7 @@ def _pod(state: LabState, doc: _Doc, named_ports: dict[str, int]) -> str:
     spec = doc.data.get("spec") or {}
     ports, named = _container_ports(doc, spec, "spec")
     named_ports.update(named)
-    if any(e.name == doc.name for e in state.endpoint_objects()):
+    if any(e.name == doc.name for e in state.host_objects()):
         return f"pod/{doc.name} unchanged"
     node = spec.get("nodeName") or cluster.least_loaded_node(state)
     pod: dict[str, Any] = {"name": doc.name, "labels": doc.labels}

@@ -56,7 +56,7 @@ def test_pcap_opens_with_tcpdump_and_filter_and_count_bound(lab_up, tmp_path: Pa
     from netlab.observe.capture import capture
 
     state = lab_up("docker0.yaml", name="t4-cap")
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = {e.name: e for e in state.host_objects()}
     threads, files, view = len(threading.enumerate()), fds(), lab_view(state)
     started = time.monotonic()
     with capture(eps["host1"].ns, "eth0", bpf="icmp", count=2, timeout=10) as cap:
@@ -80,7 +80,7 @@ def test_timeout_bound_and_keyboard_interrupt_leave_nothing_running(lab_up) -> N
     from netlab.observe.capture import capture
 
     state = lab_up("docker0.yaml", name="t4-capint")
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = {e.name: e for e in state.host_objects()}
     threads, files, view = len(threading.enumerate()), fds(), lab_view(state)
     started = time.monotonic()
     with capture(eps["internet"].ns, "eth0", bpf="udp port 9", timeout=0.5) as cap:
@@ -98,7 +98,7 @@ def test_timeout_bound_and_keyboard_interrupt_leave_nothing_running(lab_up) -> N
 
 def test_netlab_capture_cli_stops_cleanly_on_sigint(lab_up, tmp_path: Path) -> None:
     state = lab_up("docker0.yaml", name="t4-capcli")
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = {e.name: e for e in state.host_objects()}
     view = lab_view(state)
     pcap = tmp_path / "out.pcap"
     argv = [sys.executable, "-m", "netlab.cli", "capture", state.lab, "host1:eth0", "--filter", "icmp", "-w", str(pcap)]
@@ -129,7 +129,7 @@ def test_expectations_on_a_real_capture_pass_and_fail_with_the_packets_seen(lab_
     from netlab.observe.expect import ExpectationFailed, load_expectations, watching
 
     state = lab_up("docker0.yaml", name="t4-expect")
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = {e.name: e for e in state.host_objects()}
     threads, files = len(threading.enumerate()), fds()
     good = load_expectations(
         [

@@ -47,7 +47,7 @@ def test_check_docker_cross_host_must_fail(lab_up) -> None:
 
 def test_check_fails_when_a_path_breaks(lab_up) -> None:
     state = lab_up("host-gw.yaml", name="t3-chkb")
-    node1 = next(e for e in state.endpoint_objects() if e.name == "node1")
+    node1 = next(e for e in state.host_objects() if e.name == "node1")
     # break node1's route to node2's pods (inside the lab's own namespace)
     assert ns_run(node1.ns, "ip", "route", "del", "10.244.2.0/24").returncode == 0
     code, out = run_cli("check", "t3-chkb")

@@ -62,7 +62,7 @@ def tcp_get(ns: str, host: str, port: int) -> str:
 
 
 def endpoints(state: object) -> dict[str, object]:
-    return {e.name: e for e in state.endpoint_objects()}  # type: ignore[attr-defined]
+    return {e.name: e for e in state.host_objects()}  # type: ignore[attr-defined]
 
 
 def test_container_reaches_internet_through_snat(lab_up) -> None:

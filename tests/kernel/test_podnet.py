@@ -21,13 +21,13 @@ from tests.conftest import TOPOLOGIES, lab_leftovers, ns_run
 
 
 def endpoints(state) -> dict:
-    return {e.name: e for e in state.endpoint_objects()}
+    return {e.name: e for e in state.host_objects()}
 
 
 def assert_check_green(state, same_node: bool = True) -> None:
     from netlab.observe import check
 
-    report = check.run(state.endpoint_objects(), state.cni, state.lab)
+    report = check.run(state.host_objects(), state.cni, state.lab)
     assert report.ok, [(r.probe.src, r.probe.dst, r.detail) for r in report.failures]
     categories = {r.probe.category for r in report.results}
     assert {"pod → pod, cross node", "pod → node, same node", "node → pod, cross node", "pod → internet"} <= categories

@@ -39,7 +39,7 @@ def run(ns: str, *argv: str) -> str:
 
 
 def ns_of(state: LabState, name: str) -> str:
-    return lab.endpoint(state, name).ns
+    return lab.host(state, name).ns
 
 
 def cluster_ip(state: LabState, key: str) -> str:
@@ -132,8 +132,8 @@ def test_capture_shows_dnat_to_the_pod_and_the_reverse_on_the_reply(lab_up, tmp_
     )
     assert manifests.apply_file(state, path) == ["pod/solo created", "service/solo created"]
     vip = cluster_ip(state, "default/solo")
-    pod_ip = str(lab.endpoint(state, "solo").ip)
-    client_ip = str(lab.endpoint(state, "client").ip)
+    pod_ip = str(lab.host(state, "solo").ip)
+    client_ip = str(lab.host(state, "client").ip)
     with capture(ns_of(state, "client"), "eth0", bpf="tcp", timeout=3) as in_pod, capture(ns_of(state, "node1"), "eth0", bpf="tcp", timeout=3) as on_wire:
         assert requests(ns_of(state, "client"), "http://solo", 1)["answers"] == {"solo": 1}
     from scapy.layers.inet import IP, TCP
@@ -174,7 +174,7 @@ def test_cluster_dns_names_headless_externalname_nxdomain(lab_up) -> None:
     assert _dig(client, "+tcp", "web.default.svc.cluster.local") == web  # TCP too
     assert _dig(client, "kube-dns.kube-system.svc.cluster.local") == "10.96.0.10"
     assert _dig(client, "kubernetes.default.svc.cluster.local") == "10.96.0.1"
-    pods = {str(lab.endpoint(state, p).ip) for p in ("web-1", "web-2", "web-3")}
+    pods = {str(lab.host(state, p).ip) for p in ("web-1", "web-2", "web-3")}
     assert set(_dig(client, "web-headless.default.svc.cluster.local").split()) == pods
     assert _dig(client, "search.default.svc.cluster.local") == "www.example.com."
     nxdomain = run(client, "dig", "+time=2", "+tries=1", "nope.default.svc.cluster.local")
@@ -183,7 +183,7 @@ def test_cluster_dns_names_headless_externalname_nxdomain(lab_up) -> None:
     assert "Name:\tweb.default.svc.cluster.local" in looked_up and web in looked_up
     # the DNS answers through the kube-dns Service: 10.96.0.10 is DNATed to the coredns pod
     rules = run(ns_of(state, "node1"), "iptables", "-t", "nat", "-S")
-    assert f"-j DNAT --to-destination {lab.endpoint(state, 'coredns').ip}:53" in rules
+    assert f"-j DNAT --to-destination {lab.host(state, 'coredns').ip}:53" in rules
 
 
 def test_tutorial_manifests_apply_and_teardown_leaves_nothing(lab_up) -> None:
@@ -200,7 +200,7 @@ def test_tutorial_manifests_apply_and_teardown_leaves_nothing(lab_up) -> None:
         result = requests(internet, f"http://{ip}:30123", 10)
         assert result["errors"] == 0 and all(a.startswith("nginx-deployment-") for a in result["answers"]), result
     assert manifests.apply_file(state, MANIFESTS / "hello-deployment.yaml") == ["deployment.apps/hello unchanged", "service/hello configured"]
-    pod_ns = [e.ns for e in state.endpoint_objects() if e.kind == "pod" and not e.host_network]
+    pod_ns = [e.ns for e in state.host_objects() if e.kind == "pod" and not e.host_network]
     files = [Path("/etc/netns") / ns / "resolv.conf" for ns in pod_ns]
     assert all(f.exists() for f in files)
     workers = [w["pid"] for w in state.extra["workloads"].values()]

@@ -133,7 +133,7 @@ def test_netlab_trace_cli_sigint_while_waiting_for_a_reply(lab_up) -> None:
 
     state = lab_up("docker0.yaml", name="t4-trsig")
     view = lab_view(state)
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = {e.name: e for e in state.host_objects()}
     # the internet host drops the probe, so the trace waits for a reply that never comes
     assert ns_run(eps["internet"].ns, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9999", "-j", "DROP").returncode == 0
     argv = [sys.executable, "-m", "netlab.cli", "trace", state.lab, "client", "internet", "--proto", "udp", "--port", "9999", "--timeout", "30"]
@@ -252,7 +252,7 @@ def test_services_clusterip_and_nodeport(lab_up) -> None:
     backend = t.hops[-1].point.target
     assert backend.startswith("web-") and t.probe.replied
     dnat = next(r for r in t.rows if r.direction == "request" and r.changes)
-    pod_ip = str(next(e.ip for e in state.endpoint_objects() if e.name == backend))
+    pod_ip = str(next(e.ip for e in state.host_objects() if e.name == backend))
     assert dnat.changes[0] == f"DNAT dst {svc['clusterIP']}:80->{pod_ip}:8080" and dnat.where == "node1"
     assert t.verdict.startswith(f"pod-to-service (service web -> {backend}), no encapsulation, DNAT")
     assert t.verdict.endswith("reply received (un-DNAT at node1)")
@@ -270,7 +270,7 @@ def test_ipip_outer_header_is_protocol_4(lab_up) -> None:
 
     needs("ipip", "calico-ipip.yaml")
     state = lab_up("calico-ipip.yaml", name="t4-tripip")
-    pods = [e for e in state.endpoint_objects() if e.kind == "pod" and not e.host_network]
+    pods = [e for e in state.host_objects() if e.kind == "pod" and not e.host_network]
     src = next(p for p in pods if p.node == "node1")
     dst = next(p for p in pods if p.node == "node2")
     t = trace(state, src.name, dst.name)

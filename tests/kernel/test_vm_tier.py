@@ -32,7 +32,7 @@ def test_ipip_tunnel_carries_traffic_between_lab_nodes(lab_up) -> None:
     from netlab.observe.capture import capture
 
     state = lab_up("docker-2hosts.yaml", name="t6-vm-ipip")
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = {e.name: e for e in state.host_objects()}
     h1, h2 = eps["host1"], eps["host2"]
     for me, peer, mine, theirs in ((h1, h2, "10.99.0.1", "10.99.0.2"), (h2, h1, "10.99.0.2", "10.99.0.1")):
         _ok(ns_run(me.ns, "ip", "link", "add", "tun-t6", "type", "ipip", "local", str(me.ip), "remote", str(peer.ip)))
@@ -53,7 +53,7 @@ def test_ipip_tunnel_carries_traffic_between_lab_nodes(lab_up) -> None:
 @pytest.mark.requires("netem")
 def test_netem_delay_on_a_lab_interface(lab_up) -> None:
     state = lab_up("docker0.yaml", name="t6-vm-netem")
-    eps = {e.name: e for e in state.endpoint_objects()}
+    eps = {e.name: e for e in state.host_objects()}
     host, gateway = eps["host1"], eps["gateway"]
 
     before = _rtts(_ok(ns_run(host.ns, "ping", "-c3", "-i0.2", "-W5", str(gateway.ip))))

@@ -9,11 +9,11 @@ import threading
 from rich.console import Console
 
 from netlab.observe import check
-from netlab.plan import Endpoint
+from netlab.plan import Host
 
 
-def ep(name: str, kind: str, ip: str, node: str | None = None, host_network: bool = False, ns: str | None = None) -> Endpoint:
-    return Endpoint(name, kind, ns or f"l-{node if host_network else name}", ipaddress.IPv4Address(ip), node=node, host_network=host_network)
+def ep(name: str, kind: str, ip: str, node: str | None = None, host_network: bool = False, ns: str | None = None) -> Host:
+    return Host(name, kind, ns or f"l-{node if host_network else name}", ipaddress.IPv4Address(ip), node=node, host_network=host_network)
 
 
 CLUSTER = [
@@ -24,7 +24,7 @@ CLUSTER = [
     ep("c", "pod", "10.244.2.2", "node2"),
     ep("agent", "pod", "192.168.1.11", "node1", host_network=True),
     ep("internet", "internet", "203.0.113.1"),
-    Endpoint("gateway", "gateway", "l-gateway", ipaddress.IPv4Address("192.168.1.1")),
+    Host("gateway", "gateway", "l-gateway", ipaddress.IPv4Address("192.168.1.1")),
 ]
 
 

@@ -44,7 +44,7 @@ def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def another_lab_up() -> None:
     state = LabState(lab="t2-other", cni="docker0", source="x.yaml", status="up", namespaces=["t2-other-host1"],
-                     endpoints=[{"name": "host1", "kind": "node", "ns": "t2-other-host1", "ip": "192.168.1.11"},
+                     hosts=[{"name": "host1", "kind": "node", "ns": "t2-other-host1", "ip": "192.168.1.11"},
                                 {"name": "web", "kind": "pod", "ns": "t2-other-web", "ip": "172.17.0.2", "node": "host1"}])
     state.save()
 

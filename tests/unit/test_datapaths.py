@@ -100,7 +100,7 @@ def test_vxlan_mtu_follows_the_underlay() -> None:
 
 def test_host_network_pod_is_its_node() -> None:
     plan = make_plan(parse_topology(cluster("vxlan")))
-    eps = {e.name: e for e in plan.endpoints}
+    eps = {e.name: e for e in plan.hosts}
     assert eps["h"].ns == "t-node1" and str(eps["h"].ip) == "192.168.1.11" and eps["h"].host_network
     assert "t-h" not in plan.namespaces
     assert str(eps["a"].ip) == "10.244.1.2" and str(eps["b"].ip) == "10.244.1.3" and str(eps["c"].ip) == "10.244.2.2"
@@ -164,7 +164,7 @@ def test_calico_crosssubnet_encapsulates_only_between_subnets() -> None:
 def test_vpc_native_pods_take_secondary_ips_of_the_node_subnet() -> None:
     plan = plan_of("vpc-native.yaml")
     out = lines(plan)
-    eps = {e.name: e for e in plan.endpoints}
+    eps = {e.name: e for e in plan.hosts}
     assert {n: str(eps[n].ip) for n in ("web-1", "client", "web-2", "db")} == {
         "web-1": "192.168.1.13", "client": "192.168.1.14", "web-2": "192.168.1.18", "db": "192.168.1.20",
     }
@@ -213,7 +213,7 @@ def test_vpc_maxpods_t3_medium_runs_17_of_18() -> None:
     assert any("17 of 18 pods running" in note for note in plan.notes)
     assert any(note.startswith("pod web-16 on node1 is Pending: no free IP") for note in plan.notes)
     assert "vpc-maxpods-web-16" not in plan.namespaces and "vpc-maxpods-web-15" in plan.namespaces
-    assert {e.name for e in plan.endpoints if e.kind == "pod"} == {f"web-{i}" for i in range(1, 16)} | {"aws-node", "kube-proxy"}
+    assert {e.name for e in plan.hosts if e.kind == "pod"} == {f"web-{i}" for i in range(1, 16)} | {"aws-node", "kube-proxy"}
     # ENIs eth1 and eth2, 5 pods each, tables 2 and 3
     out = plan.render()
     assert "link add eth1 " in out and "link add eth2 " in out and "link add eth3 " not in out

@@ -12,14 +12,14 @@ from scapy.layers.vxlan import VXLAN
 from netlab.errors import TopologyError
 from netlab.observe.capture import Seen
 from netlab.observe.expect import Resolver, check, expect, load_expectations
-from netlab.plan import Endpoint
+from netlab.plan import Host
 
 ENDPOINTS = [
-    Endpoint("node1", "node", "l-node1", ipaddress.IPv4Address("192.168.1.11")),
-    Endpoint("node2", "node", "l-node2", ipaddress.IPv4Address("192.168.1.12")),
-    Endpoint("client", "pod", "l-client", ipaddress.IPv4Address("10.244.1.2"), node="node1"),
-    Endpoint("web-2", "pod", "l-web-2", ipaddress.IPv4Address("10.244.2.2"), node="node2"),
-    Endpoint("internet", "internet", "l-internet", ipaddress.IPv4Address("203.0.113.1")),
+    Host("node1", "node", "l-node1", ipaddress.IPv4Address("192.168.1.11")),
+    Host("node2", "node", "l-node2", ipaddress.IPv4Address("192.168.1.12")),
+    Host("client", "pod", "l-client", ipaddress.IPv4Address("10.244.1.2"), node="node1"),
+    Host("web-2", "pod", "l-web-2", ipaddress.IPv4Address("10.244.2.2"), node="node2"),
+    Host("internet", "internet", "l-internet", ipaddress.IPv4Address("203.0.113.1")),
 ]
 RESOLVE = Resolver(ENDPOINTS)
 PING = IP(src="10.244.1.2", dst="10.244.2.2", ttl=63) / ICMP(type=8, id=1, seq=1)

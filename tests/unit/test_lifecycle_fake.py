@@ -118,8 +118,8 @@ def test_up_then_down_without_the_topology() -> None:
     assert state.status == "up" and state.namespaces == list(plan.namespaces)
     record = LabState.load("t2-fake")
     assert record is not None and record.status == "up" and record.namespaces == list(plan.namespaces)
-    assert {e.name for e in record.endpoint_objects()} >= {"host1", "host2", "web1", "web2", "internet"}
-    assert lab.get("t2-fake").lab == "t2-fake"
+    assert {e.name for e in record.host_objects()} >= {"host1", "host2", "web1", "web2", "internet"}
+    assert lab.running("t2-fake").lab == "t2-fake"
 
     teardown = RecordingBackend()
     lab.down("t2-fake", backend=teardown)  # from the record alone: no topology given
@@ -156,7 +156,7 @@ def test_clean_finishes_a_crashed_build_and_only_it() -> None:
     record = LabState.load("t2-crashed")
     assert record is not None and record.status == "building"
     with pytest.raises(LabNotFound):
-        lab.get("t2-crashed")  # not usable ...
+        lab.running("t2-crashed")  # not usable ...
     backend = RecordingBackend()
     backend.namespaces |= {"t2-crashed-underlay", "t2-crashed-host1", "t2-foreign"}
     cleaned = lab.clean(backend=backend)

@@ -79,7 +79,7 @@ def test_docker0_plan_is_the_real_commands(no_kernel: None) -> None:
 
 def test_docker0_endpoints() -> None:
     plan = plan_of("docker0.yaml")
-    eps = {e.name: (e.kind, e.ns, str(e.ip), e.node) for e in plan.endpoints}
+    eps = {e.name: (e.kind, e.ns, str(e.ip), e.node) for e in plan.hosts}
     assert eps["web"] == ("pod", "docker0-web", "172.17.0.2", "host1")
     assert eps["client"] == ("pod", "docker0-client", "172.17.0.3", "host1")
     assert eps["host1"] == ("node", "docker0-host1", "192.168.1.11", None)
@@ -90,7 +90,7 @@ def test_docker0_endpoints() -> None:
 
 def test_docker_2hosts_both_containers_are_172_17_0_2() -> None:
     plan = plan_of("docker-2hosts.yaml")
-    eps = {e.name: e for e in plan.endpoints}
+    eps = {e.name: e for e in plan.hosts}
     assert (str(eps["web1"].ip), eps["web1"].node, eps["web1"].ns) == ("172.17.0.2", "host1", "docker-2hosts-web1")
     assert (str(eps["web2"].ip), eps["web2"].node, eps["web2"].ns) == ("172.17.0.2", "host2", "docker-2hosts-web2")
     assert [str(eps[h].ip) for h in ("host1", "host2")] == ["192.168.1.11", "192.168.1.12"]

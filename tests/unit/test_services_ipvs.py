@@ -7,10 +7,10 @@ import ipaddress
 from netlab.model.service import Service
 from netlab.services.allocate import allocate
 from netlab.services.ipvs import desired, nat_rules
-from netlab.services.kubeproxy import Backend
+from netlab.services.kubeproxy import Endpoint
 
 CIDR = ipaddress.IPv4Network("10.96.0.0/12")
-WEB = [Backend("10.244.1.2", "node1", "web-1"), Backend("10.244.2.2", "node2", "web-2")]
+WEB = [Endpoint("10.244.1.2", "node1", "web-1"), Endpoint("10.244.2.2", "node2", "web-2")]
 
 
 def svc(**spec: object) -> Service:

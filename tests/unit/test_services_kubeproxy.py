@@ -6,10 +6,10 @@ import ipaddress
 
 from netlab.model.service import Service, system_services
 from netlab.services.allocate import allocate
-from netlab.services.kubeproxy import Backend, probability, ruleset, sep_chain, svc_chain
+from netlab.services.kubeproxy import Endpoint, probability, ruleset, sep_chain, svc_chain
 
 CIDR = ipaddress.IPv4Network("10.96.0.0/12")
-WEB = [Backend("10.244.1.2", "node1", "web-1"), Backend("10.244.2.2", "node2", "web-2"), Backend("10.244.2.3", "node2", "web-3")]
+WEB = [Endpoint("10.244.1.2", "node1", "web-1"), Endpoint("10.244.2.2", "node2", "web-2"), Endpoint("10.244.2.3", "node2", "web-3")]
 
 
 def services(**web: object) -> list[Service]:
@@ -18,7 +18,7 @@ def services(**web: object) -> list[Service]:
 
 
 def rules(node: str = "node1", saved: str = "", **web: object) -> list[str]:
-    eps = {"default/web": WEB, "default/kubernetes": [Backend("192.168.1.11:6443")]}
+    eps = {"default/web": WEB, "default/kubernetes": [Endpoint("192.168.1.11:6443")]}
     return ruleset(node, services(**web), eps, "10.244.0.0/16", saved).splitlines()
 
 

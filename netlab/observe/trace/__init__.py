@@ -44,7 +44,7 @@ from netlab.kernel import netns
 from netlab.observe.capture import Capture, Point
 from netlab.observe.decode import Frame, decode
 from netlab.observe.icmp import echo_request
-from netlab.plan import Endpoint
+from netlab.plan import Host
 
 TUNNEL_KINDS = ("vxlan", "ipip", "gre", "geneve", "sit")
 MAX_STEPS = 40
@@ -209,16 +209,16 @@ class _Walker:
     def __init__(self, state: Any, kernel: Kernel) -> None:
         self.state = state
         self.kernel = kernel
-        self.endpoints: list[Endpoint] = state.endpoint_objects()
+        self.hosts: list[Host] = state.host_objects()
         # a namespace is named after its node/pod/host; hostNetwork pods share their node's
-        self.by_ns = {e.ns: e for e in self.endpoints if not e.host_network}
+        self.by_ns = {e.ns: e for e in self.hosts if not e.host_network}
         self.namespaces: list[str] = list(state.namespaces)
         self.hops: list[Hop] = []
         self.notes: list[str] = []
         self.l2_mac: str | None = None  # the next hop's MAC, as the last router resolved it
 
     # names
-    def target(self, ns: str) -> Endpoint | None:
+    def target(self, ns: str) -> Host | None:
         return self.by_ns.get(ns)
 
     def add(self, ns: str, iface: str) -> None:
@@ -251,7 +251,7 @@ class _Walker:
         return None
 
     def _search_order(self) -> list[str]:
-        first = [e.ns for e in self.endpoints if e.kind in ("node", "gateway", "internet")]
+        first = [e.ns for e in self.hosts if e.kind in ("node", "gateway", "internet")]
         return first + [ns for ns in self.namespaces if ns not in first]
 
     def peer(self, ns: str, link: Link) -> tuple[str, Link] | None:
@@ -265,10 +265,10 @@ class _Walker:
         return (peer_ns, other) if other is not None else None
 
     def state_ns(self, name: str) -> str | None:
-        return next((e.ns for e in self.endpoints if e.name == name), None)
+        return next((e.ns for e in self.hosts if e.name == name), None)
 
     # the walk
-    def walk(self, src: Endpoint, src_ip: str, dst_ip: str, remote_for_tunnel: str | None, start: Hop | None = None) -> None:
+    def walk(self, src: Host, src_ip: str, dst_ip: str, remote_for_tunnel: str | None, start: Hop | None = None) -> None:
         ns, inbound, l2_target = src.ns, None, None
         if start is not None:  # continue from a hop (the packet was rewritten there)
             ns, inbound = start.point.ns, start.point.iface
@@ -392,7 +392,7 @@ class _Walker:
 
 
 def find_path(
-    state: Any, src: Endpoint, dst_ip: str, dst: Endpoint | None = None, kernel: Kernel | None = None, after: HopPath | None = None
+    state: Any, src: Host, dst_ip: str, dst: Host | None = None, kernel: Kernel | None = None, after: HopPath | None = None
 ) -> HopPath:
     """The capture points a packet from ``src`` to ``dst_ip`` crosses, in order.
 
@@ -403,7 +403,7 @@ def find_path(
     assert src.ip is not None
     remote = None
     if dst is not None and dst.kind == "pod" and dst.node:
-        node = next((e for e in walker.endpoints if e.name == dst.node), None)
+        node = next((e for e in walker.hosts if e.name == dst.node), None)
         remote = str(node.ip) if node and node.ip else None
     elif dst is not None and dst.kind == "node":
         remote = str(dst.ip)
@@ -419,14 +419,14 @@ def find_path(
 class Target:
     """Where a DNAT may send the probe: a pod behind a Service or a published port."""
 
-    endpoint: Endpoint
+    endpoint: Host
     port: int | None  # the port the pod listens on
     why: str  # "service web" | "published port 8080"
 
 
 def dnat_targets(state: Any, dst_ip: str, proto: str, port: int | None) -> tuple[str, list[Target]]:
     """The pods a DNAT rule may rewrite ``dst_ip:port`` to, and what the address is."""
-    eps = state.endpoint_objects()
+    eps = state.host_objects()
     by_name = {e.name: e for e in eps}
     node_ips = {str(e.ip): e.name for e in eps if e.kind == "node" and e.ip is not None}
     out: list[Target] = []
@@ -762,9 +762,9 @@ def verdict(t: Trace) -> str:
 
 
 # ------------------------------------------------------------------ the entry point
-def resolve(state: Any, name: str) -> tuple[Endpoint | None, str, str]:
+def resolve(state: Any, name: str) -> tuple[Host | None, str, str]:
     """A trace end: (endpoint or None, address, kind) for a lab name or an IPv4 address."""
-    for ep in state.endpoint_objects():
+    for ep in state.host_objects():
         if ep.name == name:
             if ep.ip is None:
                 raise UsageError(f"{name!r} has no address to trace to or from")
@@ -775,9 +775,9 @@ def resolve(state: Any, name: str) -> tuple[Endpoint | None, str, str]:
     try:
         ipaddress.IPv4Address(name)
     except ValueError:
-        valid = ", ".join(e.name for e in state.endpoint_objects() if e.ip is not None)
+        valid = ", ".join(e.name for e in state.host_objects() if e.ip is not None)
         raise UsageError(f"lab {state.lab!r} has no node or pod named {name!r}; valid: {valid} (or an IPv4 address)") from None
-    for ep in state.endpoint_objects():
+    for ep in state.host_objects():
         if ep.ip is not None and str(ep.ip) == name:
             return ep, name, ep.kind
     return None, name, "address"
@@ -838,7 +838,7 @@ def trace(
     return result
 
 
-def _branch(state: Any, src_ep: Endpoint, src_ip: str, dst_ip: str, dst_ep: Endpoint | None, target: Target | None) -> HopPath:
+def _branch(state: Any, src_ep: Host, src_ip: str, dst_ip: str, dst_ep: Host | None, target: Target | None) -> HopPath:
     """The request's path (to ``target`` behind a DNAT, if given) and the reply's."""
     final, final_ip = (dst_ep, dst_ip) if target is None else (target.endpoint, str(target.endpoint.ip))
     path = find_path(state, src_ep, final_ip, final)
