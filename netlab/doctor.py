@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyroute2 import IPVS, IPRoute
-
 from netlab.errors import EnvironmentProblem
-from netlab.kernel import netns
-from netlab.lab import stop_processes
+from netlab.kernel import probes as kernel_probes
 from netlab.state import LabState
 
 VM_HINT = "or run the command in a stock-kernel VM: netlab vm -- <command>"
@@ -39,67 +33,38 @@ class _Probe:
     essential: bool
     disables: str
     how: str
-    run: Callable[[IPRoute, str], None]
-
-
-def _link(kind: str, **extra: object) -> Callable[[IPRoute, str], None]:
-    def probe(ipr: IPRoute, ns: str) -> None:
-        ipr.link("add", ifname=f"probe-{kind}"[:15], kind=kind, **extra)
-
-    return probe
-
-
-def _qdisc(kind: str, **params: object) -> Callable[[IPRoute, str], None]:
-    def probe(ipr: IPRoute, ns: str) -> None:
-        ipr.link("add", ifname=f"q-{kind}", kind="veth", peer={"ifname": f"q-{kind}-p"})
-        ipr.tc("add", kind, index=ipr.link_lookup(ifname=f"q-{kind}")[0], **params)
-
-    return probe
-
-
-def _ipvs(ipr: IPRoute, ns: str) -> None:
-    netns.run_in(ns, lambda: IPVS()).close()
-
-
-def _iptables(rules: str) -> Callable[[IPRoute, str], None]:
-    def probe(ipr: IPRoute, ns: str) -> None:
-        argv = ["nsenter", f"--net={netns.path(ns)}", "iptables-restore", "--noflush", "-w"]
-        done = subprocess.run(argv, input=rules, capture_output=True, text=True, timeout=30)
-        if done.returncode != 0:
-            raise OSError(done.stderr.strip() or f"iptables-restore exited {done.returncode}")
-
-    return probe
+    run: kernel_probes.ProbeFn
 
 
 PROBES = (
-    _Probe("veth", True, "every lab", "enable CONFIG_VETH (every distro kernel has it)", _link("veth", peer={"ifname": "probe-veth-p"})),
-    _Probe("bridge", True, "every lab (underlay, docker0, cni0)", "modprobe bridge", _link("bridge")),
-    _Probe("vxlan", False, "cni vxlan (Flannel)", "modprobe vxlan", _link("vxlan", vxlan_id=1, vxlan_port=8472)),
+    _Probe("veth", True, "every lab", "enable CONFIG_VETH (every distro kernel has it)", kernel_probes.link("veth", peer={"ifname": "probe-veth-p"})),
+    _Probe("bridge", True, "every lab (underlay, docker0, cni0)", "modprobe bridge", kernel_probes.link("bridge")),
+    _Probe("vxlan", False, "cni vxlan (Flannel)", "modprobe vxlan", kernel_probes.link("vxlan", vxlan_id=1, vxlan_port=8472)),
     _Probe(
         "ipip", False, "cni ipip (Calico IP-in-IP)",
         f"modprobe ipip (Ubuntu: apt install linux-modules-extra-$(uname -r)); {VM_HINT}",
         # with local/remote: a bare ipip link is the fallback tunl0 the module already made (EEXIST)
-        _link("ipip", ipip_local="192.0.2.1", ipip_remote="192.0.2.2"),
+        kernel_probes.link("ipip", ipip_local="192.0.2.1", ipip_remote="192.0.2.2"),
     ),
-    _Probe("tbf", False, "rate limits in scenarios", "modprobe sch_tbf", _qdisc("tbf", rate="10mbit", burst=10240, latency=50000)),
+    _Probe("tbf", False, "rate limits in scenarios", "modprobe sch_tbf", kernel_probes.qdisc("tbf", rate="10mbit", burst=10240, latency=50000)),
     _Probe(
         "netem", False, "delay/loss impairments in scenarios",
-        f"modprobe sch_netem (Ubuntu: linux-modules-extra-$(uname -r)); {VM_HINT}", _qdisc("netem", delay=1000),
+        f"modprobe sch_netem (Ubuntu: linux-modules-extra-$(uname -r)); {VM_HINT}", kernel_probes.qdisc("netem", delay=1000),
     ),
-    _Probe("ipvs", False, "kube-proxy IPVS mode", f"modprobe ip_vs; {VM_HINT}", _ipvs),
+    _Probe("ipvs", False, "kube-proxy IPVS mode", f"modprobe ip_vs; {VM_HINT}", kernel_probes.ipvs),
     _Probe(
         "iptables-nat", True, "SNAT to the internet, published ports, kube-proxy",
         "apt install iptables; modprobe nf_nat iptable_nat (or nft_chain_nat)",
-        _iptables("*nat\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\n-A PREROUTING -p tcp --dport 1 -j DNAT --to-destination 10.0.0.1:2\nCOMMIT\n"),
+        kernel_probes.iptables("*nat\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\n-A PREROUTING -p tcp --dport 1 -j DNAT --to-destination 10.0.0.1:2\nCOMMIT\n"),
     ),
     _Probe(
         "conntrack", True, "NAT replies, kube-proxy", "modprobe nf_conntrack",
-        _iptables("*filter\n-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\nCOMMIT\n"),
+        kernel_probes.iptables("*filter\n-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\nCOMMIT\n"),
     ),
     _Probe(
         "kube-proxy matches", False, "Services (statistic, recent, mark, comment matches)",
         "modprobe xt_statistic xt_recent xt_mark xt_comment",
-        _iptables(
+        kernel_probes.iptables(
             "*nat\n:KUBE-T - [0:0]\n-A KUBE-T -m comment --comment probe -m statistic --mode random --probability 0.5 -j MARK --set-xmark 0x4000/0x4000\n"
             "-A KUBE-T -m recent --name KUBE-T --rcheck --seconds 10800 --reap -j RETURN\nCOMMIT\n"
         ),
@@ -135,18 +100,12 @@ def _run_probes(probes: tuple[_Probe, ...]) -> list[Check]:
     ns = f"netlab-doctor-{os.getpid()}"
     scratch.will_create(ns)
     try:
-        sock = netns.create(ns, then=lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
-        with IPRoute(use_socket=sock) as ipr:
-            for probe in probes:
-                try:
-                    probe.run(ipr, ns)
-                    checks.append(Check(probe.name, True, probe.essential, "works", probe.disables, probe.how))
-                except Exception as exc:  # the probe's failure *is* the finding
-                    checks.append(Check(probe.name, False, probe.essential, _reason(exc), probe.disables, probe.how))
+        found = kernel_probes.run(ns, [p.run for p in probes])
     finally:
-        stop_processes(ns)
-        netns.remove(ns)
         scratch.delete()
+    for probe, error in zip(probes, found, strict=True):
+        detail = "works" if error is None else _reason(error)
+        checks.append(Check(probe.name, error is None, probe.essential, detail, probe.disables, probe.how))
     return checks
 
 

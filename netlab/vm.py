@@ -328,7 +328,7 @@ VM_FEATURES = ("ipip", "netem", "ipvs")
 
 def lacking(features: Sequence[str] = VM_FEATURES) -> list[str]:
     """Which of ``features`` this kernel lacks, probed for real by doctor (needs root)."""
-    from netlab import doctor
+    from netlab import doctor  # not at the top: the guest bootstrap (this module, under an emulated CPU) stays free of pyroute2
 
     return [f for f in features if not doctor.probe(f).ok]
 

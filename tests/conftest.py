@@ -97,8 +97,8 @@ def lab_up(root: None) -> Iterator[Callable[..., object]]:
     ``lab_up("docker0.yaml")`` or ``lab_up(topology)`` returns the lab's state record;
     ``name=`` renames the lab (so tests never collide with a lab a person has up).
     """
+    from netlab import build as builder
     from netlab import lab
-    from netlab.datapaths import make_plan
     from netlab.model import Topology, load_topology
 
     before = host_snapshot()
@@ -115,7 +115,7 @@ def lab_up(root: None) -> Iterator[Callable[..., object]]:
         if name:
             topology = topology.model_copy(update={"name": name})
         built.append(topology.name)
-        return lab.up(topology, make_plan(topology, source), source)
+        return builder.up(topology, source)
 
     yield build
 

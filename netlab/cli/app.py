@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from netlab import lab
+from netlab import build, lab
 from netlab.datapaths import make_plan
 from netlab.errors import NetlabError
 from netlab.kernel import netns
@@ -134,9 +134,9 @@ def cmd_up(args: argparse.Namespace, out: Console) -> int:
     if len(plan) >= PROGRESS_THRESHOLD:
         with Progress(TextColumn("building {task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=out, transient=True) as bar:
             task = bar.add_task(plan.lab, total=len(plan))
-            state = lab.up(topology, plan, args.file, progress=lambda done, total, _op: bar.update(task, completed=done))
+            state = build.up(topology, args.file, plan, progress=lambda done, total, _op: bar.update(task, completed=done))
     else:
-        state = lab.up(topology, plan, args.file)
+        state = build.up(topology, args.file, plan)
     pods = sum(1 for e in state.host_objects() if e.kind == "pod")
     nodes = sum(1 for e in state.host_objects() if e.kind == "node")
     out.print(
@@ -382,7 +382,7 @@ def cmd_scale(args: argparse.Namespace, out: Console) -> int:
     lab.require_root()
     state = lab.running(args.lab)
     deploy = cluster.scale(state, args.deployment, args.replicas)
-    out.print(f"deployment.apps/{args.deployment} scaled to {args.replicas}: {', '.join(deploy['pods']) or 'no pods'}", highlight=False)
+    out.print(f"deployment.apps/{args.deployment} scaled to {args.replicas}: {', '.join(deploy.pods) or 'no pods'}", highlight=False)
     return 0
 
 
@@ -394,7 +394,7 @@ def cmd_requests(args: argparse.Namespace, out: Console) -> int:
     lab.require_root()
     state = lab.running(args.lab)
     ep = lab.host(state, args.source)
-    from netlab.services.cluster import program
+    from netlab.services.processes import program
 
     argv = netns.exec_argv(ep.ns, [sys.executable, *program("client"), args.url, "-n", str(args.count)])
     done = subprocess.run(argv, capture_output=True, text=True)

@@ -1,26 +1,25 @@
 """Backends apply plan operations to a kernel.
 
-:class:`NetlinkBackend` talks rtnetlink through pyroute2, one socket per namespace
-(opened from a helper thread, see :mod:`netlab.kernel.netns`); iptables rules go in with one
-``iptables-restore`` per namespace, as kube-proxy does. :class:`RecordingBackend` is the
-fake: it records operations and can fail on demand, so plans, journaling and rollback are
-tested without root.
+:class:`Backend` is the protocol :mod:`netlab.lab` drives. :class:`NetlinkBackend` talks
+rtnetlink through pyroute2, one socket per namespace (opened from a helper thread, see
+:mod:`netlab.kernel.netns`); iptables rules go in with one ``iptables-restore`` per namespace,
+as kube-proxy does (:mod:`netlab.kernel.iptables`). Each operation type has one handler,
+found in an explicit table (:attr:`NetlinkBackend.HANDLERS`). The fake is
+:class:`netlab.kernel.fake.RecordingBackend`.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
-from netlab.errors import EnvironmentProblem
-from netlab.kernel import netns
+from netlab.kernel import iptables, netns, processes
 from netlab.kernel.rtnl import Rtnl, sockets
 from netlab.plan import (
     AddAddress,
@@ -48,39 +47,43 @@ IFA_F_NOPREFIXROUTE = 0x200
 
 
 class Backend(Protocol):
-    def apply(self, op: Operation) -> None: ...
+    """The seam between a plan and a kernel: what :mod:`netlab.lab` needs to build and tear down.
 
-    def remove_namespace(self, ns: str) -> None: ...
+    :class:`NetlinkBackend` is the real kernel; :class:`netlab.kernel.fake.RecordingBackend`
+    records instead, so plans, journaling and rollback are tested without root. Every method
+    may be interrupted by ``KeyboardInterrupt``; the lifecycle rolls back either way.
+    """
 
-    def close(self) -> None: ...
+    def prepare(self, operations: Sequence[Operation]) -> bool:
+        """Get ready to apply ``operations`` (the caller has journaled their namespaces).
 
-
-class RecordingBackend:
-    """A fake kernel: records what would be done; ``fail_at`` makes operation N raise."""
-
-    def __init__(self, fail_at: int | None = None, error: BaseException | None = None) -> None:
-        self.applied: list[Operation] = []
-        self.namespaces: set[str] = set()
-        self.removed: list[str] = []
-        self.fail_at = fail_at
-        self.error = error or OSError(errno.EPERM, "injected failure")
-        self.closed = False
+        Returns True when the backend creates the namespaces ahead, in the background (the
+        real kernel does, in parallel), so that any of them may exist before :meth:`apply`
+        reaches its :class:`CreateNamespace`. Errors are not raised here but by that
+        :meth:`apply`, in plan order.
+        """
 
     def apply(self, op: Operation) -> None:
-        if self.fail_at is not None and len(self.applied) == self.fail_at:
-            raise self.error
-        if isinstance(op, CreateNamespace):
-            if op.ns in self.namespaces:
-                raise FileExistsError(op.ns)
-            self.namespaces.add(op.ns)
-        self.applied.append(op)
+        """Carry out one operation.
+
+        Raises :class:`FileExistsError` when ``op`` creates a namespace whose name is taken
+        (that namespace is someone else's: it is never removed afterwards),
+        :class:`OSError` (``NetlinkError`` is one, with the kernel's errno) when the kernel
+        refuses, and :class:`~netlab.errors.EnvironmentProblem` when a tool is missing.
+        """
+
+    def stop_processes(self, namespaces: Sequence[str]) -> list[int]:
+        """Stop every process running inside ``namespaces`` (SIGTERM, then SIGKILL after a
+        grace period); return the pids that needed SIGKILL. Never raises for a process that
+        is already gone."""
 
     def remove_namespace(self, ns: str) -> None:
-        self.namespaces.discard(ns)
-        self.removed.append(ns)
+        """Remove namespace ``ns`` and with it everything in it (links, routes, rules).
+        A name that is already gone is not an error; a name :meth:`apply` found taken by
+        someone else is left alone."""
 
     def close(self) -> None:
-        self.closed = True
+        """Release sockets and helper threads. Idempotent; never raises."""
 
 
 class NetlinkBackend:
@@ -133,12 +136,11 @@ class NetlinkBackend:
         self._rtnl.clear()
         self._index.clear()
 
-    def prepare(self, operations: Sequence[Operation]) -> list[str]:
+    def prepare(self, operations: Sequence[Operation]) -> bool:
         """Start creating every namespace of ``operations`` in helper threads, ahead of
         ``apply`` (the caller has journaled them all): namespace creation then runs on the
         other cores while this thread configures links. ``apply(CreateNamespace)`` waits for
-        its namespace and reports how that went, in plan order. Returns the names known to
-        be taken by someone else's namespace (none yet: those errors come in order too)."""
+        its namespace and reports how that went, in plan order."""
 
         def then() -> Rtnl:
             rtnl = Rtnl(*sockets())
@@ -148,14 +150,16 @@ class NetlinkBackend:
         names = [op.ns for op in operations if isinstance(op, CreateNamespace)]
         if names:
             self._creator = netns.Creator(names, then)
-        return []
+        return True
 
     def _stop_creating(self) -> None:
         """Stop creating ahead (before removing anything); close what nobody took."""
         if self._creator is not None:
-            for result in self._creator.stop().values():
+            for name, result in self._creator.stop().items():
                 if isinstance(result, Rtnl):
                     result.close()
+                elif isinstance(result, FileExistsError):
+                    self._taken.add(name)  # someone else's namespace: never removed
             self._creator = None
 
     def remove_namespace(self, ns: str) -> None:
@@ -173,10 +177,12 @@ class NetlinkBackend:
 
     # ------------------------------------------------------------ operations
     def apply(self, op: Operation) -> None:
-        handler: Callable[[Operation], None] = getattr(self, "_" + type(op).__name__)
-        handler(op)
+        self.HANDLERS[type(op)](self, op)
 
-    def _CreateNamespace(self, op: CreateNamespace) -> None:  # noqa: N802 - named after the op
+    def stop_processes(self, namespaces: Sequence[str]) -> list[int]:
+        return processes.stop_in(namespaces)
+
+    def _create_namespace(self, op: CreateNamespace) -> None:
         if self._creator is not None and op.ns in self._creator.names:  # made ahead by prepare()
             try:
                 rtnl = self._creator.take(op.ns)
@@ -191,7 +197,7 @@ class NetlinkBackend:
         rtnl = self._rtnl[op.ns] = Rtnl(*socks)
         rtnl.set_link(index=1, up=True)
 
-    def _AddVeth(self, op: AddVeth) -> None:  # noqa: N802
+    def _add_veth(self, op: AddVeth) -> None:
         fd = os.open(netns.path(op.peer_ns), os.O_RDONLY | os.O_CLOEXEC)
         try:
             self.rtnl(op.ns).add_link(
@@ -200,10 +206,10 @@ class NetlinkBackend:
         finally:
             os.close(fd)
 
-    def _AddBridge(self, op: AddBridge) -> None:  # noqa: N802
+    def _add_bridge(self, op: AddBridge) -> None:
         self.rtnl(op.ns).add_link(op.name, "bridge", op.mtu, op.mac)
 
-    def _AddVxlan(self, op: AddVxlan) -> None:  # noqa: N802
+    def _add_vxlan(self, op: AddVxlan) -> None:
         self.ipr(op.ns).link(
             "add",
             ifname=op.name,
@@ -217,24 +223,24 @@ class NetlinkBackend:
             vxlan_learning=1 if op.learning else 0,
         )
 
-    def _SetTunnel(self, op: SetTunnel) -> None:  # noqa: N802
+    def _set_tunnel(self, op: SetTunnel) -> None:
         self.ipr(op.ns).link("set", index=self.index(op.ns, op.name), mtu=op.mtu)
 
-    def _SetMaster(self, op: SetMaster) -> None:  # noqa: N802
+    def _set_master(self, op: SetMaster) -> None:
         self.rtnl(op.ns).set_link(index=self.index(op.ns, op.name), master=self.index(op.ns, op.master))
 
-    def _LinkUp(self, op: LinkUp) -> None:  # noqa: N802
+    def _link_up(self, op: LinkUp) -> None:
         self.rtnl(op.ns).set_link(index=self.index(op.ns, op.dev), up=True)
 
-    def _AddAddress(self, op: AddAddress) -> None:  # noqa: N802
+    def _add_address(self, op: AddAddress) -> None:
         flags = IFA_F_NOPREFIXROUTE if op.noprefixroute else 0
         index = self.index(op.ns, op.dev)
         self.rtnl(op.ns).add_address(index, str(op.address.ip), op.address.network.prefixlen, flags)
 
-    def _SetMac(self, op: SetMac) -> None:  # noqa: N802
+    def _set_mac(self, op: SetMac) -> None:
         self.ipr(op.ns).link("set", index=self.index(op.ns, op.dev), address=op.mac)
 
-    def _AddRoute(self, op: AddRoute) -> None:  # noqa: N802
+    def _add_route(self, op: AddRoute) -> None:
         self.rtnl(op.ns).add_route(
             str(op.dst.network_address) if op.dst else None,
             op.dst.prefixlen if op.dst else 0,
@@ -245,7 +251,7 @@ class NetlinkBackend:
             table=op.table if op.table is not None else RT_TABLE_MAIN,
         )
 
-    def _AddRule(self, op: AddRule) -> None:  # noqa: N802
+    def _add_rule(self, op: AddRule) -> None:
         match: dict[str, object] = {}
         if op.src is not None:
             match.update(src=str(op.src.network_address), src_len=op.src.prefixlen)
@@ -257,29 +263,35 @@ class NetlinkBackend:
                 match.update(fwmask=op.fwmask)
         self.ipr(op.ns).rule("add", table=op.table, priority=op.priority, **match)
 
-    def _AddNeighbour(self, op: AddNeighbour) -> None:  # noqa: N802
+    def _add_neighbour(self, op: AddNeighbour) -> None:
         self.ipr(op.ns).neigh(
             "add", dst=str(op.address), lladdr=op.lladdr, ifindex=self.index(op.ns, op.dev), state=NUD_PERMANENT
         )
 
-    def _AddFdb(self, op: AddFdb) -> None:  # noqa: N802
+    def _add_fdb(self, op: AddFdb) -> None:
         self.ipr(op.ns).fdb("add", ifindex=self.index(op.ns, op.dev), lladdr=op.lladdr, dst=str(op.dst))
 
-    def _SetSysctl(self, op: SetSysctl) -> None:  # noqa: N802
+    def _set_sysctl(self, op: SetSysctl) -> None:
         netns.run_in(op.ns, lambda: netns.write_sysctl(op.key, op.value))
 
-    def _LoadIptables(self, op: LoadIptables) -> None:  # noqa: N802
-        run_iptables_restore(op.ns, op.rules)
+    def _load_iptables(self, op: LoadIptables) -> None:
+        iptables.restore(op.ns, op.rules)
 
+    HANDLERS: ClassVar[dict[type, Callable[[NetlinkBackend, Any], None]]] = {
+        CreateNamespace: _create_namespace,
+        AddVeth: _add_veth,
+        AddBridge: _add_bridge,
+        AddVxlan: _add_vxlan,
+        SetTunnel: _set_tunnel,
+        SetMaster: _set_master,
+        LinkUp: _link_up,
+        AddAddress: _add_address,
+        SetMac: _set_mac,
+        AddRoute: _add_route,
+        AddRule: _add_rule,
+        AddNeighbour: _add_neighbour,
+        AddFdb: _add_fdb,
+        SetSysctl: _set_sysctl,
+        LoadIptables: _load_iptables,
+    }
 
-def run_iptables_restore(ns: str, rules: str) -> None:
-    """Load ``rules`` (iptables-save format) atomically into namespace ``ns``."""
-    argv = ["nsenter", f"--net={netns.path(ns)}", "iptables-restore", "--noflush", "-w"]
-    try:
-        done = subprocess.run(argv, input=rules, capture_output=True, text=True, timeout=30)
-    except FileNotFoundError as exc:
-        raise EnvironmentProblem(
-            f"{exc.filename} is not installed: run ./setup.sh (it installs iptables and util-linux)"
-        ) from None
-    if done.returncode != 0:
-        raise OSError(errno.EINVAL, f"iptables-restore in {ns} failed: {done.stderr.strip()}")

@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netlab import lab
-from netlab.datapaths import make_plan
+from netlab import build, lab
 from netlab.errors import EnvironmentProblem, NetlabError, UsageError
 from netlab.kernel import netns
 from netlab.plan import Host
@@ -134,8 +133,7 @@ class Runner:
         cni = item.topology.network.cni
         self.notify(f"building {item.name} ({cni})")
         try:
-            plan = make_plan(item.topology, item.source)
-            state = lab.up(item.topology, plan, item.source)
+            state = build.up(item.topology, item.source)
         except EnvironmentProblem as exc:
             if not item.ref.optional:
                 raise

@@ -1,12 +1,24 @@
 """Kubernetes Services on a netlab cluster: kube-proxy, cluster DNS, workloads, manifests.
 
-- :mod:`.model`: the ``services:`` schema, checks, ClusterIP/NodePort allocation (pure)
-- :mod:`.kubeproxy`: kube-proxy's iptables rules for one node (pure text)
-- :mod:`.ipvs`: kube-proxy's IPVS mode through pyroute2
-- :mod:`.dns`: a CoreDNS-like cluster DNS server (dnslib)
-- :mod:`.workload`: the hostname server pods run (HTTP, TCP and UDP echo)
-- :mod:`.cluster`: a running lab's services: endpoints, sync, pods added and removed
+Pure (no kernel, no lab record):
+
+- :mod:`.allocate`: ClusterIP and NodePort allocation
+- :mod:`.kubeproxy`: kube-proxy's iptables rules for one node (text)
+- :mod:`.ipvs`: kube-proxy's IPVS mode: the virtual servers a node has, its nat rules
+- :mod:`.endpoints`: which pods back which Service; DNS records and resolv.conf text
+
+A running lab:
+
+- :mod:`.records`: what the lab record keeps for Services, typed
+- :mod:`.cluster`: the phase that starts Services, and ``sync`` when anything changes
+- :mod:`.pods`: pods added and removed (the datapath's own operations), deployments
+- :mod:`.processes`: the servers pods run; :mod:`.files`: resolv.conf and DNS records
 - :mod:`.manifests`: real Kubernetes manifests (v1 Service, v1 Pod, apps/v1 Deployment)
 
-This module imports nothing, so :mod:`netlab.model` can import :mod:`.model` cheaply.
+Programs run inside pods, by file, importing only the standard library and dnslib:
+:mod:`.dns` (a CoreDNS-like cluster DNS), :mod:`.workload` (the hostname server),
+:mod:`.client` (what ``netlab requests`` runs).
+
+The Service *schema* is part of the model (:mod:`netlab.model.service`): a topology file
+declares Services, and the model validates them before anything is built.
 """

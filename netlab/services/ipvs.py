@@ -1,4 +1,4 @@
-"""kube-proxy's IPVS mode, through pyroute2's IPVS (generic netlink) API.
+"""kube-proxy's IPVS mode: what each node's IPVS table and nat rules should be, and syncing them.
 
 What kube-proxy does with ``--proxy-mode=ipvs``, per node:
 
@@ -14,49 +14,24 @@ What kube-proxy does with ``--proxy-mode=ipvs``, per node:
   per service, same effect), and ``net.ipv4.vs.conntrack=1`` so NAT and IPVS agree.
 
 ``ipvsadm -Ln`` inside a node shows the table. Kernels without IPVS (or the dummy device)
-are refused with the way to get them (the VM tier has both).
+are refused with the way to get them (the VM tier has both). The kernel side (generic
+netlink IPVS through pyroute2, the dummy device) is :mod:`netlab.kernel.ipvs`.
 """
 
 from __future__ import annotations
 
-import errno
-import socket
-from dataclasses import dataclass
-
-from netlab.errors import EnvironmentProblem
-from netlab.kernel import netns
+from netlab import doctor
+from netlab.kernel import iptables
+from netlab.kernel import ipvs as kernel_ipvs
+from netlab.kernel.ipvs import VirtualServer
 from netlab.model.service import Service
-from netlab.services.kubeproxy import MASQ_MARK, Endpoint, endpoint_address
+from netlab.services.kubeproxy import MASQ_MARK, Endpoint, endpoint_address, parse_save
 
 DEVICE = "kube-ipvs0"
-IP_VS_SVC_F_PERSISTENT = 0x1
-IP_VS_CONN_F_MASQ = 0
-PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP}
-
-
-@dataclass(frozen=True)
-class VirtualServer:
-    protocol: str
-    addr: str
-    port: int
-    scheduler: str
-    persistence: int  # seconds; 0 = none
-    reals: tuple[tuple[str, int], ...]
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.protocol, self.addr, self.port)
-
-    def render(self) -> str:
-        """As ``ipvsadm -Ln`` shows it."""
-        head = f"{self.protocol}  {self.addr}:{self.port} {self.scheduler}" + (f" persistent {self.persistence}" if self.persistence else "")
-        return "\n".join([head] + [f"  -> {ip}:{port}  Masq  1" for ip, port in self.reals])
 
 
 def require() -> None:
     """Refuse IPVS mode where the kernel has no IPVS, saying how to get it."""
-    from netlab import doctor
-
     doctor.require(("ipvs",), "proxyMode ipvs (kube-proxy's IPVS mode)")
 
 
@@ -122,82 +97,10 @@ def nat_rules(services: list[Service], cluster_cidr: str, saved_chains: set[str]
 
 def sync(ns: str, node: str, node_ip: str, services: list[Service], backends: dict[str, list[Endpoint]], cluster_cidr: str, scheduler: str) -> list[VirtualServer]:
     """Bring ``ns``'s kube-ipvs0 addresses, IPVS table and masquerade rules up to date."""
-    from netlab.kernel.backend import run_iptables_restore
-    from netlab.services.cluster import iptables_save
-    from netlab.services.kubeproxy import parse_save
-
     addresses, servers = desired(node, node_ip, services, backends, scheduler)
-    netns.run_in(ns, lambda: _sysctls())
-    _device(ns, addresses)
-    netns.run_in(ns, lambda: _table(servers))
-    chains, _rules = parse_save(iptables_save(ns))
-    run_iptables_restore(ns, nat_rules(services, cluster_cidr, chains.get("nat", set())))
+    kernel_ipvs.set_sysctls(ns)
+    kernel_ipvs.set_addresses(ns, DEVICE, addresses)
+    kernel_ipvs.set_table(ns, servers)
+    chains, _rules = parse_save(iptables.save(ns))
+    iptables.restore(ns, nat_rules(services, cluster_cidr, chains.get("nat", set())))
     return servers
-
-
-def _sysctls() -> None:
-    for key, value in (("net/ipv4/vs/conntrack", "1"), ("net/ipv4/conf/all/arp_ignore", "1"), ("net/ipv4/conf/all/arp_announce", "2")):
-        try:
-            netns.write_sysctl(key, value)
-        except OSError as exc:
-            raise EnvironmentProblem(f"cannot set {key} (is IPVS loaded? modprobe ip_vs): {exc}") from None
-
-
-def _device(ns: str, addresses: list[str]) -> None:
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with IPRoute(use_socket=netns.netlink_socket(ns)) as ipr:
-        found = ipr.link_lookup(ifname=DEVICE)
-        if not found:
-            try:
-                ipr.link("add", ifname=DEVICE, kind="dummy")
-            except NetlinkError as exc:
-                if exc.code in (errno.EOPNOTSUPP, errno.ENOENT):
-                    raise EnvironmentProblem("IPVS mode needs the dummy device (kube-ipvs0): modprobe dummy") from None
-                raise
-            found = ipr.link_lookup(ifname=DEVICE)
-        index = found[0]
-        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=socket.AF_INET)}
-        for address in sorted(set(addresses) - have):
-            ipr.addr("add", index=index, address=address, prefixlen=32)
-        for address in sorted(have - set(addresses)):
-            ipr.addr("del", index=index, address=address, prefixlen=32)
-
-
-def _table(servers: list[VirtualServer]) -> None:
-    """Runs inside the node's namespace: the IPVS table becomes exactly ``servers``."""
-    from pyroute2 import IPVS, IPVSDest, IPVSService
-
-    wanted = {s.key: s for s in servers}
-    with IPVS() as ipvs:
-        for msg in ipvs.service("dump"):
-            existing = IPVSService.from_message(msg)
-            proto = {v: k for k, v in PROTOCOLS.items()}.get(existing.get("protocol"), "")
-            key = (proto, str(existing.get("addr")), int(existing.get("port", 0)))
-            if key not in wanted or _differs(ipvs, existing, wanted[key]):
-                ipvs.service("del", service=IPVSService(addr=key[1], port=key[2], protocol=PROTOCOLS.get(proto, 0)))
-            else:
-                wanted.pop(key)
-        for vs in wanted.values():
-            flags = {"flags": IP_VS_SVC_F_PERSISTENT if vs.persistence else 0, "mask": 0xFFFF}
-            service = IPVSService(
-                addr=vs.addr, port=vs.port, protocol=PROTOCOLS[vs.protocol], sched_name=vs.scheduler, timeout=vs.persistence, flags=flags
-            )
-            ipvs.service("add", service=service)
-            for ip, port in vs.reals:
-                ipvs.dest("add", service=service, dest=IPVSDest(addr=ip, port=port, fwd_method=IP_VS_CONN_F_MASQ, weight=1))
-
-
-def _differs(ipvs: object, existing: dict[str, object], vs: VirtualServer) -> bool:
-    from pyroute2 import IPVSDest, IPVSService
-
-    timeout = existing.get("IPVS_SVC_ATTR_TIMEOUT", existing.get("timeout"))
-    if existing.get("sched_name") != vs.scheduler or int(timeout or 0) != vs.persistence:  # type: ignore[call-overload]
-        return True
-    service = IPVSService(addr=vs.addr, port=vs.port, protocol=PROTOCOLS[vs.protocol])
-    reals = set()
-    for msg in ipvs.dest("dump", service=service):  # type: ignore[attr-defined]
-        dest = IPVSDest.from_message(msg)
-        reals.add((str(dest.get("addr")), int(dest.get("port", 0))))
-    return reals != set(vs.reals)

@@ -30,7 +30,8 @@ from pydantic import ValidationError
 from netlab.errors import TopologyError
 from netlab.model import from_pydantic
 from netlab.model.service import Service
-from netlab.services import cluster
+from netlab.services import cluster, pods
+from netlab.services.records import ClusterRecord, Deployment
 from netlab.state import LabState
 
 SERVICE_SPEC_KEYS = {
@@ -179,16 +180,16 @@ def _deployment(state: LabState, doc: _Doc, named_ports: dict[str, int]) -> str:
         raise doc.error("spec.template.metadata.labels", f"must include spec.selector.matchLabels {match} (Kubernetes refuses this too)")
     ports, named = _container_ports(doc, template.get("spec") or {}, "spec.template.spec")
     named_ports.update(named)
-    known = state.extra.get("deployments", {}).get(doc.name)
-    record = {"name": doc.name, "namespace": doc.namespace, "labels": labels, "ports": [list(p) for p in ports], "pods": []}
-    if known and (known["labels"] != labels or known["ports"] != record["ports"]):
-        cluster.scale(state, doc.name, 0, record=known)  # template changed: recreate the pods
+    known = ClusterRecord.load(state).deployments.get(doc.name)
+    wanted = Deployment(doc.name, doc.namespace, labels, list(ports))
+    if known and (known.labels != labels or known.ports != wanted.ports):
+        cluster.scale(state, doc.name, 0, known)  # template changed: recreate the pods
         known = None
     if known:
-        record["pods"] = known["pods"]
-        if len(known["pods"]) == replicas:
+        wanted.pods = known.pods
+        if len(known.pods) == replicas:
             return f"deployment.apps/{doc.name} unchanged"
-    cluster.scale(state, doc.name, replicas, record=record)
+    cluster.scale(state, doc.name, replicas, wanted)
     return f"deployment.apps/{doc.name} {'configured' if known else 'created'}"
 
 
@@ -198,9 +199,9 @@ def _pod(state: LabState, doc: _Doc, named_ports: dict[str, int]) -> str:
     named_ports.update(named)
     if any(e.name == doc.name for e in state.host_objects()):
         return f"pod/{doc.name} unchanged"
-    node = spec.get("nodeName") or cluster.least_loaded_node(state)
+    node = spec.get("nodeName") or pods.least_loaded_node(state)
     pod: dict[str, Any] = {"name": doc.name, "labels": doc.labels}
     if spec.get("hostNetwork"):
         pod["hostNetwork"] = True
-    cluster.add_pods(state, [(str(node), pod)], doc.namespace, ports)
+    pods.add(state, [(str(node), pod)], doc.namespace, ports)
     return f"pod/{doc.name} created"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from netlab import cli, datapaths, lab
+from netlab import cli, datapaths
 from netlab.state import LabState
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -34,7 +34,6 @@ def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend to be root; the tests using it stop before anything would touch the kernel."""
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(lab, "stop_processes_in", lambda namespaces, grace=1.0: [])
 
 
 @pytest.fixture

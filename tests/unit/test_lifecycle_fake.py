@@ -15,7 +15,7 @@ import pytest
 from netlab import lab
 from netlab.datapaths import make_plan
 from netlab.errors import BuildError, LabExists, LabNotFound
-from netlab.kernel.backend import RecordingBackend
+from netlab.kernel.fake import RecordingBackend
 from netlab.model import Topology, load_topology
 from netlab.plan import CreateNamespace, Operation, Plan, describe
 from netlab.state import LabState
@@ -44,7 +44,6 @@ class Failing(RecordingBackend):
 def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Each test journals into its own directory, and never signals real processes."""
     monkeypatch.setenv("NETLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(lab, "stop_processes_in", lambda namespaces, grace=1.0: [])
     yield tmp_path / "state"
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from netlab import cli
 from netlab.datapaths import make_plan
 from netlab.kernel import netns
-from netlab.kernel.backend import RecordingBackend
+from netlab.kernel.fake import RecordingBackend
 from netlab.model import load_topology
 from netlab.plan import AddAddress, AddBridge, AddRoute, AddVeth, CreateNamespace, LoadIptables, Plan, SetMaster, SetSysctl
 

@@ -22,7 +22,7 @@ from netlab.errors import TopologyError
 from netlab.model import Topology, parse_topology
 from netlab.plan import Plan
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
 SOURCES = {name: (TOPOLOGIES / name).read_text() for name in ("docker0.yaml", "docker-2hosts.yaml", "flannel-vxlan.yaml")}
 DOCS = {name: yaml.safe_load(text) for name, text in SOURCES.items()}
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

@@ -8,7 +8,8 @@ from netlab.datapaths import make_plan
 from netlab.model import parse_topology
 from netlab.model.service import Service
 from netlab.plan import AddAddress, CreateNamespace, LoadIptables
-from netlab.services.cluster import PodInfo, incremental_ops, pod_name, workload_ports
+from netlab.services.endpoints import PodInfo, workload_ports
+from netlab.services.pods import incremental_ops, pod_name
 
 
 def topo(node1: list[str], cni: str = "host-gw") -> Any:

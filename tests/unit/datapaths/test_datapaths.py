@@ -8,11 +8,11 @@ import pytest
 
 from netlab.datapaths import make_plan, vpc
 from netlab.errors import TopologyError
-from netlab.kernel.backend import RecordingBackend
+from netlab.kernel.fake import RecordingBackend
 from netlab.model import load_topology, parse_topology
 from netlab.plan import AddRoute, AddVeth, LoadIptables, Plan
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
 
 
 def plan_of(name: str) -> Plan:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from netlab.model.service import Service
-from netlab.services.cluster import PodInfo, dns_records, endpoints_for, resolv_conf
 from netlab.services.dns import Records
+from netlab.services.endpoints import PodInfo, dns_records, endpoints_for, resolv_conf
 
 SERVICES = [
     Service.model_validate({"name": "web", "clusterIP": "10.96.5.5", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}),

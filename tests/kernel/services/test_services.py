@@ -18,16 +18,18 @@ import pytest
 from netlab import lab
 from netlab.kernel import netns
 from netlab.observe.capture import capture
-from netlab.services import cluster, manifests
+from netlab.services import cluster, manifests, records
+from netlab.services.files import records_path
 from netlab.services.kubeproxy import svc_chain
+from netlab.services.processes import program
 from netlab.state import LabState
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MANIFESTS = ROOT / "topologies" / "manifests"
 
 
 def requests(ns: str, url: str, n: int, timeout: float = 2.0) -> dict[str, Any]:
-    argv = netns.exec_argv(ns, [sys.executable, *cluster.program("client"), url, "-n", str(n), "--timeout", str(timeout)])
+    argv = netns.exec_argv(ns, [sys.executable, *program("client"), url, "-n", str(n), "--timeout", str(timeout)])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120 + n * timeout)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -208,7 +210,7 @@ def test_tutorial_manifests_apply_and_teardown_leaves_nothing(lab_up) -> None:
     assert not any(f.exists() for f in files)
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert not LabState.files_journal_for(state.lab).exists()
-    assert not cluster.records_path(state.lab).exists()
+    assert not records_path(state.lab).exists()
 
 
 @pytest.mark.parametrize(
@@ -222,7 +224,7 @@ def test_cluster_ip_on_every_pod_network(lab_up, topology: str, tmp_path: Path) 
     path = tmp_path / "web.yaml"
     path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n")
     manifests.apply_file(state, path)
-    web_pods = {p.name for p in cluster.pods_of(state) if p.labels.get("app") == "web"}
+    web_pods = {p.name for p in records.pods_of(state) if p.labels.get("app") == "web"}
     result = requests(ns_of(state, "client"), "http://web.default.svc.cluster.local", 100)
     assert result["errors"] == 0 and set(result["answers"]) == web_pods, result
 

@@ -15,7 +15,7 @@ from netlab.datapaths import make_plan
 from netlab.errors import TopologyError
 from netlab.model import DOCKER_BRIDGE_CIDR, KNOWN_CNIS, Topology, load_topology, parse_topology
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
 VALID: dict[str, Any] = yaml.safe_load((TOPOLOGIES / "docker0.yaml").read_text())
 
 

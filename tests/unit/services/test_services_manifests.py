@@ -10,7 +10,7 @@ from netlab.errors import TopologyError
 from netlab.services import manifests
 from netlab.services.workload import http_reply
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_shipped_manifests_parse() -> None:

@@ -1,0 +1,27 @@
+"""Building a lab from a topology: the datapath's plan, then the phases the topology needs.
+
+This is what ``netlab up``, scenarios and the test fixtures call. :mod:`netlab.lab` is the
+engine (journaled apply, rollback, teardown) and knows nothing about Kubernetes; this
+module decides which phases a topology gets: Services (kube-proxy, cluster DNS, workloads)
+when it declares any. A new post-build stage (a load balancer, an ingress controller, a
+BGP daemon) is a :class:`netlab.lab.Phase` added in :func:`phases`.
+"""
+
+from __future__ import annotations
+
+from netlab import lab
+from netlab.datapaths import make_plan
+from netlab.model import Topology
+from netlab.plan import Plan
+from netlab.services.cluster import ServicesPhase
+from netlab.state import LabState
+
+
+def phases(topology: Topology) -> list[lab.Phase]:
+    """The stages that follow the datapath for ``topology``, in order."""
+    return [ServicesPhase()] if topology.services else []
+
+
+def up(topology: Topology, source: str = "", plan: Plan | None = None, progress: lab.Progress | None = None) -> LabState:
+    """Build ``topology`` (its ``plan`` if already made) and run its phases; roll back on failure."""
+    return lab.up(topology, plan or make_plan(topology, source), source, progress=progress, phases=phases(topology))

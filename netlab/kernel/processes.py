@@ -1,0 +1,83 @@
+"""Processes inside a lab's namespaces: start them, tell whether they live, stop them.
+
+Servers netlab runs in pods (cluster DNS, the hostname workloads) are started here with an
+argv list in the pod's namespace, in a session of their own, their output in a log file.
+Teardown stops whatever runs in a lab's namespaces, found by the namespace each process is
+in (``/proc/<pid>/ns/net``), so processes a person started with ``netlab exec`` go too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from netlab.kernel import netns
+
+GRACE = 1.0  # seconds between SIGTERM and SIGKILL
+
+
+def start(ns: str, argv: Sequence[str], log: Path, name: str = "") -> int:
+    """Start ``python argv...`` inside ``ns``, stdout and stderr to ``log``; return its pid.
+
+    The process outlives this call (teardown stops it); a daemon thread reaps it when it
+    exits, so a long-lived caller (tests, a Python session) keeps no zombie.
+    """
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(
+            netns.exec_argv(ns, [sys.executable, *argv]),
+            stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    threading.Thread(target=proc.wait, name=f"reap-{name or proc.pid}", daemon=True).start()
+    return proc.pid
+
+
+def alive(pid: int | None) -> bool:
+    """Is ``pid`` running (not a zombie)?"""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[-1][:1] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def terminate(pid: int | None, wait: float = GRACE) -> None:
+    """SIGTERM ``pid`` and wait up to ``wait`` seconds for it to go."""
+    if not alive(pid):
+        return
+    assert pid is not None
+    _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def stop_in(namespaces: Sequence[str], grace: float = GRACE) -> list[int]:
+    """Stop the processes running inside any of ``namespaces``: SIGTERM, then SIGKILL after
+    ``grace`` seconds. Returns the ones that needed SIGKILL."""
+    if not namespaces:
+        return []
+    pids = [p for found in netns.pids_in_many(namespaces).values() for p in found if p != os.getpid()]
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        time.sleep(0.02)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    return pids
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,89 @@
+"""The servers a cluster runs in its pods: the cluster DNS (in ``coredns``) and the hostname
+workload in every pod that backs a Service or declares container ports.
+
+Each is started inside its pod's namespace (:func:`netlab.kernel.processes.start`), by file
+rather than ``-m netlab...``, so the process imports only the standard library (and dnslib),
+not netlab and pydantic: it starts in a tenth of the time, which matters for N pods and on
+an emulated CPU. Its log is journaled in the lab's record; ``netlab down`` stops it with
+everything else running in the lab's namespaces.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from netlab.errors import EnvironmentProblem
+from netlab.kernel import processes
+from netlab.model.service import Service
+from netlab.services.endpoints import PodInfo, workload_ports
+from netlab.services.files import records_path
+from netlab.services.records import ClusterRecord, Server
+from netlab.state import LabState, state_dir
+
+DNS_POD = "coredns"
+READY_TIMEOUT = 180.0 if os.environ.get("NETLAB_IN_VM") else 15.0  # an emulated CPU starts Python slowly
+
+
+def program(name: str) -> list[str]:
+    """How to run one of this package's servers/clients (``dns``, ``workload``, ``client``)."""
+    return ["-I", str(Path(__file__).with_name(f"{name}.py"))]  # -I: not its own directory on sys.path
+
+
+def _start(state: LabState, ns: str, log_name: str, argv: list[str]) -> tuple[int, Path]:
+    log = state_dir() / f"{state.lab}.{log_name}.log"
+    if not log.exists():
+        state.will_write(log)
+    return processes.start(ns, argv, log, log_name), log
+
+
+def _wait_ready(started: list[tuple[str, int, Path]]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    pending = list(started)
+    while pending:
+        for item in list(pending):
+            name, pid, log = item
+            text = log.read_text() if log.exists() else ""
+            if "serving" in text:
+                pending.remove(item)
+            elif not processes.alive(pid):
+                raise EnvironmentProblem(f"the server in pod {name} exited at start: {text.strip()[-400:] or 'no output'}")
+            elif time.monotonic() > deadline:
+                raise EnvironmentProblem(f"the server in pod {name} was not serving after {READY_TIMEOUT:.0f} s: {text.strip()[-400:] or 'no output'}")
+        time.sleep(0.02)
+
+
+def start_dns(state: LabState, record: ClusterRecord, pods: list[PodInfo]) -> None:
+    """Start the cluster DNS in the ``coredns`` pod unless it runs already."""
+    pod = next((p for p in pods if p.name == DNS_POD), None)
+    if pod is None or (record.dns is not None and processes.alive(record.dns.pid)):
+        return
+    pid, log = _start(state, pod.netns, DNS_POD, [*program("dns"), "--records", str(records_path(state.lab))])
+    record.dns = Server(pid, str(log), pod=DNS_POD)
+    _wait_ready([(DNS_POD, pid, log)])
+
+
+def start_workloads(state: LabState, record: ClusterRecord, services: list[Service], pods: list[PodInfo]) -> None:
+    """Every pod runs the hostname server on exactly the ports it should: restarted when
+    they change, stopped when none are left."""
+    started = []
+    for pod in pods:
+        if pod.name == DNS_POD or pod.host_network:
+            continue
+        ports = workload_ports(services, pod)
+        current = record.workloads.get(pod.name)
+        if current and current.ports == ports and processes.alive(current.pid):
+            continue
+        if current:
+            processes.terminate(current.pid)
+            record.workloads.pop(pod.name, None)
+        if not ports:
+            continue
+        argv = [*program("workload"), "--name", pod.name]
+        for port, proto in ports:
+            argv += [f"--{proto.lower()}", str(port)]
+        pid, log = _start(state, pod.netns, pod.name, argv)
+        record.workloads[pod.name] = Server(pid, str(log), ports)
+        started.append((pod.name, pid, log))
+    _wait_ready(started)
