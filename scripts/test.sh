@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run every check: lint (ruff), types (mypy), unit, kernel, and the VM tier.
+# Set up (scripts/setup.sh) and run every check: lint (ruff), layers (import-linter), types (mypy), unit, kernel, and the VM tier.
 #   sudo scripts/test.sh [pytest args...]
 # The VM tier: tests marked @pytest.mark.requires(<feature>) that this kernel cannot run
 # (ipip, netem, IPVS, ...) run inside one throwaway VM booting the distro's stock kernel
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --vm-if-needed --vagrant
 echo "== lint (ruff)"
 .venv/bin/ruff check netlab tests benchmarks
+echo "== layers (import-linter: the contracts in pyproject.toml)"
+.venv/bin/lint-imports --no-cache
 echo "== type-check (mypy)"
 .venv/bin/mypy
 echo "== tests (unit + kernel tiers; the VM tier for what this kernel lacks)"

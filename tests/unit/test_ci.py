@@ -33,9 +33,10 @@ def test_workflow_triggers_and_jobs() -> None:
         assert job["steps"][0]["uses"].startswith("actions/checkout@")
 
 
-def test_lint_job_runs_ruff_and_mypy() -> None:
+def test_lint_job_runs_ruff_layers_and_mypy() -> None:
     runs = "\n".join(_runs(_workflow()["jobs"]["lint"]))
     assert "ruff check netlab tests benchmarks" in runs
+    assert re.search(r"^lint-imports\b", runs, re.M)
     assert re.search(r"^mypy\b", runs, re.M)
 
 
@@ -58,6 +59,7 @@ def test_ci_entry_and_workflow_run_the_same_test_script() -> None:
     script = (ROOT / "scripts" / "test.sh").read_text()
     assert "scripts/setup.sh" in script and "ruff check netlab tests benchmarks" in script
     assert re.search(r"^\.venv/bin/mypy$", script, re.M), "the same checks as CI's lint job"
+    assert re.search(r"^\.venv/bin/lint-imports --no-cache$", script, re.M), "the layers, as CI's lint job checks them"
 
 
 def test_scripts_parse() -> None:
