@@ -1,55 +1,25 @@
 """What a running lab looks like in the kernel: interfaces, addresses, routes per namespace.
 
-Read-only: it opens one netlink socket per namespace and closes it.
+Read-only: :func:`~netlab.kernel.inspect.inspect_namespace` opens one netlink socket per
+namespace and closes it; this module groups what it finds by the lab's nodes, pods and hosts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from netlab.kernel import netns
+from netlab.kernel.inspect import Interface, Route, inspect_namespace
 from netlab.state import LabState
 
-_SCOPES = {0: "global", 253: "link", 254: "host"}
-
-
-@dataclass
-class Interface:
-    name: str
-    kind: str
-    state: str
-    mtu: int
-    mac: str
-    master: str | None
-    addresses: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Route:
-    dst: str
-    via: str | None
-    dev: str | None
-    scope: str
-    table: int
-
-    def __str__(self) -> str:
-        text = self.dst
-        if self.via:
-            text += f" via {self.via}"
-        if self.dev:
-            text += f" dev {self.dev}"
-        if self.scope != "global":
-            text += f" scope {self.scope}"
-        if self.table not in (254,):
-            text += f" table {self.table}"
-        return text
+__all__ = ["Interface", "NamespaceView", "Route", "as_json", "collect", "inspect_namespace"]
 
 
 @dataclass
 class NamespaceView:
+    """One of the lab's namespaces, named after its node, pod or host; empty if it is gone."""
+
     name: str
     ns: str
     kind: str
@@ -58,43 +28,8 @@ class NamespaceView:
     routes: list[Route] = field(default_factory=list)
 
 
-def inspect_namespace(ns: str) -> tuple[list[Interface], list[Route]]:
-    with IPRoute(use_socket=netns.netlink_socket(ns)) as ipr:
-        links = ipr.get_links()
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
-        interfaces = {}
-        for link in links:
-            info = link.get_attr("IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info else ("loopback" if link["index"] == 1 else "device")
-            interfaces[link["index"]] = Interface(
-                name=link.get_attr("IFLA_IFNAME"),
-                kind=kind or "device",
-                state=str(link.get_attr("IFLA_OPERSTATE")),
-                mtu=int(link.get_attr("IFLA_MTU")),
-                mac=str(link.get_attr("IFLA_ADDRESS") or ""),
-                master=names.get(link.get_attr("IFLA_MASTER")),
-            )
-        for addr in ipr.get_addr(family=2):
-            iface = interfaces.get(addr["index"])
-            if iface:
-                iface.addresses.append(f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
-        routes = []
-        for table in (254,):
-            for route in ipr.get_routes(family=2, table=table):
-                dst = route.get_attr("RTA_DST")
-                routes.append(
-                    Route(
-                        dst=f"{dst}/{route['dst_len']}" if dst else "default",
-                        via=route.get_attr("RTA_GATEWAY"),
-                        dev=names.get(route.get_attr("RTA_OIF")),
-                        scope=_SCOPES.get(route["scope"], str(route["scope"])),
-                        table=table,
-                    )
-                )
-        return list(interfaces.values()), routes
-
-
 def collect(state: LabState) -> list[NamespaceView]:
+    """Every namespace of the lab once (hostNetwork pods share their node's), in the lab's order."""
     views = []
     seen = set()
     for ep in state.host_objects():
@@ -109,8 +44,7 @@ def collect(state: LabState) -> list[NamespaceView]:
 
 
 def as_json(state: LabState, views: list[NamespaceView]) -> dict[str, Any]:
-    from dataclasses import asdict
-
+    """What ``netlab status LAB --json`` prints (the CLI adds the lab's Services)."""
     return {
         "lab": state.lab,
         "cni": state.cni,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOPOLOGIES
-from tests.kernel.test_capture import fds, lab_view, leaked
+from tests.kernel.observe.test_capture import fds, lab_view, leaked
 
 
 def needs(cni: str, topology: str) -> None:

@@ -9,7 +9,9 @@ from scapy.layers.vxlan import VXLAN
 from netlab.observe.capture import Point
 from netlab.observe.decode import decode
 from netlab.observe.icmp import echo_request as _icmp_echo
-from netlab.observe.trace import Hop, Probe, Row, Trace, _diff, _name_reverse_nat, verdict
+from netlab.observe.trace.path import Hop
+from netlab.observe.trace.probe import TraceProbe
+from netlab.observe.trace.rows import Row, Trace, _diff, _name_reverse_nat, verdict
 
 MARK = b"netlab-trace-0123456789ab"
 
@@ -54,7 +56,7 @@ def test_reply_rewrites_that_undo_the_request_nat_are_named() -> None:
 
 
 def test_verdicts() -> None:
-    probe = Probe("icmp", "10.244.1.2", "10.244.2.2", None, MARK, 7, replied=True)
+    probe = TraceProbe("icmp", "10.244.1.2", "10.244.2.2", None, MARK, 7, replied=True)
     a, b, c = hop("client"), hop("node1"), hop("web-2")
     wire = frame("10.244.1.2", "10.244.2.2", outer=("192.168.1.11", "192.168.1.12"))
     rows = [Row(a, "request", frame("10.244.1.2", "10.244.2.2"), True, 0.0), Row(b, "request", wire, True, 0.0), Row(c, "request", frame("10.244.1.2", "10.244.2.2"), False, 0.0)]
@@ -70,11 +72,11 @@ def test_verdicts() -> None:
 
 
 def test_probe_matching_survives_nat_and_tells_request_from_reply() -> None:
-    probe = Probe("icmp", "10.244.1.2", "203.0.113.1", None, MARK, 7)
+    probe = TraceProbe("icmp", "10.244.1.2", "203.0.113.1", None, MARK, 7)
     assert probe.matches(frame("192.168.1.11", "203.0.113.1")) == "request"
     assert probe.matches(frame("203.0.113.1", "192.168.1.11", icmp_type=0)) == "reply"
     assert probe.matches(frame("192.168.1.11", "203.0.113.1", payload=b"someone else")) is None
-    udp = Probe("udp", "10.244.1.2", "10.96.0.20", 80, MARK, 7, client_port=4000, target_ports=(8080,))
+    udp = TraceProbe("udp", "10.244.1.2", "10.96.0.20", 80, MARK, 7, client_port=4000, target_ports=(8080,))
     to_pod = decode(IP(bytes(IP(src="10.244.1.2", dst="10.244.2.2") / UDP(sport=4000, dport=8080) / MARK)))
     back = decode(IP(bytes(IP(src="10.244.2.2", dst="10.244.1.2") / UDP(sport=8080, dport=4000) / (MARK + b"-reply"))))
     assert udp.matches(to_pod) == "request" and udp.matches(back) == "reply"

@@ -1,0 +1,211 @@
+"""A trace's rows: the probe at every hop, what changed since the previous one, and a verdict.
+
+:func:`build_rows` puts the captured frames that are the probe in order: request rows in path
+order, reply rows in reverse, each with what changed since the previous row where the probe
+was seen (encapsulated, decapsulated, SNAT, DNAT, TTL-1) and the namespace where it changed.
+On the reply path a rewrite that undoes the request's NAT is named un-SNAT / un-DNAT.
+:func:`verdict` sums a :class:`Trace` up in one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netlab.observe.capture import Capture
+from netlab.observe.decode import Frame, decode
+from netlab.observe.trace.path import Hop
+from netlab.observe.trace.probe import TraceProbe
+
+
+@dataclass
+class Row:
+    """The probe at one hop, in one direction (or that it was not seen there)."""
+
+    hop: Hop
+    direction: str  # request | reply
+    frame: Frame | None  # None: the probe was not seen here
+    outgoing: bool | None
+    time: float | None
+    changes: list[str] = field(default_factory=list)
+    where: str = ""  # the namespace (target name) where the changes happened
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": str(self.hop.point),
+            "ns": self.hop.point.ns,
+            "iface": self.hop.point.iface,
+            "role": self.hop.role,
+            "direction": self.direction,
+            "seen": self.frame is not None,
+            "dir": None if self.outgoing is None else ("out" if self.outgoing else "in"),
+            "time": self.time,
+            "frame": self.frame.as_dict() if self.frame else None,
+            "changes": self.changes,
+            "changed_at": self.where or None,
+        }
+
+
+@dataclass
+class Trace:
+    """One traced probe: its path, its rows, notes from the walk, the captures and a verdict."""
+
+    lab: str
+    src: str
+    dst: str
+    src_kind: str
+    dst_kind: str
+    probe: TraceProbe
+    hops: list[Hop]
+    rows: list[Row]
+    notes: list[str]
+    back: list[Hop] = field(default_factory=list)
+    via: str = ""
+    verdict: str = ""
+    captures: dict[str, Capture] = field(default_factory=dict, repr=False)
+
+    def seen(self, direction: str = "request") -> list[Row]:
+        """The rows of ``direction`` where the probe was seen."""
+        return [r for r in self.rows if r.direction == direction and r.frame is not None]
+
+    def changes(self, direction: str = "request") -> list[tuple[str, str]]:
+        """Every change in ``direction``, with the namespace (target name) where it happened."""
+        return [(c, r.where) for r in self.seen(direction) for c in r.changes]
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``netlab trace --json`` prints (the CLI adds the pcaps written)."""
+        return {
+            "lab": self.lab,
+            "src": self.src,
+            "dst": self.dst,
+            "proto": self.probe.proto,
+            "port": self.probe.port,
+            "src_ip": self.probe.src_ip,
+            "dst_ip": self.probe.dst_ip,
+            "marker": self.probe.marker.decode(),
+            "replied": self.probe.replied,
+            "path": [{"at": str(h.point), "ns": h.point.ns, "iface": h.point.iface, "role": h.role} for h in self.hops],
+            "return_path": [str(h.point) for h in self.back],
+            "rows": [r.as_dict() for r in self.rows],
+            "notes": self.notes,
+            "via": self.via or None,
+            "verdict": self.verdict,
+        }
+
+    def write(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """One pcap per capture point (everything captured there), ``NN-target-iface.pcap``,
+        numbered in path order (the request's, then points only the reply crossed)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        points = list(dict.fromkeys(h.point for h in [*self.hops, *self.back]))
+        for i, point in enumerate(points, 1):
+            cap = self.captures.get(str(point))
+            if cap is None:
+                continue
+            path = out / f"{i:02d}-{point.target}-{point.iface}.pcap"
+            cap.write(str(path))
+            written.append(path)
+        return written
+
+
+def build_rows(hops: Sequence[Hop], back: Sequence[Hop], captures: dict[str, Capture], probe: TraceProbe) -> list[Row]:
+    """One row per hop of ``hops`` (request) and of ``back`` (reply), from what ``captures`` saw."""
+    found: dict[tuple[str, str], list[tuple[Frame, bool, float]]] = {}
+    for point in {str(h.point) for h in [*hops, *back]}:
+        for seen in captures[point].frames:
+            frame = decode(seen.packet)
+            which = probe.matches(frame) if frame is not None else None
+            if frame is not None and which in ("request", "reply"):
+                found.setdefault((point, which), []).append((frame, seen.outgoing, seen.time))
+    rows = []
+    for direction, order in (("request", list(hops)), ("reply", list(back))):
+        previous: Row | None = None
+        passes: dict[str, int] = {}  # a point on the path twice takes its frames in turn
+        for hop in order:
+            key = str(hop.point)
+            hits = found.get((key, direction), [])
+            turn = passes.get(key, 0)
+            passes[key] = turn + 1
+            hit = hits[turn] if turn < len(hits) else None
+            row = Row(hop, direction, *(hit if hit else (None, None, None)))
+            if row.frame is not None and previous is not None and previous.frame is not None:
+                row.changes = _diff(previous.frame, row.frame)
+                if row.changes:
+                    same = previous.hop.point.ns == hop.point.ns
+                    row.where = hop.point.target if same else previous.hop.point.target
+            if row.frame is not None:
+                previous = row
+            rows.append(row)
+    _name_reverse_nat(rows)
+    return rows
+
+
+def _diff(before: Frame, after: Frame) -> list[str]:
+    """What changed from one hop's frame to the next's."""
+    out = []
+    if before.encap == "none" and after.encap != "none":
+        out.append(f"encapsulated {after.short_encap()} {after.src}->{after.dst}")
+    elif before.encap != "none" and after.encap == "none":
+        out.append(f"decapsulated {before.short_encap()}")
+    if before.inner_src != after.inner_src or before.sport != after.sport:
+        out.append(f"SNAT src {_where(before.inner_src, before.sport, after.sport)}->{_where(after.inner_src, after.sport, before.sport)}")
+    if before.inner_dst != after.inner_dst or before.dport != after.dport:
+        out.append(f"DNAT dst {_where(before.inner_dst, before.dport, after.dport)}->{_where(after.inner_dst, after.dport, before.dport)}")
+    if after.inner_ttl < before.inner_ttl:
+        out.append(f"TTL-{before.inner_ttl - after.inner_ttl}")
+    return out
+
+
+def _where(ip: str, port: int | None, other: int | None) -> str:
+    """An address, with its port when a NAT changed the port too."""
+    return f"{ip}:{port}" if port is not None and port != other else ip
+
+
+def _name_reverse_nat(rows: list[Row]) -> None:
+    """On the reply path, a rewrite that undoes the request's NAT is un-SNAT / un-DNAT."""
+    snats = {c.split()[-1] for r in rows if r.direction == "request" for c in r.changes if c.startswith("SNAT")}
+    dnats = {c.split()[-1] for r in rows if r.direction == "request" for c in r.changes if c.startswith("DNAT")}
+    for row in rows:
+        if row.direction != "reply":
+            continue
+        renamed = []
+        for change in row.changes:
+            if change.startswith("DNAT dst ") and "->".join(reversed(change.split()[-1].split("->"))) in snats:
+                change = "un-SNAT dst " + change.split()[-1]
+            elif change.startswith("SNAT src ") and "->".join(reversed(change.split()[-1].split("->"))) in dnats:
+                change = "un-DNAT src " + change.split()[-1]
+            renamed.append(change)
+        row.changes = renamed
+
+
+def verdict(t: Trace) -> str:
+    """One line: the kind of path, the encapsulation, the NAT on the way, and whether a reply came."""
+    kind = f"{t.src_kind}-to-{t.dst_kind}" + (f" ({t.via})" if t.via and t.seen("request") else "")
+    requests = t.seen("request")
+    if not requests:
+        why = "; ".join(t.notes) or t.probe.detail
+        return f"{kind}: the probe was not seen on any hop" + (f": {why}" if why else "")
+    encaps = sorted({r.frame.short_encap() for r in requests if r.frame is not None and r.frame.encapsulated})
+    words = [kind + (f" via {', '.join(encaps)}" if encaps else ", no encapsulation")]
+    nat = [f"{c.split(' ', 2)[0]} {c.split()[-1].replace('->', ' -> ')} at {where}" for c, where in t.changes("request") if "NAT" in c]
+    words.append(", ".join(nat) if nat else "no NAT")
+    last = requests[-1]
+    arrived = last.hop is t.hops[-1] and not t.notes
+    if t.probe.replied:
+        unnat = [f"{c.split(' ', 2)[0]} at {where}" for c, where in t.changes("reply") if c.startswith("un-")]
+        words.append("reply received" + (f" ({', '.join(unnat)})" if unnat else ""))
+    elif arrived:
+        words.append(f"reached {last.hop.point} but no reply" + (f" ({t.probe.detail})" if t.probe.detail else ""))
+    else:
+        words.append(f"NOT delivered: last seen at {last.hop.point}")
+    return ", ".join(words)
+
+
+def replies_seen(rows: list[Row]) -> int:
+    """How many reply rows saw the probe's reply (to pick the reply path that was taken)."""
+    return sum(1 for r in rows if r.direction == "reply" and r.frame is not None)
+
