@@ -35,7 +35,10 @@ _API = {  # public name -> the module that defines it
     "Plan": "netlab.plan",
     "make_plan": "netlab.datapaths",
 }
-__all__ = sorted(_API)
+__all__ = [
+    "BuildError", "EnvironmentProblem", "LabExists", "LabNotFound", "NetlabError", "Plan", "Topology", "TopologyError",
+    "UsageError", "load_topology", "make_plan", "parse_topology",
+]
 
 if TYPE_CHECKING:
     from netlab.datapaths import make_plan

@@ -14,6 +14,8 @@ from typing import Any
 
 from netlab.errors import UsageError
 from netlab.plan import Host
+from netlab.services import records
+from netlab.services.endpoints import endpoints_for
 
 
 def resolve(state: Any, name: str) -> tuple[Host | None, str, str]:
@@ -23,9 +25,9 @@ def resolve(state: Any, name: str) -> tuple[Host | None, str, str]:
             if ep.ip is None:
                 raise UsageError(f"{name!r} has no address to trace to or from")
             return ep, str(ep.ip), ep.kind
-    for svc in state.extra.get("services", []):
-        if svc.get("name") == name and svc.get("clusterIP"):
-            return None, str(svc["clusterIP"]), "service"
+    for svc in records.ClusterRecord.load(state).services:
+        if svc.name == name and svc.cluster_ip:
+            return None, str(svc.cluster_ip), "service"
     try:
         ipaddress.IPv4Address(name)
     except ValueError:
@@ -54,11 +56,10 @@ def dnat_targets(state: Any, dst_ip: str, proto: str, port: int | None) -> tuple
     node_ips = {str(e.ip): e.name for e in eps if e.kind == "node" and e.ip is not None}
     out: list[Target] = []
     kind = ""
-    if state.extra.get("services"):
-        from netlab.services import cluster
-
-        services = cluster.services_of(state)
-        backends = cluster.endpoints_for(services, cluster.pods_of(state))
+    if records.has_services(state):
+        record = records.ClusterRecord.load(state)
+        services = record.services
+        backends = endpoints_for(services, records.pods_of(state, record))
         for svc in services:
             for sp in svc.ports:
                 if sp.protocol.lower() != proto:

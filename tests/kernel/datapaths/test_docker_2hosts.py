@@ -7,10 +7,9 @@ host1 can never reach host2's: its packets for 172.17.0.2 never leave host1.
 
 from __future__ import annotations
 
-from tests.kernel.datapaths.test_docker0 import endpoints, tcp_get, tcp_server
-
 from netlab.observe.capture import capture
 from tests.conftest import ns_run
+from tests.kernel.datapaths.test_docker0 import endpoints, tcp_get, tcp_server
 
 
 def test_containers_reach_their_host_and_the_internet_as_their_host(lab_up) -> None:
