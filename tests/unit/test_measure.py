@@ -82,7 +82,7 @@ def test_report_renders_rtt_table_and_verdict() -> None:
     report.steps.append(StepResult(0, "rtt", "baseline", "rtt underlay node1->node2", "pass", "", {"stats": asdict(stats)}))
     report.steps.append(StepResult(0, "rtt", "ovn-vxlan", "rtt a -> b", "pass", "", {"stats": asdict(stats), "vs_baseline": asdict(cmp)}))
     buf = io.StringIO()
-    from netlab.cli import render_scenario as render
+    from netlab.cli.render import scenario as render
 
     render.render(report, Console(file=buf, width=200))
     text = buf.getvalue()

@@ -1,24 +1,24 @@
-"""Rendering a scenario report: rich tables for the terminal (the PNG plots are
-:mod:`netlab.scenario.plots`).
-
-Objects stay plain data; this module is the only one that knows how they look on a terminal.
+"""``netlab run``'s report on the terminal: the conditions, the labs, RTT and throughput
+tables, a bar chart of p50 RTT, every step's verdict. (The files a run keeps, report.json and
+PNG plots, are :mod:`netlab.scenario.plots`.)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from netlab.scenario.results import ScenarioReport
+    from netlab.scenario.results import ScenarioReport, StepResult
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "skipped": "yellow"}
 
 
 def render(report: ScenarioReport, console: Console, terminal_plot: bool = True) -> None:
+    """The whole report; ``terminal_plot`` adds the bar chart (when no PNGs are kept)."""
     console.print(f"[bold]scenario {report.scenario}[/] · {report.source} · {report.duration:.1f}s")
     cond = report.conditions
     vm = " · [yellow]figures from an emulated VM: absolute latencies are not representative[/]" if cond.get("emulated_vm") else ""
@@ -50,7 +50,8 @@ def render(report: ScenarioReport, console: Console, terminal_plot: bool = True)
         console.print(f"  artifact: {artifact}", highlight=False)
 
 
-def rtt_table(steps: list[Any]) -> Table:
+def rtt_table(steps: list[StepResult]) -> Table:
+    """RTT statistics per path, with the overhead and ratio against the baseline (95% CI)."""
     table = Table(
         "path", "n", "min", "p50", "p90", "p99", "mean", "stddev", "p50 overhead vs underlay [95% CI]", "ratio [95% CI]",
         title="round-trip time, µs (ICMP echo answered by the target's kernel)", title_justify="left",
@@ -68,7 +69,7 @@ def rtt_table(steps: list[Any]) -> Table:
     return table
 
 
-def overhead_bars(steps: list[Any], width: int = 40) -> Group:
+def overhead_bars(steps: list[StepResult], width: int = 40) -> Group:
     """A terminal bar chart of p50 RTT per path."""
     rows = [(s.lab if s.lab != "baseline" else "underlay", s.data["stats"]["p50"]) for s in steps]
     top = max(v for _n, v in rows) or 1.0
