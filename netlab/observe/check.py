@@ -1,7 +1,7 @@
 """``netlab check``: ping every meaningful pair of a running lab and say which paths work.
 
 Sources are every pod (hostNetwork ones included) and node; targets are every pod, node and
-the internet host. Each pair is a *probe* with a category (``pod → pod, cross node``,
+the internet host. Each pair is a :class:`PingPair` with a category (``pod → pod, cross node``,
 ``node → pod, same node``, ``pod → internet`` ...) and an expectation: in a pod network every
 path must work; with Docker's docker0 a container's address is local to its host, so a
 container (or host) reaching a container on *another* host must fail (experiment 2).
@@ -12,15 +12,16 @@ the target namespace's ICMP ``InEchos`` counter: with docker0 the other host's c
 often has the *same* address as a local one, so a reply alone proves nothing — only an echo
 request arriving in the target's namespace does.
 
-The report renders itself with rich (``console.print(report)``); :meth:`Report.as_json` is
-the ``--json`` form. Exit status: 1 if any path is not as expected.
+:func:`run` returns a :class:`Reachability` matrix: plain data, which ``netlab check`` renders
+(:mod:`netlab.cli.render.check`); :meth:`Reachability.as_json` is the ``--json`` form. Exit
+status: 1 if any path is not as expected.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,7 +36,9 @@ EchoCounter = Callable[[str], int]
 
 
 @dataclass(frozen=True)
-class Probe:
+class PingPair:
+    """A source, a target and what must happen when the source pings the target."""
+
     src: str
     dst: str
     src_ns: str
@@ -47,14 +50,16 @@ class Probe:
 
 @dataclass
 class Result:
-    probe: Probe
+    """What happened to one :class:`PingPair`."""
+
+    pair: PingPair
     reached: bool
     rtt_ms: float | None = None
     detail: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.reached == self.probe.expect
+        return self.reached == self.pair.expect
 
 
 def _kind(ep: Host) -> str:
@@ -67,7 +72,7 @@ def _node_of(ep: Host) -> str | None:
     return ep.node if ep.kind == "pod" else (ep.name if ep.kind == "node" else None)
 
 
-def probes(endpoints: Iterable[Host], cni: str) -> list[Probe]:
+def pairs(endpoints: Iterable[Host], cni: str) -> list[PingPair]:
     """Every meaningful (source, target) pair of a lab, with what must happen."""
     eps = [e for e in endpoints if e.kind in ("pod", "node", "internet") and e.ip is not None]
     sources = [e for e in eps if e.kind in ("pod", "node")]
@@ -85,7 +90,7 @@ def probes(endpoints: Iterable[Host], cni: str) -> list[Probe]:
                     category = "node → node"
                 # docker0: a container's address means something only on its own host
                 expect = not (cni == "docker0" and dst.kind == "pod" and not dst.host_network and not same)
-            out.append(Probe(src.name, dst.name, src.ns, dst.ns, str(dst.ip), category, expect))
+            out.append(PingPair(src.name, dst.name, src.ns, dst.ns, str(dst.ip), category, expect))
     return out
 
 
@@ -123,60 +128,43 @@ def run(
     pinger: Pinger | None = None,
     counter: EchoCounter | None = None,
     workers: int = 16,
-) -> Report:
-    """Probe every pair; expected paths in parallel, must-fail paths one by one."""
+) -> Reachability:
+    """Ping every pair; expected paths in parallel, must-fail paths one by one."""
     send = pinger or ping
     count = counter or echo_requests
-    todo = probes(endpoints, cni)
+    todo = pairs(endpoints, cni)
     must = [p for p in todo if p.expect]
     must_not = [p for p in todo if not p.expect]
 
-    def expected(probe: Probe) -> Result:
-        reached, rtt = send(probe.src_ns, probe.ip)
+    def expected(pair: PingPair) -> Result:
+        reached, rtt = send(pair.src_ns, pair.ip)
         if not reached:  # one retry: the first packet may wait for ARP
-            reached, rtt = send(probe.src_ns, probe.ip)
-        return Result(probe, reached, rtt, "" if reached else "no reply")
+            reached, rtt = send(pair.src_ns, pair.ip)
+        return Result(pair, reached, rtt, "" if reached else "no reply")
 
-    results: dict[Probe, Result] = {}
+    results: dict[PingPair, Result] = {}
     if must:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(must)))) as pool:
             for result in pool.map(expected, must):
-                results[result.probe] = result
-    for probe in must_not:
-        before = count(probe.dst_ns)
-        answered, rtt = send(probe.src_ns, probe.ip)
-        arrived = count(probe.dst_ns) > before
+                results[result.pair] = result
+    for pair in must_not:
+        before = count(pair.dst_ns)
+        answered, rtt = send(pair.src_ns, pair.ip)
+        arrived = count(pair.dst_ns) > before
         if arrived:
-            detail = f"{probe.dst} received the echo request"
+            detail = f"{pair.dst} received the echo request"
         elif answered:
-            detail = f"answered, but not by {probe.dst}: {probe.ip} is also an address on {probe.src}'s host"
+            detail = f"answered, but not by {pair.dst}: {pair.ip} is also an address on {pair.src}'s host"
         else:
             detail = "no reply"
-        results[probe] = Result(probe, arrived, rtt if arrived else None, detail)
-    return Report(lab, cni, [results[p] for p in todo], [e for e in endpoints if e.kind in ("pod", "node", "internet")])
-
-
-def _display_order(endpoints: list[Host]) -> list[Host]:
-    """Pods grouped under their node (ordinary, then hostNetwork), then the node; the internet last."""
-    nodes = [e for e in endpoints if e.kind == "node"]
-    out = []
-    for node in nodes:
-        pods = [e for e in endpoints if e.kind == "pod" and e.node == node.name]
-        out += [e for e in pods if not e.host_network] + [e for e in pods if e.host_network] + [node]
-    return out + [e for e in endpoints if e not in out]
-
-
-_KINDS = ("pod", "hostNetwork pod", "node", "internet")
-
-
-def _rank(category: str) -> tuple[int, int, int]:
-    src, _, rest = category.partition(" → ")
-    dst, _, where = rest.partition(", ")
-    return (_KINDS.index(src) if src in _KINDS else 9, _KINDS.index(dst) if dst in _KINDS else 9, where == "cross node")
+        results[pair] = Result(pair, arrived, rtt if arrived else None, detail)
+    return Reachability(lab, cni, [results[p] for p in todo], [e for e in endpoints if e.kind in ("pod", "node", "internet")])
 
 
 @dataclass
-class Report:
+class Reachability:
+    """The reachability matrix of a lab: one :class:`Result` per :class:`PingPair`."""
+
     lab: str
     cni: str
     results: list[Result]
@@ -195,10 +183,10 @@ class Report:
         rows: dict[str, list[int]] = {}
         expect: dict[str, bool] = {}
         for r in self.results:
-            row = rows.setdefault(r.probe.category, [0, 0])
+            row = rows.setdefault(r.pair.category, [0, 0])
             row[0] += r.ok
             row[1] += 1
-            expect[r.probe.category] = expect.get(r.probe.category, True) and r.probe.expect
+            expect[r.pair.category] = expect.get(r.pair.category, True) and r.pair.expect
         return [(c, good, total, expect[c]) for c, (good, total) in rows.items()]
 
     def as_json(self) -> dict[str, Any]:
@@ -208,48 +196,7 @@ class Report:
             "ok": self.ok,
             "summary": [{"category": c, "as_expected": g, "total": t, "must_reach": e} for c, g, t, e in self.summary()],
             "results": [
-                {**asdict(r.probe), "reached": r.reached, "ok": r.ok, "rtt_ms": r.rtt_ms, "detail": r.detail}
+                {**asdict(r.pair), "reached": r.reached, "ok": r.ok, "rtt_ms": r.rtt_ms, "detail": r.detail}
                 for r in self.results
             ],
         }
-
-    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
-        from rich.table import Table
-        from rich.text import Text
-
-        cells = {(r.probe.src, r.probe.dst): r for r in self.results}
-        ordered = _display_order(self.hosts)
-        sources = [e for e in ordered if any(r.probe.src == e.name for r in self.results)]
-        targets = [e for e in ordered if any(r.probe.dst == e.name for r in self.results)]
-        matrix = Table(title=f"netlab check {self.lab} (cni {self.cni}): ✓ reached · ✗ no reply · ⊘ blocked as it must be", title_justify="left")
-        matrix.add_column("from \\ to", no_wrap=True)
-        for ep in targets:
-            matrix.add_column(ep.name, justify="center", overflow="fold")
-        for ep in sources:
-            src = ep.name
-            where = "hostNetwork" if ep.host_network else str(ep.ip)
-            row: list[Any] = [f"{src} [dim]{where}[/]"]
-            for ep in targets:
-                r = cells.get((src, ep.name))
-                if r is None:
-                    row.append("")
-                elif r.probe.expect:
-                    row.append(Text("✓", "green") if r.reached else Text("✗", "bold red"))
-                else:
-                    row.append(Text("⊘", "green") if not r.reached else Text("LEAK", "bold red"))
-            matrix.add_row(*row)
-        yield matrix
-        summary = Table("path", "as expected", "", title_justify="left")
-        for category, good, total, must in sorted(self.summary(), key=lambda row: _rank(row[0])):
-            what = "" if must else " (must fail)"
-            mark = Text("ok", "green") if good == total else Text("FAIL", "bold red")
-            summary.add_row(category + what, f"{good}/{total}", mark)
-        yield summary
-        for r in self.failures:
-            want = "should reach" if r.probe.expect else "must NOT reach"
-            yield Text(f"✗ {r.probe.src} → {r.probe.dst} ({r.probe.ip}) {want} it: {r.detail}", "red")
-        total = len(self.results)
-        if self.ok:
-            yield Text(f"all {total} paths as expected", "bold green")
-        else:
-            yield Text(f"{len(self.failures)} of {total} paths not as expected", "bold red")

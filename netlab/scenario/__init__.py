@@ -2,5 +2,10 @@
 
 - :mod:`~netlab.scenario.spec`: the scenario file's schema and loading (validated, immutable);
 - :mod:`~netlab.scenario.runner`: builds the labs, runs the steps, always tears down;
-- :mod:`~netlab.scenario.measure`: RTT, request/response and throughput, with statistics.
+- :mod:`~netlab.scenario.measure`: RTT, request/response and throughput, with statistics;
+- :mod:`~netlab.scenario.results`: what a run produces (plain data; :mod:`netlab.cli` renders it);
+- :mod:`~netlab.scenario.plots`: the run's files: report.json and PNG plots (matplotlib).
+
+Nothing here imports :mod:`netlab.cli`: the command line renders a
+:class:`~netlab.scenario.results.ScenarioReport`, the scenario never renders itself.
 """

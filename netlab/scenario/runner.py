@@ -1,25 +1,31 @@
 """``netlab run``: build a scenario's labs side by side, run its steps, always tear down.
 
-Each step yields a :class:`StepResult` (pass / fail / error / skipped) with its data; the
-:class:`Report` gathers them with the conditions of the run (kernel, CPU, MTUs, offloads).
+Each step yields a :class:`~netlab.scenario.results.StepResult` (pass / fail / error / skipped)
+with its data; the :class:`~netlab.scenario.results.ScenarioReport` gathers them with the
+conditions of the run (kernel, CPU, MTUs, offloads).
 Labs are removed at the end whatever happens: a failing step, an exception, Ctrl-C.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from netlab import build, lab
+from netlab import build, doctor, lab
 from netlab.errors import EnvironmentProblem, NetlabError, UsageError
-from netlab.kernel import netns
+from netlab.kernel import netns, tc
+from netlab.observe import expect
+from netlab.observe.status import inspect_namespace
 from netlab.plan import Host
-from netlab.scenario import measure
+from netlab.scenario import measure, plots
+from netlab.scenario.results import LabOutcome, ScenarioReport, StepResult
 from netlab.scenario.spec import (
     CaptureStep,
     ImpairStep,
@@ -32,47 +38,6 @@ from netlab.scenario.spec import (
     duration_us,
 )
 from netlab.state import LabState
-
-
-@dataclass
-class StepResult:
-    index: int
-    kind: str
-    lab: str
-    title: str
-    status: str  # pass | fail | error | skipped
-    detail: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class LabOutcome:
-    name: str
-    cni: str
-    status: str  # up | skipped | failed
-    reason: str = ""
-
-
-@dataclass
-class Report:
-    scenario: str
-    source: str
-    started: float
-    conditions: dict[str, Any]
-    labs: list[LabOutcome] = field(default_factory=list)
-    steps: list[StepResult] = field(default_factory=list)
-    duration: float = 0.0
-    artifacts: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(s.status in ("pass", "skipped") for s in self.steps) and not any(o.status == "failed" for o in self.labs)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["passed"] = self.passed
-        return data
-
 
 Notify = Callable[[str], None]
 
@@ -103,13 +68,11 @@ class Runner:
         """Refuse before building anything when a step needs what this kernel lacks."""
         lab.require_root()
         if any(isinstance(s.spec, ImpairStep) and s.spec.needs_netem for s in self.scenario.steps):
-            from netlab import doctor
-
             doctor.require(["netem"], f"{self.source}: an impair step with delay/loss")
 
-    def run(self) -> Report:
+    def run(self) -> ScenarioReport:
         cond = measure.conditions()
-        report = Report(self.scenario.name, self.source, time.time(), cond.as_dict())
+        report = ScenarioReport(self.scenario.name, self.source, time.time(), cond.as_dict())
         self.preflight()
         started = time.monotonic()
         try:
@@ -146,8 +109,6 @@ class Runner:
         mtus: dict[str, dict[str, int]] = {}
         offloads: dict[str, dict[str, str]] = {}
         for name, state in self.up.items():
-            from netlab.observe.status import inspect_namespace
-
             per: dict[str, int] = {}
             for ep in state.host_objects():
                 if ep.kind in ("node", "pod") and not ep.host_network:
@@ -170,8 +131,6 @@ class Runner:
         try:
             return lab.host(state, name)
         except UsageError:
-            import ipaddress
-
             return Host(name, "address", "", ipaddress.IPv4Address(name))
 
     def _step(self, index: int, kind: str, spec: Any) -> list[StepResult]:
@@ -266,14 +225,12 @@ class Runner:
         return out
 
     def _step_capture(self, index: int, spec: CaptureStep, targets: list[str]) -> list[StepResult]:
-        from netlab.observe import expect
-
         expectations = expect.load_expectations(list(spec.expect), self.source, f"steps[{index}].capture.expect")
         out = []
         for name in targets:
             src, dst = self._ep(name, spec.probe.src), self._ep(name, spec.probe.dst)
             with expect.watching(self.up[name], expectations, timeout=spec.timeout) as watch:
-                replied = send_probe(src.ns, str(dst.ip), spec.probe.proto, spec.probe.count, spec.probe.port)
+                replied = send_traffic(src.ns, str(dst.ip), spec.probe.proto, spec.probe.count, spec.probe.port)
             failures = [r.message for r in watch.results if not r.ok]
             detail = "\n".join(failures) if failures else f"{len(expectations)} expectation(s) met"
             if not replied and spec.probe.proto == "icmp":
@@ -298,22 +255,18 @@ class Runner:
         return out
 
     # ------------------------------------------------------------------ artifacts
-    def _artifacts(self, report: Report) -> list[str]:
-        from netlab.cli import render_scenario as render
-
+    def _artifacts(self, report: ScenarioReport) -> list[str]:
         assert self.out_dir is not None
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        files = render.plots(self.rtt_samples, report, self.out_dir)
+        files = plots.write(self.rtt_samples, report, self.out_dir)
         return [str(p) for p in files]
 
 
-def send_probe(ns: str, dst: str, proto: str, count: int, port: int | None = None) -> bool:
-    """Send ``count`` probes from ``ns``; True if (for ICMP) replies came back."""
+def send_traffic(ns: str, dst: str, proto: str, count: int, port: int | None = None) -> bool:
+    """Send a capture step's traffic: ``count`` pings (or UDP/TCP sends) from ``ns``; True if (for ICMP) replies came back."""
     if proto == "icmp":
         argv = netns.exec_argv(ns, ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "1", dst])
         return subprocess.run(argv, capture_output=True, timeout=60).returncode == 0
-    import socket
-
     kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
 
     def send() -> bool:
@@ -349,38 +302,23 @@ def _rtt_assert(spec: RttStep, stats: measure.Stats, cmp: measure.Comparison) ->
     return "pass", ""
 
 
-TC_H_ROOT = 0xFFFFFFFF
-
-
 def impair(ns: str, iface: str, spec: ImpairStep) -> str:
-    """Put a tbf (rate) or netem (delay/loss, optionally rate) qdisc on ``ns:iface``."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with IPRoute(use_socket=netns.netlink_socket(ns)) as ipr:
-        found = ipr.link_lookup(ifname=iface)
-        if not found:
-            raise UsageError(f"no interface {iface!r} in {ns}")
-        index = found[0]
-        if spec.clear:
-            for qdisc in ipr.get_qdiscs(index=index):
-                if qdisc["parent"] == TC_H_ROOT and qdisc.get_attr("TCA_KIND") in ("tbf", "netem"):
-                    ipr.tc("del", index=index, handle=qdisc["handle"], parent=TC_H_ROOT)
-            return f"cleared {iface}"
-        try:
-            if spec.needs_netem:
-                params: dict[str, Any] = {}
-                if spec.delay:
-                    params["delay"] = duration_us(spec.delay)
-                if spec.jitter:
-                    params["jitter"] = duration_us(spec.jitter)
-                if spec.loss:
-                    params["loss"] = float(spec.loss.rstrip("%"))
-                if spec.rate:
-                    params["rate"] = spec.rate
-                ipr.tc("replace", "netem", index=index, **params)
-                return f"netem {params} on {iface}"
-            ipr.tc("replace", "tbf", index=index, rate=spec.rate, burst=64 * 1024, latency=50_000)
-            return f"tbf rate {spec.rate} on {iface}"
-        except NetlinkError as exc:
-            raise EnvironmentProblem(f"cannot add the qdisc on {ns}:{iface}: {exc} (netlab doctor says what this kernel lacks)") from None
+    """Put a tbf (rate) or netem (delay/loss, optionally rate) qdisc on ``ns:iface``, or clear it."""
+    if spec.clear:
+        tc.clear(ns, iface)
+        return f"cleared {iface}"
+    if spec.needs_netem:
+        params: dict[str, Any] = {}
+        if spec.delay:
+            params["delay"] = duration_us(spec.delay)
+        if spec.jitter:
+            params["jitter"] = duration_us(spec.jitter)
+        if spec.loss:
+            params["loss"] = float(spec.loss.rstrip("%"))
+        if spec.rate:
+            params["rate"] = spec.rate
+        tc.set_netem(ns, iface, params)
+        return f"netem {params} on {iface}"
+    assert spec.rate is not None  # the schema wants a rate, a delay or a loss
+    tc.set_tbf(ns, iface, spec.rate)
+    return f"tbf rate {spec.rate} on {iface}"

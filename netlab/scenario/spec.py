@@ -20,6 +20,7 @@ ipip module): it is then reported as skipped with the reason instead of failing 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from netlab.errors import TopologyError
 from netlab.model import Topology, from_pydantic, load_topology
+from netlab.observe import expect
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|ms|s)$")
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)$")
@@ -109,7 +111,9 @@ class ThroughputStep(_Step):
     assert_: ThroughputAssert | None = Field(None, alias="assert")
 
 
-class Probe(_Frozen):
+class Traffic(_Frozen):
+    """The packets a capture step sends while it watches: ``count`` pings, or UDP/TCP to ``port``."""
+
     src: str = Field(alias="from")
     dst: str = Field(alias="to")
     proto: Literal["icmp", "udp", "tcp"] = "icmp"
@@ -118,7 +122,7 @@ class Probe(_Frozen):
 
 
 class CaptureStep(_Step):
-    probe: Probe
+    probe: Traffic  # the file's key stays `probe:`
     expect: tuple[dict[str, Any], ...] = Field(min_length=1)
     timeout: float = Field(5.0, gt=0, le=60)
 
@@ -259,8 +263,6 @@ def _check_names(scenario: Scenario, labs: list[ScenarioLab], source: str) -> No
         if hasattr(spec, "src"):
             refs += [("from", spec.src, chosen), ("to", spec.dst, chosen)]
         if isinstance(spec, CaptureStep):
-            from netlab.observe import expect
-
             expect.load_expectations(list(spec.expect), source, f"{field}.expect")
             refs += [("probe.from", spec.probe.src, chosen), ("probe.to", spec.probe.dst, chosen)]
         if isinstance(spec, (CaptureStep, ImpairStep)) and hasattr(spec, "at"):
@@ -284,8 +286,6 @@ def _knows(topology: Topology, name: str) -> bool:
     if any(pod.name == name for _node, pod in topology.pods()):
         return True
     try:  # an IP address is fine too (a Service's ClusterIP, say)
-        import ipaddress
-
         ipaddress.IPv4Address(name)
         return True
     except ValueError:

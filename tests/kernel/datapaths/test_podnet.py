@@ -28,8 +28,8 @@ def assert_check_green(state, same_node: bool = True) -> None:
     from netlab.observe import check
 
     report = check.run(state.host_objects(), state.cni, state.lab)
-    assert report.ok, [(r.probe.src, r.probe.dst, r.detail) for r in report.failures]
-    categories = {r.probe.category for r in report.results}
+    assert report.ok, [(r.pair.src, r.pair.dst, r.detail) for r in report.failures]
+    categories = {r.pair.category for r in report.results}
     assert {"pod → pod, cross node", "pod → node, same node", "node → pod, cross node", "pod → internet"} <= categories
     assert ("pod → pod, same node" in categories) == same_node
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from netlab import cli, datapaths
+from netlab import cli, datapaths, lab
 from netlab.state import LabState
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
 
 
 def run(*argv: str) -> tuple[int, str]:
@@ -38,7 +38,10 @@ def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend not to be root; should the root check be skipped, building or removing a lab fails the test."""
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    for name in ("up", "down", "clean"):
+        monkeypatch.setattr(lab, name, lambda *a, _name=name, **k: pytest.fail(f"lab.{_name} ran without root"))
 
 
 def another_lab_up() -> None:

@@ -8,12 +8,11 @@ import json
 
 from rich.console import Console
 
+from netlab.cli import main
 from tests.conftest import ns_run
 
 
 def run_cli(*argv: str) -> tuple[int, str]:
-    from netlab.cli import main
-
     console = Console(file=io.StringIO(), width=250, color_system=None)
     code = main(list(argv), console=console)
     return code, console.file.getvalue()  # type: ignore[attr-defined]

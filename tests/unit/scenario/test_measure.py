@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from dataclasses import asdict
 
 import numpy as np
 from rich.console import Console
 
+from netlab.cli.render import scenario as render
 from netlab.scenario import measure
-from netlab.scenario.runner import LabOutcome, Report, StepResult
+from netlab.scenario.results import LabOutcome, ScenarioReport, StepResult
 
 
 def test_stats_percentiles() -> None:
@@ -75,15 +77,11 @@ def test_interleaving_rotates_order_and_takes_every_sample() -> None:
 def test_report_renders_rtt_table_and_verdict() -> None:
     stats = measure.Stats.of([10.0, 11.0, 12.0] * 700)
     cmp = measure.compare([10.0, 11.0, 12.0] * 700, [20.0, 21.0, 22.0] * 700)
-    from dataclasses import asdict
-
-    report = Report("demo", "s.yaml", 0.0, {"kernel": "6.1", "cpu": "x", "cores": 2, "emulated_vm": True})
+    report = ScenarioReport("demo", "s.yaml", 0.0, {"kernel": "6.1", "cpu": "x", "cores": 2, "emulated_vm": True})
     report.labs.append(LabOutcome("ovn-ipip", "ipip", "skipped", "this kernel lacks ipip"))
     report.steps.append(StepResult(0, "rtt", "baseline", "rtt underlay node1->node2", "pass", "", {"stats": asdict(stats)}))
     report.steps.append(StepResult(0, "rtt", "ovn-vxlan", "rtt a -> b", "pass", "", {"stats": asdict(stats), "vs_baseline": asdict(cmp)}))
     buf = io.StringIO()
-    from netlab.cli import render_scenario as render
-
     render.render(report, Console(file=buf, width=200))
     text = buf.getvalue()
     assert "ovn-vxlan" in text and "+10.0" in text and "PASSED" in text

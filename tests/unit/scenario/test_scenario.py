@@ -9,7 +9,7 @@ import pytest
 from netlab.errors import TopologyError
 from netlab.scenario.spec import ImpairStep, load_scenario
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def write(tmp_path: Path, text: str) -> Path:

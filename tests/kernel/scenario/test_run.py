@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
 
 from netlab import cli
+from netlab.kernel import netns
 from tests.conftest import ROOT, assert_host_unchanged, host_snapshot, lab_leftovers
 
 
@@ -80,14 +86,6 @@ def test_measurements_and_rate_impairment(root: None, tmp_path: Path) -> None:
 
 
 def test_ctrl_c_during_a_run_tears_every_lab_down(root: None, tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from netlab.kernel import netns
-
     before = host_snapshot()
     steps = "  - rtt: {from: web1, to: host2, samples: 100000, interval: 0.001}\n"
     path = scenario(tmp_path, "t5-int", steps)

@@ -8,6 +8,7 @@ import threading
 
 from rich.console import Console
 
+from netlab.cli.render import check as render_check
 from netlab.observe import check
 from netlab.plan import Host
 
@@ -28,13 +29,13 @@ CLUSTER = [
 ]
 
 
-def categories(probes: list[check.Probe]) -> dict[tuple[str, str], str]:
-    return {(p.src, p.dst): p.category for p in probes}
+def categories(pairs: list[check.PingPair]) -> dict[tuple[str, str], str]:
+    return {(p.src, p.dst): p.category for p in pairs}
 
 
 def test_pairs_and_categories_of_a_cluster() -> None:
-    probes = check.probes(CLUSTER, "vxlan")
-    cat = categories(probes)
+    pairs = check.pairs(CLUSTER, "vxlan")
+    cat = categories(pairs)
     assert cat[("a", "b")] == "pod → pod, same node"
     assert cat[("a", "c")] == "pod → pod, cross node"
     assert cat[("a", "node1")] == "pod → node, same node"
@@ -45,10 +46,10 @@ def test_pairs_and_categories_of_a_cluster() -> None:
     assert cat[("node1", "node2")] == "node → node"
     # no self pairs, no pair between a hostNetwork pod and its own node, no gateway, internet only as a target
     assert ("a", "a") not in cat and ("agent", "node1") not in cat and ("node1", "agent") not in cat
-    assert not [p for p in probes if "gateway" in (p.src, p.dst) or p.src == "internet"]
-    assert all(p.expect for p in probes)
+    assert not [p for p in pairs if "gateway" in (p.src, p.dst) or p.src == "internet"]
+    assert all(p.expect for p in pairs)
     sources, targets = 6, 7  # 2 nodes + 4 pods; + internet
-    assert len(probes) == sources * (targets - 1) - 2  # minus self, minus agent<->node1
+    assert len(pairs) == sources * (targets - 1) - 2  # minus self, minus agent<->node1
 
 
 def test_docker0_cross_host_containers_must_not_be_reached() -> None:
@@ -58,7 +59,7 @@ def test_docker0_cross_host_containers_must_not_be_reached() -> None:
         ep("web1", "pod", "172.17.0.2", "host1"),
         ep("web2", "pod", "172.17.0.2", "host2"),
     ]
-    expect = {(p.src, p.dst): p.expect for p in check.probes(eps, "docker0")}
+    expect = {(p.src, p.dst): p.expect for p in check.pairs(eps, "docker0")}
     assert expect[("web1", "web2")] is False and expect[("host1", "web2")] is False
     assert expect[("web1", "host2")] is True and expect[("host1", "web1")] is True
 
@@ -83,10 +84,10 @@ def test_run_judges_expected_paths_by_reply_and_forbidden_ones_by_arrival() -> N
         return True, 0.1
 
     report = check.run(eps, "docker0", "lab", pinger=pinger, counter=lambda ns: counters[ns])
-    assert report.ok, [(r.probe, r.detail) for r in report.failures]
-    blocked = [r for r in report.results if not r.probe.expect]
+    assert report.ok, [(r.pair, r.detail) for r in report.failures]
+    blocked = [r for r in report.results if not r.pair.expect]
     assert len(blocked) == 4 and all(not r.reached for r in blocked)
-    assert "not by web2" in next(r.detail for r in blocked if (r.probe.src, r.probe.dst) == ("web1", "web2"))
+    assert "not by web2" in next(r.detail for r in blocked if (r.pair.src, r.pair.dst) == ("web1", "web2"))
 
 
 def test_a_leak_and_a_broken_path_fail_the_check() -> None:
@@ -103,17 +104,17 @@ def test_a_leak_and_a_broken_path_fail_the_check() -> None:
 
     report = check.run(eps, "docker0", "lab", pinger=pinger, counter=lambda ns: counters.get(ns, 0))
     assert not report.ok
-    bad = {(r.probe.src, r.probe.dst) for r in report.failures}
+    bad = {(r.pair.src, r.pair.dst) for r in report.failures}
     assert ("host1", "web2") in bad and ("host2", "host1") in bad
     assert calls.count(("l-host2", "192.168.1.11")) == 2  # a failed expected path is retried once
     data = report.as_json()
     assert data["ok"] is False and any(row["must_reach"] is False for row in data["summary"])
 
 
-def test_report_renders_a_matrix() -> None:
+def test_reachability_renders_a_matrix() -> None:
     report = check.run(CLUSTER, "vxlan", "demo", pinger=lambda ns, ip: (ip != "10.244.2.2", 0.1), counter=lambda ns: 0)
     console = Console(file=io.StringIO(), width=200, color_system=None)
-    console.print(report)
+    console.print(render_check.reachability(report))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "netlab check demo (cni vxlan)" in text
     assert "pod → pod, cross node" in text and "FAIL" in text

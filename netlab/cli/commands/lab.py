@@ -1,0 +1,117 @@
+"""A lab's life and what it is made of: ``up``, ``down``, ``clean``, ``plan``, ``exec``, ``status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from typing import Any
+
+from rich.console import Console
+
+from netlab import build, lab
+from netlab.cli.render import progress
+from netlab.cli.render import services as render_services
+from netlab.cli.render import status as render_status
+from netlab.datapaths import make_plan
+from netlab.errors import EnvironmentProblem, UsageError
+from netlab.kernel import netns
+from netlab.model import load_topology
+from netlab.services import records
+from netlab.state import LabState
+
+PROGRESS_THRESHOLD = 200  # operations; smaller builds finish before a bar is worth drawing
+
+
+def _plan(path: str) -> tuple[Any, Any]:
+    topology = load_topology(path)
+    return topology, make_plan(topology, path)
+
+
+def read_topology(args: argparse.Namespace) -> None:
+    """``up``'s input, read before the root check: a bad file exits 2 whoever runs it."""
+    args.topology, args.plan = _plan(args.file)
+
+
+def command_after_dashes(args: argparse.Namespace) -> None:
+    """``exec``'s COMMAND without its leading ``--``; nothing to run is bad input (exit 2), checked before root."""
+    args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not args.command:
+        raise UsageError("nothing to run: netlab exec LAB TARGET -- COMMAND ...")
+
+
+def cmd_plan(args: argparse.Namespace, out: Console) -> int:
+    _topology, plan = _plan(args.file)
+    out.print(plan.render(), end="", highlight=False, markup=False, soft_wrap=True)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, out: Console) -> int:
+    topology, plan = args.topology, args.plan
+    if len(plan) >= PROGRESS_THRESHOLD:
+        with progress.building(out, plan.lab, len(plan)) as (bar, task):
+            state = build.up(topology, args.file, plan, progress=lambda done, total, _op: bar.update(task, completed=done))
+    else:
+        state = build.up(topology, args.file, plan)
+    pods = sum(1 for e in state.host_objects() if e.kind == "pod")
+    nodes = sum(1 for e in state.host_objects() if e.kind == "node")
+    out.print(
+        f"[green]lab {state.lab} is up[/]: cni {state.cni}, {nodes} node(s), {pods} pod(s), "
+        f"{len(state.namespaces)} namespaces, {len(plan)} operations"
+    )
+    for note in state.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    out.print(f"try: netlab status {state.lab} · netlab exec {state.lab} <target> -- ping ... · netlab down {state.lab}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, out: Console) -> int:
+    state = lab.down(args.lab)
+    out.print(f"[green]lab {state.lab} is down[/]: {len(state.namespaces)} namespaces removed")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace, out: Console) -> int:
+    states = lab.clean()
+    if not states:
+        out.print("nothing to clean: no netlab lab has left anything behind")
+    for state in states:
+        out.print(f"removed lab {state.lab} ({state.status}): {', '.join(state.namespaces) or 'no namespaces'}")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace, out: Console, state: LabState) -> int:
+    ep = lab.host(state, args.target)
+    try:
+        return subprocess.call(netns.exec_argv(ep.ns, args.command))
+    except FileNotFoundError:
+        raise EnvironmentProblem("the `ip` command is missing: apt install iproute2") from None
+
+
+def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -> int:
+    from netlab.observe import status
+
+    if state is None:
+        states = LabState.all()
+        if args.json:
+            out.print_json(json.dumps([{"lab": s.lab, "cni": s.cni, "status": s.status, "source": s.source, "namespaces": len(s.namespaces)} for s in states]))
+            return 0
+        out.print(render_status.labs_table(states) if states else "no labs are up")
+        return 0
+    views = status.collect(state)
+    if args.json:
+        out.print_json(json.dumps({**status.as_json(state, views), **_services_json(state)}, default=str))
+        return 0
+    render_status.print_lab(out, state, views)
+    if records.has_services(state):
+        from netlab.services import cluster
+
+        mode = state.topology.get("network", {}).get("proxyMode", "iptables")
+        out.print(render_services.services_table(mode, cluster.describe_services(state)))
+    return 0
+
+
+def _services_json(state: LabState) -> dict[str, Any]:
+    from netlab.services import cluster
+
+    return {"services": cluster.describe_services(state)} if records.has_services(state) else {}

@@ -1,0 +1,82 @@
+"""Looking at packets and paths in a running lab: ``capture``, ``trace``, ``check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from rich.console import Console
+
+from netlab.cli.render import check as render_check
+from netlab.cli.render import trace as render_trace
+from netlab.state import LabState
+
+
+def cmd_capture(args: argparse.Namespace, out: Console, state: LabState) -> int:
+    from netlab.observe.capture import Capture, resolve_point
+    from netlab.observe.decode import decode
+
+    point = resolve_point(state.host_objects(), args.at)
+    cap = Capture(point.ns, point.iface, args.filter, args.count, args.timeout if args.timeout else 365 * 86400.0)
+    shown = 0
+
+    def show() -> None:
+        nonlocal shown
+        for seen in cap.frames[shown:]:
+            shown += 1
+            if args.quiet:
+                continue
+            frame = decode(seen.packet)
+            text = frame.line() if frame else seen.packet.summary()
+            stamp = time.strftime("%H:%M:%S", time.localtime(seen.time)) + f".{int(seen.time * 1e6) % 1000000:06d}"
+            out.print(f"{stamp} {'out' if seen.outgoing else 'in '} {text}", highlight=False, markup=False, soft_wrap=True)
+
+    interrupted = False
+    cap.start()  # the socket is open (and filtered) before the first line tells anyone to send
+    try:
+        out.print(f"capturing on {point} (netns {point.ns}){f' filter {args.filter!r}' if args.filter else ''}; Ctrl-C stops", style="dim")
+        while not cap.done:
+            time.sleep(0.05)
+            show()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        cap.stop()
+        if args.write:
+            cap.write(args.write)
+    show()
+    why = "interrupted" if interrupted else ("count reached" if args.count and len(cap.frames) >= args.count else "timeout")
+    out.print(f"{len(cap.frames)} packet(s) captured on {point} ({why})" + (f", written to {args.write}" if args.write else ""), highlight=False)
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace, out: Console, state: LabState) -> int:
+    from netlab.observe import trace as tr
+
+    def started(path: tr.HopPath) -> None:
+        if not args.json:
+            out.print(f"tracing {args.proto} {args.src} -> {args.dst} in lab {state.lab}: capturing on {len(path.hops)} interface(s)", style="dim")
+
+    result = tr.trace(state, args.src, args.dst, args.proto, args.port, timeout=args.timeout, on_start=started)
+    written = result.write(args.write) if args.write else []
+    if args.json:
+        data = result.as_dict()
+        data["pcaps"] = [str(p) for p in written]
+        out.print_json(json.dumps(data, default=str))
+        return 0 if result.probe.replied else 1
+    render_trace.print_trace(out, result, args.src, args.dst, written)
+    return 0 if result.probe.replied else 1
+
+
+def cmd_check(args: argparse.Namespace, out: Console, state: LabState) -> int:
+    from netlab.observe import check
+
+    report = check.run(state.host_objects(), state.cni, state.lab, workers=max(1, args.workers))
+    if args.json:
+        out.print_json(json.dumps(report.as_json()))
+    else:
+        for note in state.notes:
+            out.print(f"[yellow]note:[/] {note}")
+        out.print(render_check.reachability(report))
+    return 0 if report.ok else 1

@@ -1,0 +1,82 @@
+"""``netlab check``'s matrix: who reaches whom, a summary per kind of path, what went wrong."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from netlab.observe.check import Reachability
+    from netlab.plan import Host
+
+_KINDS = ("pod", "hostNetwork pod", "node", "internet")
+
+
+def _display_order(endpoints: list[Host]) -> list[Host]:
+    """Pods grouped under their node (ordinary, then hostNetwork), then the node; the internet last."""
+    nodes = [e for e in endpoints if e.kind == "node"]
+    out = []
+    for node in nodes:
+        pods = [e for e in endpoints if e.kind == "pod" and e.node == node.name]
+        out += [e for e in pods if not e.host_network] + [e for e in pods if e.host_network] + [node]
+    return out + [e for e in endpoints if e not in out]
+
+
+def _rank(category: str) -> tuple[int, int, int]:
+    """Summary rows: by source kind, then target kind, same node before cross node."""
+    src, _, rest = category.partition(" → ")
+    dst, _, where = rest.partition(", ")
+    return (_KINDS.index(src) if src in _KINDS else 9, _KINDS.index(dst) if dst in _KINDS else 9, where == "cross node")
+
+
+def matrix(report: Reachability) -> Table:
+    """One row per source, one column per target: ✓ reached, ✗ no reply, ⊘ blocked as it must be, LEAK."""
+    cells = {(r.pair.src, r.pair.dst): r for r in report.results}
+    ordered = _display_order(report.hosts)
+    sources = [e for e in ordered if any(r.pair.src == e.name for r in report.results)]
+    targets = [e for e in ordered if any(r.pair.dst == e.name for r in report.results)]
+    table = Table(title=f"netlab check {report.lab} (cni {report.cni}): ✓ reached · ✗ no reply · ⊘ blocked as it must be", title_justify="left")
+    table.add_column("from \\ to", no_wrap=True)
+    for ep in targets:
+        table.add_column(ep.name, justify="center", overflow="fold")
+    for ep in sources:
+        src = ep.name
+        where = "hostNetwork" if ep.host_network else str(ep.ip)
+        row: list[Any] = [f"{src} [dim]{where}[/]"]
+        for ep in targets:
+            r = cells.get((src, ep.name))
+            if r is None:
+                row.append("")
+            elif r.pair.expect:
+                row.append(Text("✓", "green") if r.reached else Text("✗", "bold red"))
+            else:
+                row.append(Text("⊘", "green") if not r.reached else Text("LEAK", "bold red"))
+        table.add_row(*row)
+    return table
+
+
+def summary(report: Reachability) -> Table:
+    """As expected / total per category of path."""
+    table = Table("path", "as expected", "", title_justify="left")
+    for category, good, total, must in sorted(report.summary(), key=lambda row: _rank(row[0])):
+        what = "" if must else " (must fail)"
+        mark = Text("ok", "green") if good == total else Text("FAIL", "bold red")
+        table.add_row(category + what, f"{good}/{total}", mark)
+    return table
+
+
+def reachability(report: Reachability) -> Group:
+    """The whole ``netlab check`` output: matrix, summary, each failure, the verdict."""
+    parts: list[Any] = [matrix(report), summary(report)]
+    for r in report.failures:
+        want = "should reach" if r.pair.expect else "must NOT reach"
+        parts.append(Text(f"✗ {r.pair.src} → {r.pair.dst} ({r.pair.ip}) {want} it: {r.detail}", "red"))
+    total = len(report.results)
+    if report.ok:
+        parts.append(Text(f"all {total} paths as expected", "bold green"))
+    else:
+        parts.append(Text(f"{len(report.failures)} of {total} paths not as expected", "bold red"))
+    return Group(*parts)

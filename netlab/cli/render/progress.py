@@ -1,0 +1,16 @@
+"""The progress bar of a long ``netlab up`` (a build of many operations)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+
+@contextmanager
+def building(out: Console, lab: str, total: int) -> Iterator[tuple[Progress, TaskID]]:
+    """A transient bar "building LAB" for ``total`` operations; yields the bar and its task to update."""
+    with Progress(TextColumn("building {task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=out, transient=True) as bar:
+        yield bar, bar.add_task(lab, total=total)
