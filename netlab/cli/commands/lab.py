@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from netlab import build, lab
+from netlab import lab
 from netlab.cli.render import progress
 from netlab.cli.render import services as render_services
 from netlab.cli.render import status as render_status
@@ -47,6 +47,8 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_up(args: argparse.Namespace, out: Console) -> int:
+    from netlab import build  # Services and their phases: only `up` needs them, `--help` stays quick
+
     topology, plan = args.topology, args.plan
     if len(plan) >= PROGRESS_THRESHOLD:
         with progress.building(out, plan.lab, len(plan)) as (bar, task):
