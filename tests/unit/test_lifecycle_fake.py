@@ -174,3 +174,66 @@ def test_a_journal_without_its_record_still_counts() -> None:
     backend = RecordingBackend()
     assert [s.lab for s in lab.clean(backend=backend)] == ["t2-orphan"]
     assert backend.removed == ["t2-orphan-host1"] and LabState.all() == []
+
+
+class Phase:
+    """A post-build stage that records what it saw and can fail."""
+
+    name = "starting the test phase"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.checked: list[str] = []
+        self.started: list[str] = []
+
+    def preflight(self, topology: Topology) -> None:
+        self.checked.append(topology.name)
+
+    def start(self, state: LabState) -> None:
+        assert state.status == "up" and LabState.load(state.lab) is not None  # the datapath is built and recorded
+        self.started.append(state.lab)
+        if self.fail:
+            raise OSError("the phase's server did not start")
+
+
+def test_phases_run_after_the_build_and_a_failing_one_rolls_the_whole_lab_back() -> None:
+    topology, plan = lab_of("docker0.yaml")
+    ok, failing = Phase(), Phase(fail=True)
+    backend = RecordingBackend()
+    with pytest.raises(BuildError) as caught:
+        lab.up(topology, plan, "docker0.yaml", backend=backend, phases=[ok, failing])
+    assert ok.started == ["t2-fake"] and failing.started == ["t2-fake"]
+    assert ok.checked == []  # preflight probes the real kernel: a fake backend skips it, as it skips doctor
+    assert caught.value.op == "starting the test phase" and "did not start" in str(caught.value)
+    assert caught.value.rolled_back == len(plan.namespaces)
+    assert sorted(backend.stopped) == sorted(plan.namespaces)  # processes a phase started are stopped
+    nothing_left(backend)
+
+
+def test_apply_to_a_running_lab_rolls_back_only_what_it_created() -> None:
+    """Pods added later go through the same journaled loop; a failure must not touch the lab."""
+    topology, plan = lab_of("docker0.yaml")
+    state = lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+    more = [CreateNamespace("t2-fake-new1", "pod"), CreateNamespace("t2-fake-new2", "pod"), CreateNamespace("t2-fake-new3", "pod")]
+    backend = Failing("t2-fake", fail_at=2)
+    backend.namespaces |= set(plan.namespaces)
+    with pytest.raises(BuildError) as caught:
+        lab.apply(state, more, backend)
+    assert caught.value.op == "ip netns add t2-fake-new3" and caught.value.rolled_back == 3
+    assert backend.removed == ["t2-fake-new3", "t2-fake-new2", "t2-fake-new1"]
+    assert backend.namespaces == set(plan.namespaces)  # the lab's own namespaces are untouched
+    record = LabState.load("t2-fake")
+    assert record is not None and record.status == "up" and record.namespaces == list(plan.namespaces)
+
+
+def test_apply_never_removes_a_namespace_someone_else_took() -> None:
+    topology, plan = lab_of("docker0.yaml")
+    state = lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+    backend = RecordingBackend()
+    backend.namespaces |= {"t2-fake-theirs"}
+    with pytest.raises(BuildError) as caught:
+        lab.apply(state, [CreateNamespace("t2-fake-mine", "pod"), CreateNamespace("t2-fake-theirs", "pod")], backend)
+    assert isinstance(caught.value.__cause__, FileExistsError)
+    assert backend.removed == ["t2-fake-mine"] and "t2-fake-theirs" in backend.namespaces
+    record = LabState.load("t2-fake")
+    assert record is not None and "t2-fake-theirs" not in record.namespaces and "t2-fake-mine" not in record.namespaces
