@@ -243,12 +243,13 @@ def test_vpc_secondary_eni_reply_hairpins_through_the_gateway(lab_up) -> None:
 
 def test_services_clusterip_and_nodeport(lab_up) -> None:
     from netlab.observe.trace import trace
+    from netlab.services.records import ClusterRecord
 
     needs("host-gw", "services.yaml")
     state = lab_up("services.yaml", name="t4-trsvc")
     t = trace(state, "client", "web", proto="tcp", port=80)
-    svc = next(s for s in state.extra["services"] if s["name"] == "web")
-    assert t.dst_kind == "service" and t.probe.dst_ip == svc["clusterIP"]
+    svc = next(s for s in ClusterRecord.load(state).services if s.name == "web")
+    assert t.dst_kind == "service" and t.probe.dst_ip == svc.cluster_ip
     backend = t.hops[-1].point.target
     assert backend.startswith("web-") and t.probe.replied
     dnat = next(r for r in t.rows if r.direction == "request" and r.changes)

@@ -205,7 +205,7 @@ def test_tutorial_manifests_apply_and_teardown_leaves_nothing(lab_up) -> None:
     pod_ns = [e.ns for e in state.host_objects() if e.kind == "pod" and not e.host_network]
     files = [Path("/etc/netns") / ns / "resolv.conf" for ns in pod_ns]
     assert all(f.exists() for f in files)
-    workers = [w["pid"] for w in state.extra["workloads"].values()]
+    workers = [w.pid for w in records.ClusterRecord.load(state).workloads.values()]
     lab.down(state.lab)
     assert not any(f.exists() for f in files)
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
