@@ -2,7 +2,7 @@
 
 - Node ``i`` (1-based, in file order) owns the ``i``-th /24 of ``podCIDR``: with the default
   10.244.0.0/16, node1 has 10.244.1.0/24, node2 10.244.2.0/24 (the block 10.244.0.0/24 is not
-  used, so node numbers and block numbers match, as in EXPERIMENTS.md).
+  used, so node numbers and block numbers match, as docs/experiments.md assumes).
 - A ``hostNetwork: true`` pod gets no namespace and no address: it is an endpoint whose
   namespace is its node's and whose address is the node's (``exec LAB agent`` runs in the node).
 - Flannel's pods hang on the ``cni0`` bridge (the bridge CNI plugin), 10.244.N.1 is the gateway,

@@ -25,7 +25,7 @@ DOCKER_BRIDGE_CIDR = ipaddress.IPv4Network("172.17.0.0/16")
 DEFAULT_SUBNET = {"name": "lan", "cidr": "192.168.1.0/24"}
 FIRST_NODE_HOST = 11  # node addresses are .11, .12, ... of their subnet (gateway is .1)
 POD_CNIS = ("vxlan", "ipip", "host-gw")  # node i (1-based, file order) gets the i-th /24 of podCIDR
-# AWS instance types: (ENIs, IPv4 addresses per ENI), as in the EC2 docs and EXPERIMENTS.md
+# AWS instance types: (ENIs, IPv4 addresses per ENI), as in the EC2 docs (docs/experiments.md, section 6)
 INSTANCE_TYPES = {
     "t3.nano": (2, 2), "t3.micro": (2, 2), "t3.small": (3, 4), "t3.medium": (3, 6),
     "t3.large": (3, 12), "t3.xlarge": (4, 15), "t3.2xlarge": (4, 15),
