@@ -42,7 +42,7 @@ apt_install() {  # install the packages of "$@" that are not installed yet
   fi
 }
 
-APT_PACKAGES=(iproute2 iptables util-linux iputils-ping tcpdump libpcap0.8 iperf3 sockperf ethtool nftables dnsutils python3 kmod time)
+APT_PACKAGES=(iproute2 iptables util-linux iputils-ping tcpdump libpcap0.8 iperf3 sockperf ethtool nftables dnsutils curl ipvsadm python3 kmod time)
 python3 -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES+=(python3-venv)
 apt_install "${APT_PACKAGES[@]}"
 

@@ -7,7 +7,7 @@ labs:                       # built side by side; names and cni may override the
   - {file: ../topologies/flannel-vxlan.yaml, name: ovn-ipip, cni: ipip, optional: true}
 steps:                      # each step is a one-key mapping; `labs:` limits it to some labs
   - ping: {from: pod-a, to: pod-c}
-  - capture: {labs: [ovn-vxlan], at: node1:eth0, probe: {from: pod-a, to: pod-c}, expect: [...]}
+  - capture: {labs: [ovn-vxlan], probe: {from: pod-a, to: pod-c}, expect: [{at: node1:eth0, packet: {...}}]}
   - rtt: {from: pod-a, to: pod-c, baseline: {from: node1, to: node2}, samples: 2000}
   - tcp_rr: {from: pod-a, to: pod-c}
   - throughput: {from: pod-a, to: pod-c, streams: [1, 4]}
