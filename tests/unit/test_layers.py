@@ -53,3 +53,16 @@ def test_the_namespace_helpers_import_nothing_heavy() -> None:
     code = "HEAVY = {'pydantic', 'scapy', 'rich', 'pyroute2', 'yaml', 'numpy'}; " + code
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_no_module_imports_itself_back() -> None:
+    """No import cycle at all, between modules of one package too (imports inside functions count)."""
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter: run scripts/setup.sh")
+    graph = grimp.build_graph("netlab")
+    cycles = sorted(
+        f"{a} <-> {b}"
+        for a in graph.modules
+        for b in graph.find_modules_directly_imported_by(a)
+        if a < b and graph.chain_exists(importer=b, imported=a)
+    )
+    assert cycles == []
