@@ -254,7 +254,7 @@ def test_services_clusterip_and_nodeport(lab_up) -> None:
     assert backend.startswith("web-") and t.probe.replied
     dnat = next(r for r in t.rows if r.direction == "request" and r.changes)
     pod_ip = str(next(e.ip for e in state.host_objects() if e.name == backend))
-    assert dnat.changes[0] == f"DNAT dst {svc['clusterIP']}:80->{pod_ip}:8080" and dnat.where == "node1"
+    assert dnat.changes[0] == f"DNAT dst {svc.cluster_ip}:80->{pod_ip}:8080" and dnat.where == "node1"
     assert t.verdict.startswith(f"pod-to-service (service web -> {backend}), no encapsulation, DNAT")
     assert t.verdict.endswith("reply received (un-DNAT at node1)")
     # NodePort on a node without a web pod: SNAT + DNAT there, out the same eth0, and back
