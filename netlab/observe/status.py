@@ -13,8 +13,6 @@ from netlab.kernel import netns
 from netlab.kernel.inspect import Interface, Route, inspect_namespace
 from netlab.state import LabState
 
-__all__ = ["Interface", "NamespaceView", "Route", "as_json", "collect", "inspect_namespace"]
-
 
 @dataclass
 class NamespaceView:

@@ -21,8 +21,8 @@ from typing import Any
 from netlab import build, doctor, lab
 from netlab.errors import EnvironmentProblem, NetlabError, UsageError
 from netlab.kernel import netns, tc
+from netlab.kernel.inspect import inspect_namespace
 from netlab.observe import expect
-from netlab.observe.status import inspect_namespace
 from netlab.plan import Host
 from netlab.scenario import measure, plots
 from netlab.scenario.results import LabOutcome, ScenarioReport, StepResult

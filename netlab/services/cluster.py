@@ -45,20 +45,29 @@ class ServicesPhase:
     name = "starting Services (kube-proxy, cluster DNS, workloads)"
 
     def preflight(self, topology: Topology) -> None:
-        if topology.network.proxy_mode == "ipvs":
-            ipvs.require()  # kube-proxy IPVS mode: refuse before anything is built
+        require(topology)  # before anything is built
 
     def start(self, state: LabState) -> None:
-        start(state)
+        _bring_up(state, topology_of(state))  # preflight has probed the kernel already
+
+
+def require(topology: Topology) -> None:
+    """Refuse what cannot run Services here: docker0, or IPVS mode on a kernel without IPVS."""
+    if topology.network.cni == "docker0":
+        raise UsageError("Services need a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0")
+    if topology.network.proxy_mode == "ipvs":
+        ipvs.require()
 
 
 def start(state: LabState) -> None:
-    """Turn a freshly built pod network into a cluster with Services (idempotent)."""
+    """Turn a running pod network into a cluster with Services (idempotent), e.g. on the
+    first ``netlab apply`` to a lab that had none."""
     topo = topology_of(state)
-    if topo.network.cni == "docker0":
-        raise UsageError("Services need a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0")
-    if topo.network.proxy_mode == "ipvs":
-        ipvs.require()
+    require(topo)
+    _bring_up(state, topo)
+
+
+def _bring_up(state: LabState, topo: Topology) -> None:
     record = ClusterRecord.load(state)
     if not record.services:
         api = f"{topo.node_ip(topo.nodes[0])}:6443"  # the API server, on the first node's address

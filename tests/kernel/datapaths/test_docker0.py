@@ -115,8 +115,8 @@ def test_published_port_is_dnated_to_the_container(lab_up) -> None:
 def test_the_printed_plan_pasted_into_a_shell_builds_the_same_lab(lab_up, tmp_path) -> None:
     """`netlab plan` is a tutorial: its commands, run by bash, give the lab netlab builds."""
     from netlab.datapaths import make_plan
+    from netlab.kernel import inspect
     from netlab.model import load_topology
-    from netlab.observe import status
     from tests.conftest import TOPOLOGIES
 
     pasted = make_plan(load_topology(TOPOLOGIES / "docker0.yaml").model_copy(update={"name": "t2-paste"}))
@@ -128,7 +128,7 @@ def test_the_printed_plan_pasted_into_a_shell_builds_the_same_lab(lab_up, tmp_pa
         state = lab_up("docker0.yaml", name="t2-docker0")
 
         def view(lab: str, ns: str) -> tuple[object, ...]:
-            interfaces, routes = status.inspect_namespace(f"{lab}-{ns}")
+            interfaces, routes = inspect.inspect_namespace(f"{lab}-{ns}")
             return (
                 sorted((i.name, i.kind, i.mtu, i.master, tuple(i.addresses), i.mac if i.mac.startswith("02:42") else "")
                        for i in interfaces),
