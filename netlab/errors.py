@@ -8,6 +8,8 @@ wrong *and what to do about it*, and its ``exit_code`` is what the CLI exits wit
     ├── UsageError                   (exit 2)  bad names/arguments on the command line
     ├── EnvironmentProblem           (exit 3)  not root, a kernel feature is missing, a tool is absent
     ├── LabExists / LabNotFound      (exit 1)  lifecycle conflicts
+    ├── LabBusy                      (exit 1)  another command is changing the lab (--wait waits)
+    ├── NamespaceTaken               (exit 1)  a namespace name belongs to another lab or to someone else
     └── BuildError                   (exit 1)  an operation failed; everything created was rolled back
 """
 
@@ -53,14 +55,32 @@ class LabNotFound(NetlabError):
     """No lab of that name is up."""
 
 
+class LabBusy(NetlabError):
+    """Another netlab command holds the lab's lock (it is changing the lab right now)."""
+
+
+class NamespaceTaken(NetlabError):
+    """A namespace this run would create belongs to another lab, or exists and is nobody's."""
+
+
+class TeardownError(NetlabError):
+    """Some of a lab could not be removed; its record keeps what is left, for a retry."""
+
+
 class BuildError(NetlabError):
     """A kernel operation failed while building; what was created has been removed."""
 
-    def __init__(self, op: str, cause: BaseException, rolled_back: int) -> None:
+    def __init__(self, op: str, cause: BaseException, rolled_back: int, left: dict[str, BaseException] | None = None, lab: str = "") -> None:
         self.op = op
         self.cause = cause
         self.rolled_back = rolled_back
-        super().__init__(
-            f"building failed at: {op}\n  cause: {cause}\n"
-            f"  rolled back: {rolled_back} namespace(s) removed, nothing left behind"
-        )
+        self.left = dict(left or {})
+        if self.left:
+            name, why = next(iter(self.left.items()))
+            outcome = (
+                f"  rolled back: {rolled_back} namespace(s) removed; {len(self.left)} could not be "
+                f"(first: {name}: {why}); they stay in the lab's record: run `netlab down {lab}` to retry"
+            )
+        else:
+            outcome = f"  rolled back: {rolled_back} namespace(s) removed, nothing left behind"
+        super().__init__(f"building failed at: {op}\n  cause: {cause}\n{outcome}")

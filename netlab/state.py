@@ -22,6 +22,10 @@ from typing import Any
 from netlab.plan import Host
 
 DEFAULT_STATE_DIR = "/run/netlab"
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "cni": str, "source": str, "status": str, "created": (int, float), "namespaces": list, "hosts": list,
+    "notes": list, "topology": dict, "extra": dict,
+}
 
 
 def state_dir() -> Path:
@@ -81,14 +85,54 @@ class LabState:
             return cls(lab=lab, status="corrupt", namespaces=journaled) if journaled else None
         except (OSError, ValueError):
             return cls(lab=lab, status="corrupt", namespaces=journaled)
-        if isinstance(data, dict) and "endpoints" in data:  # a record written by netlab 0.1.0
-            data.setdefault("hosts", data.pop("endpoints"))
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        state = cls(**known)
+        state = cls._from_json(lab, data)
+        if state is None:  # valid JSON but not a record of this lab: damaged, not ignored
+            return cls(lab=lab, status="corrupt", namespaces=journaled)
         for ns in journaled:
             if ns not in state.namespaces:
                 state.namespaces.append(ns)
         return state
+
+    @classmethod
+    def _from_json(cls, lab: str, data: Any) -> LabState | None:
+        """The record in ``data`` if it is one of lab ``lab`` with fields of the right types."""
+        if not isinstance(data, dict):
+            return None
+        if "endpoints" in data:  # a record written by netlab 0.1.0
+            data.setdefault("hosts", data.pop("endpoints"))
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if known.get("lab") != lab:
+            return None
+        for name, kind in _TYPES.items():
+            if name in known and not isinstance(known[name], kind):
+                return None
+        if not all(isinstance(ns, str) for ns in known.get("namespaces", [])):
+            return None
+        if not all(isinstance(h, dict) for h in known.get("hosts", [])):
+            return None
+        return cls(**known)
+
+    @classmethod
+    def namespace_owners(cls, exclude: str = "") -> dict[str, str]:
+        """Every namespace any lab's journal or record lists, and the lab that owns it
+        (lab ``exclude`` left out): what another lab must not create, adopt or remove."""
+        owners: dict[str, str] = {}
+        if not state_dir().is_dir():
+            return owners
+        labs = {p.stem for pattern in ("*.json", "*.journal") for p in state_dir().glob(pattern)} - {exclude}
+        for lab in sorted(labs):
+            names = cls._read_journal(lab)
+            if not names:
+                state = cls.load(lab)
+                names = state.namespaces if state is not None else []
+            for ns in names:
+                owners.setdefault(ns, lab)
+        return owners
+
+    @classmethod
+    def journaled(cls, lab: str) -> list[str]:
+        """The namespaces lab ``lab``'s journal lists (its own, whatever its record says)."""
+        return cls._read_journal(lab)
 
     @classmethod
     def _read_journal(cls, lab: str) -> list[str]:

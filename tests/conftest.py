@@ -61,13 +61,19 @@ def assert_host_unchanged(before: dict[str, str]) -> None:
 
 def lab_leftovers(lab: str) -> list[str]:
     """Namespaces, state files and processes a lab may have left behind."""
-    from netlab.kernel import netns
+    from netlab.kernel import cgroup, netns
+    from netlab.locks import lock_path
     from netlab.state import LabState
 
     left = [f"netns {n}" for n in netns.list_names() if n.startswith(f"{lab}-")]
-    for path in (LabState.path_for(lab), LabState.journal_for(lab)):
+    for path in (LabState.path_for(lab), LabState.journal_for(lab), LabState.files_journal_for(lab), lock_path(lab)):
         if path.exists():
             left.append(f"state file {path}")
+    if LabState.path_for(lab).parent.is_dir():
+        left += [f"log {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.*.log")]
+    group = cgroup.path(lab)
+    if group is not None and group.exists():
+        left.append(f"cgroup {group} (processes {cgroup.pids(lab)})")
     return left
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from netlab import lab
+from netlab import lab, locks
 from netlab.cli.parser import COMMAND, Command, build_parser
 from netlab.errors import NetlabError
 
@@ -38,11 +38,24 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
 
 
 def run_command(command: Command, args: argparse.Namespace, out: Console) -> int:
-    """What every command goes through, in this order: its input, the root check, the running lab, its handler."""
+    """What every command goes through, in this order: its input, the root check, the lab's
+    lock (commands that change it), the running lab, its handler."""
     if command.prepare is not None:
         command.prepare(args)
     if command.needs_root:
         lab.require_root()
+    if command.changes_lab:
+        name = args.plan.lab if getattr(args, "plan", None) is not None else args.lab
+
+        def waiting(who: str) -> None:
+            out.print(f"lab {name} is being changed by {who}: waiting for it (Ctrl-C to stop waiting)", highlight=False, markup=False)
+
+        with locks.hold(name, wait=args.wait, on_wait=waiting):
+            return _handle(command, args, out)
+    return _handle(command, args, out)
+
+
+def _handle(command: Command, args: argparse.Namespace, out: Console) -> int:
     if command.needs_lab:
         state = lab.running(args.lab) if args.lab is not None else None
         return int(command.handler(args, out, state) or 0)

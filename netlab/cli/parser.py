@@ -5,6 +5,9 @@ needs before its handler runs. :func:`netlab.cli.app.run_command` reads those ne
 
 - ``prepare``: reads and checks the command's input first (bad input exits 2 whoever runs it);
 - ``needs_root``: refuses without root (exit 3) before anything else is looked at;
+- ``changes_lab``: holds the lab's lock (:mod:`netlab.locks`) from before its record is read
+  until the handler returns; another command changing the same lab fails fast, or with
+  ``--wait`` (added to such commands) waits for it;
 - ``needs_lab``: resolves the ``lab`` argument to the running lab (an unknown one exits 1) and
   passes its :class:`~netlab.state.LabState` to the handler (``None`` when ``lab`` is optional
   and was not given).
@@ -49,15 +52,20 @@ class Command:
     args: tuple[Arg, ...] = ()
     needs_root: bool = False
     needs_lab: bool = False
+    changes_lab: bool = False
     prepare: Callable[[argparse.Namespace], None] | None = None
 
 
 LAB = arg("lab")
 JSON = arg("--json", action="store_true")
+WAIT = arg("--wait", action="store_true", help="if another netlab command is changing the lab, wait for it (default: fail at once)")
 
 COMMANDS: tuple[Command, ...] = (
-    Command("up", lab.cmd_up, "build a lab from a topology file", (arg("file"),), needs_root=True, prepare=lab.read_topology),
-    Command("down", lab.cmd_down, "tear a lab down (no topology file needed)", (LAB,), needs_root=True),
+    Command(
+        "up", lab.cmd_up, "build a lab from a topology file", (arg("file"), WAIT),
+        needs_root=True, changes_lab=True, prepare=lab.read_topology,
+    ),
+    Command("down", lab.cmd_down, "tear a lab down (no topology file needed)", (LAB, WAIT), needs_root=True, changes_lab=True),
     Command(
         "status", lab.cmd_status, "show labs, or one lab's namespaces, interfaces, addresses and routes",
         (arg("lab", nargs="?"), JSON), needs_root=True, needs_lab=True,
@@ -115,13 +123,14 @@ COMMANDS: tuple[Command, ...] = (
             LAB,
             arg("-f", "--filename", required=True, metavar="FILE",
                 help="YAML manifests (v1 Service, v1 Pod, apps/v1 Deployment; several documents)"),
+            WAIT,
         ),
-        needs_root=True, needs_lab=True,
+        needs_root=True, needs_lab=True, changes_lab=True,
     ),
     Command(
         "scale", services.cmd_scale, "set a deployment's replicas; endpoints and kube-proxy rules follow",
-        (LAB, arg("deployment"), arg("replicas", type=int)),
-        needs_root=True, needs_lab=True,
+        (LAB, arg("deployment"), arg("replicas", type=int), WAIT),
+        needs_root=True, needs_lab=True, changes_lab=True,
     ),
     Command(
         "requests", services.cmd_requests, "send N requests from a pod or node and count which pod answered",
@@ -134,7 +143,10 @@ COMMANDS: tuple[Command, ...] = (
         ),
         needs_root=True, needs_lab=True,
     ),
-    Command("clean", lab.cmd_clean, "remove everything any netlab lab left behind (and nothing else)", needs_root=True),
+    Command(
+        "clean", lab.cmd_clean, "remove everything any netlab lab left behind (and nothing else)", (WAIT,),
+        needs_root=True,
+    ),
     Command("doctor", tools.cmd_doctor, "check what this machine's kernel and tools can do", (JSON,)),
     Command(
         "vm", tools.cmd_vm, "run a netlab command in a throwaway VM booting a stock kernel (for features this kernel lacks)",

@@ -77,10 +77,13 @@ class Backend(Protocol):
         grace period); return the pids that needed SIGKILL. Never raises for a process that
         is already gone."""
 
-    def remove_namespace(self, ns: str) -> None:
-        """Remove namespace ``ns`` and with it everything in it (links, routes, rules).
-        A name that is already gone is not an error; a name :meth:`apply` found taken by
-        someone else is left alone."""
+    def remove_namespace(self, ns: str) -> bool:
+        """Remove namespace ``ns`` and with it everything in it (links, routes, rules); True
+        if it existed. A name that is already gone is not an error; a name :meth:`apply`
+        found taken by someone else is left alone (False)."""
+
+    def namespace_exists(self, ns: str) -> bool:
+        """Does a namespace named ``ns`` exist (whoever made it)?"""
 
     def close(self) -> None:
         """Release sockets and helper threads. Idempotent; never raises."""
@@ -162,10 +165,13 @@ class NetlinkBackend:
                     self._taken.add(name)  # someone else's namespace: never removed
             self._creator = None
 
-    def remove_namespace(self, ns: str) -> None:
+    def namespace_exists(self, ns: str) -> bool:
+        return netns.exists(ns)
+
+    def remove_namespace(self, ns: str) -> bool:
         self._stop_creating()
         if ns in self._taken:
-            return
+            return False
         handle = self._ipr.pop(ns, None)
         if handle is not None:
             handle.close()
@@ -173,7 +179,7 @@ class NetlinkBackend:
         if rtnl is not None:
             rtnl.close()
         self._index = {k: v for k, v in self._index.items() if k[0] != ns}
-        netns.remove(ns)
+        return netns.remove(ns)
 
     # ------------------------------------------------------------ operations
     def apply(self, op: Operation) -> None:

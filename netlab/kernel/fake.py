@@ -41,9 +41,14 @@ class RecordingBackend:
         self.stopped.extend(namespaces)
         return []
 
-    def remove_namespace(self, ns: str) -> None:
+    def remove_namespace(self, ns: str) -> bool:
+        present = ns in self.namespaces
         self.namespaces.discard(ns)
         self.removed.append(ns)
+        return present
+
+    def namespace_exists(self, ns: str) -> bool:
+        return ns in self.namespaces
 
     def close(self) -> None:
         self.closed = True

@@ -17,21 +17,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from netlab.kernel import netns
+from netlab.kernel import cgroup, netns
 
 GRACE = 1.0  # seconds between SIGTERM and SIGKILL
 
 
-def start(ns: str, argv: Sequence[str], log: Path, name: str = "") -> int:
+def start(ns: str, argv: Sequence[str], log: Path, name: str = "", group: Path | None = None) -> int:
     """Start ``python argv...`` inside ``ns``, stdout and stderr to ``log``; return its pid.
 
-    The process outlives this call (teardown stops it); a daemon thread reaps it when it
-    exits, so a long-lived caller (tests, a Python session) keeps no zombie.
+    The process joins cgroup ``group`` (the lab's, :mod:`netlab.kernel.cgroup`) before it
+    runs anything, so teardown finds it and its children whatever becomes of them. It
+    outlives this call (teardown stops it); a daemon thread reaps it when it exits, so a
+    long-lived caller (tests, a Python session) keeps no zombie.
     """
     with open(log, "w") as handle:
         proc = subprocess.Popen(
             netns.exec_argv(ns, [sys.executable, *argv]),
             stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=cgroup.joiner(group),
         )
     threading.Thread(target=proc.wait, name=f"reap-{name or proc.pid}", daemon=True).start()
     return proc.pid
@@ -61,16 +64,18 @@ def terminate(pid: int | None, wait: float = GRACE) -> None:
 
 def stop_in(namespaces: Sequence[str], grace: float = GRACE) -> list[int]:
     """Stop the processes running inside any of ``namespaces``: SIGTERM, then SIGKILL after
-    ``grace`` seconds. Returns the ones that needed SIGKILL."""
+    ``grace`` seconds. Returns the ones that needed SIGKILL. A zombie (exited, not yet
+    reaped by its parent) counts as gone: nothing waits for it."""
     if not namespaces:
         return []
-    pids = [p for found in netns.pids_in_many(namespaces).values() for p in found if p != os.getpid()]
+    pids = [p for found in netns.pids_in_many(namespaces).values() for p in found if p != os.getpid() and alive(p)]
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
-        time.sleep(0.02)
+        pids = [p for p in pids if alive(p)]
+        if pids:
+            time.sleep(0.02)
     for pid in pids:
         _signal(pid, signal.SIGKILL)
     return pids

@@ -133,6 +133,7 @@ def remove(state: LabState, pod_names: list[str]) -> None:
         record.pod_ports.pop(name, None)
         record.workloads.pop(name, None)
     state.hosts = [h for h in state.hosts if h["name"] not in pod_names]
+    state.forget(*(hosts[name].ns for name in pod_names if not hosts[name].host_network))  # no longer the lab's
     record.store(state)
 
 

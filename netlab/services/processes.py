@@ -4,8 +4,9 @@ workload in every pod that backs a Service or declares container ports.
 Each is started inside its pod's namespace (:func:`netlab.kernel.processes.start`), by file
 rather than ``-m netlab...``, so the process imports only the standard library (and dnslib),
 not netlab and pydantic: it starts in a tenth of the time, which matters for N pods and on
-an emulated CPU. Its log is journaled in the lab's record; ``netlab down`` stops it with
-everything else running in the lab's namespaces.
+an emulated CPU. It runs in the lab's cgroup (:mod:`netlab.kernel.cgroup`) and its log is
+journaled in the lab's record, so ``netlab down`` and ``netlab clean`` stop it and remove the
+log even after a crash.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from netlab.errors import EnvironmentProblem
-from netlab.kernel import processes
+from netlab.kernel import cgroup, processes
 from netlab.model.service import Service
 from netlab.services.endpoints import PodInfo, workload_ports
 from netlab.services.files import records_path
@@ -35,7 +36,7 @@ def _start(state: LabState, ns: str, log_name: str, argv: list[str]) -> tuple[in
     log = state_dir() / f"{state.lab}.{log_name}.log"
     if not log.exists():
         state.will_write(log)
-    return processes.start(ns, argv, log, log_name), log
+    return processes.start(ns, argv, log, log_name, group=cgroup.create(state.lab)), log
 
 
 def _wait_ready(started: list[tuple[str, int, Path]]) -> None:

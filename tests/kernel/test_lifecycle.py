@@ -23,7 +23,7 @@ from rich.console import Console
 
 from netlab import cli, lab
 from netlab.datapaths import make_plan
-from netlab.errors import BuildError
+from netlab.errors import BuildError, NamespaceTaken
 from netlab.kernel import netns
 from netlab.kernel.backend import NetlinkBackend
 from netlab.model import load_topology
@@ -225,15 +225,27 @@ def test_doctor_json(private_state: Path) -> None:
     assert LabState.all() == []
 
 
+class BlindBackend(NetlinkBackend):
+    """A kernel whose namespace check misses a name taken after it: the race reservation
+    cannot close against something that is not netlab."""
+
+    def namespace_exists(self, ns: str) -> bool:
+        return False
+
+
 def test_a_namespace_taken_by_someone_else_is_neither_adopted_nor_removed(private_state: Path) -> None:
-    """The namespaces are created ahead in helper threads; one whose name is taken fails the
-    build at its own operation, and rollback leaves that foreign namespace alone."""
+    """A name taken before the build is refused up front; one taken meanwhile (the namespaces
+    are created ahead in helper threads) fails the build at its own operation, and rollback
+    leaves that foreign namespace alone."""
     topology = load_topology(TOPOLOGIES / "docker0.yaml").model_copy(update={"name": "t2-taken"})
     plan = make_plan(topology)
     subprocess.run(["ip", "netns", "add", "t2-taken-web"], check=True)
     try:
+        with pytest.raises(NamespaceTaken, match="t2-taken-web already exists and no netlab lab owns it"):
+            lab.up(topology, plan, "docker0.yaml")
+        assert [n for n in netns.list_names() if n.startswith("t2-taken-")] == ["t2-taken-web"]
         with pytest.raises(BuildError) as caught:
-            lab.up(topology, plan, "docker0.yaml", backend=NetlinkBackend())  # skips up()'s own pre-check
+            lab.up(topology, plan, "docker0.yaml", backend=BlindBackend())
         assert caught.value.op == "ip netns add t2-taken-web"
         assert isinstance(caught.value.__cause__, FileExistsError)
         assert [n for n in netns.list_names() if n.startswith("t2-taken-")] == ["t2-taken-web"]

@@ -7,14 +7,14 @@ and the BuildError names the operation that failed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from netlab import lab
 from netlab.datapaths import make_plan
-from netlab.errors import BuildError, LabExists, LabNotFound
+from netlab.errors import BuildError, LabExists, LabNotFound, NamespaceTaken, TeardownError
 from netlab.kernel.fake import RecordingBackend
 from netlab.model import Topology, load_topology
 from netlab.plan import CreateNamespace, Operation, Plan, describe
@@ -76,10 +76,11 @@ def test_failure_at_every_operation_rolls_everything_back(file: str) -> None:
         assert error.op == describe(backend.failed), f"operation {k}"
         assert "building failed at: " + describe(backend.failed) in str(error)
         assert "injected failure" in str(error) and isinstance(error.__cause__, OSError)
-        journaled = {op.ns for op in backend.applied if isinstance(op, CreateNamespace)}
+        created = {op.ns for op in backend.applied if isinstance(op, CreateNamespace)}
+        journaled = set(created)
         if isinstance(backend.failed, CreateNamespace):
             journaled.add(backend.failed.ns)  # journaled before creation was attempted
-        assert error.rolled_back == len(journaled)
+        assert error.rolled_back == len(created)  # what was removed, not what was journaled
         assert backend.removed == [ns for ns in reversed(plan.namespaces) if ns in journaled]  # newest first
         nothing_left(backend)
         assert error.exit_code == 1
@@ -95,10 +96,16 @@ def test_ctrl_c_mid_build_rolls_back_and_reraises(k: int) -> None:
 
 
 def test_a_namespace_taken_meanwhile_is_not_removed() -> None:
-    """Creating a namespace whose name someone else took fails; rollback must not delete theirs."""
+    """Creating a namespace whose name someone else took after it was reserved fails; rollback
+    must not delete theirs."""
     topology, plan = lab_of("docker0.yaml")
-    backend = Failing("t2-fake")
-    backend.namespaces.add("t2-fake-web")  # a foreign namespace of the same name
+
+    class TakenMeanwhile(Failing):
+        def prepare(self, operations: Sequence[Operation]) -> bool:
+            self.namespaces.add("t2-fake-web")  # a foreign namespace of the same name, made after the check
+            return super().prepare(operations)
+
+    backend = TakenMeanwhile("t2-fake")
     with pytest.raises(BuildError) as caught:
         lab.up(topology, plan, "docker0.yaml", backend=backend)
     assert caught.value.op == "ip netns add t2-fake-web"
@@ -158,8 +165,9 @@ def test_clean_finishes_a_crashed_build_and_only_it() -> None:
         lab.running("t2-crashed")  # not usable ...
     backend = RecordingBackend()
     backend.namespaces |= {"t2-crashed-underlay", "t2-crashed-host1", "t2-foreign"}
-    cleaned = lab.clean(backend=backend)
-    assert [s.lab for s in cleaned] == ["t2-crashed"]
+    cleaned, busy = lab.clean(backend=backend)
+    assert [t.lab for t in cleaned] == ["t2-crashed"] and busy == []
+    assert cleaned[0].namespaces == 2 and cleaned[0].status == "building"
     assert backend.removed == ["t2-crashed-host1", "t2-crashed-underlay"]
     assert backend.namespaces == {"t2-foreign"}  # ... and nothing else is touched
     assert LabState.all() == []
@@ -172,7 +180,7 @@ def test_a_journal_without_its_record_still_counts() -> None:
     record = LabState.load("t2-orphan")
     assert record is not None and record.namespaces == ["t2-orphan-host1"]
     backend = RecordingBackend()
-    assert [s.lab for s in lab.clean(backend=backend)] == ["t2-orphan"]
+    assert [t.lab for t in lab.clean(backend=backend)[0]] == ["t2-orphan"]
     assert backend.removed == ["t2-orphan-host1"] and LabState.all() == []
 
 
@@ -219,21 +227,146 @@ def test_apply_to_a_running_lab_rolls_back_only_what_it_created() -> None:
     backend.namespaces |= set(plan.namespaces)
     with pytest.raises(BuildError) as caught:
         lab.apply(state, more, backend)
-    assert caught.value.op == "ip netns add t2-fake-new3" and caught.value.rolled_back == 3
+    assert caught.value.op == "ip netns add t2-fake-new3" and caught.value.rolled_back == 2  # new3 never existed
     assert backend.removed == ["t2-fake-new3", "t2-fake-new2", "t2-fake-new1"]
     assert backend.namespaces == set(plan.namespaces)  # the lab's own namespaces are untouched
     record = LabState.load("t2-fake")
     assert record is not None and record.status == "up" and record.namespaces == list(plan.namespaces)
 
 
-def test_apply_never_removes_a_namespace_someone_else_took() -> None:
+def test_apply_refuses_a_namespace_someone_else_has_before_building() -> None:
     topology, plan = lab_of("docker0.yaml")
     state = lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
     backend = RecordingBackend()
     backend.namespaces |= {"t2-fake-theirs"}
+    with pytest.raises(NamespaceTaken, match="t2-fake-theirs already exists and no netlab lab owns it"):
+        lab.apply(state, [CreateNamespace("t2-fake-mine", "pod"), CreateNamespace("t2-fake-theirs", "pod")], backend)
+    assert backend.applied == [] and backend.removed == []
+    record = LabState.load("t2-fake")
+    assert record is not None and record.namespaces == list(plan.namespaces)
+
+
+def test_apply_never_removes_a_namespace_someone_else_took_meanwhile() -> None:
+    topology, plan = lab_of("docker0.yaml")
+    state = lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+
+    class TakenMeanwhile(RecordingBackend):
+        def prepare(self, operations: Sequence[Operation]) -> bool:
+            self.namespaces.add("t2-fake-theirs")  # made by someone else after the reservation
+            return False
+
+    backend = TakenMeanwhile()
     with pytest.raises(BuildError) as caught:
         lab.apply(state, [CreateNamespace("t2-fake-mine", "pod"), CreateNamespace("t2-fake-theirs", "pod")], backend)
     assert isinstance(caught.value.__cause__, FileExistsError)
     assert backend.removed == ["t2-fake-mine"] and "t2-fake-theirs" in backend.namespaces
     record = LabState.load("t2-fake")
     assert record is not None and "t2-fake-theirs" not in record.namespaces and "t2-fake-mine" not in record.namespaces
+
+
+# ---------------------------------------------------------------- issue 11: ownership across labs
+
+
+def test_apply_never_creates_adopts_or_removes_another_labs_namespace() -> None:
+    """Issue 11, reproduction 1: lab ``t2-fake`` owns ``t2-fake-host1``; lab ``t2`` applying a
+    pod named ``fake-host1`` would create the same namespace name. It is refused before
+    anything is built, naming the owner, and the owner's namespace is untouched."""
+    topology, plan = lab_of("docker0.yaml")
+    lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+    other = LabState(lab="t2", status="up")
+    other.save()
+    backend = RecordingBackend()
+    backend.namespaces |= set(plan.namespaces)
+    with pytest.raises(NamespaceTaken, match="namespace t2-fake-host1 belongs to lab 't2-fake'.*rename") as caught:
+        lab.apply(other, [CreateNamespace("t2-fake-host1", "pod")], backend)
+    assert caught.value.exit_code == 1
+    assert backend.applied == [] and backend.removed == [] and backend.namespaces == set(plan.namespaces)
+    record = LabState.load("t2")
+    assert record is not None and record.namespaces == []
+    owner = LabState.load("t2-fake")
+    assert owner is not None and owner.namespaces == list(plan.namespaces)
+
+
+def test_up_of_a_lab_whose_names_another_lab_owns_says_which_lab() -> None:
+    topology, plan = lab_of("docker0.yaml")
+    lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+    clash = LabState(lab="t2-fake-host1-x")  # any lab whose plan names an owned namespace
+    with pytest.raises(NamespaceTaken, match="belongs to lab 't2-fake'"):
+        lab.reserve(clash, ["t2-fake-underlay"], RecordingBackend())
+    assert LabState.journaled("t2-fake-host1-x") == []
+
+
+def test_a_damaged_record_is_named_skipped_and_removable() -> None:
+    """Issue 11, reproduction 5: a record containing ``{}`` crashed ``status`` and ``clean``
+    for every lab."""
+    from netlab.state import state_dir
+
+    topology, plan = lab_of("docker0.yaml")
+    lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+    for name, text in (("t2-empty", "{}"), ("t2-list", "[1, 2]"), ("t2-other", '{"lab": "someone-else"}'),
+                       ("t2-types", '{"lab": "t2-types", "namespaces": 5}'), ("t2-bad", "{not json")):
+        (state_dir() / f"{name}.json").write_text(text)
+    states = {s.lab: s.status for s in LabState.all()}
+    assert states == {"t2-fake": "up", "t2-empty": "corrupt", "t2-list": "corrupt", "t2-other": "corrupt",
+                      "t2-types": "corrupt", "t2-bad": "corrupt"}
+    with pytest.raises(LabNotFound, match="'t2-empty' has a damaged record: `netlab down t2-empty`"):
+        lab.running("t2-empty")
+    assert lab.running("t2-fake").lab == "t2-fake"  # the others still work
+    done, busy = lab.clean(backend=RecordingBackend())
+    assert sorted(t.lab for t in done) == ["t2-bad", "t2-empty", "t2-fake", "t2-list", "t2-other", "t2-types"] and busy == []
+    assert LabState.all() == [] and list(state_dir().iterdir()) == [state_dir() / ".namespaces.lock"]
+
+
+class Stubborn(RecordingBackend):
+    """A kernel on which removing some namespaces fails (e.g. out of file descriptors)."""
+
+    def __init__(self, stuck: set[str], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.stuck = stuck
+
+    def remove_namespace(self, ns: str) -> bool:
+        if ns in self.stuck:
+            self.removed.append(ns)
+            raise OSError(24, "Too many open files")
+        return super().remove_namespace(ns)
+
+
+def test_a_failure_during_rollback_never_aborts_the_rollback() -> None:
+    """Issue 11, reproduction 4: a rollback that crashed left 10,080 namespaces and a
+    'building' record. Every other namespace is removed; the stuck one stays journaled for
+    ``down``, which finishes the job."""
+    topology, plan = lab_of("docker-2hosts.yaml")
+    stuck = plan.namespaces[3]
+    backend = Stubborn({stuck}, fail_at=len(plan) - 1)
+    with pytest.raises(BuildError) as caught:
+        lab.up(topology, plan, "docker-2hosts.yaml", backend=backend)
+    error = caught.value
+    assert error.left.keys() == {stuck} and error.rolled_back == len(plan.namespaces) - 1
+    assert f"could not be (first: {stuck}: [Errno 24] Too many open files)" in str(error)
+    assert "run `netlab down t2-fake` to retry" in str(error)
+    assert backend.namespaces == {stuck}
+    record = LabState.load("t2-fake")
+    assert record is not None and record.status == "building" and record.namespaces == [stuck]
+    with pytest.raises(LabNotFound, match="did not finish building"):
+        lab.running("t2-fake")
+    retry = RecordingBackend()
+    retry.namespaces.add(stuck)
+    done = lab.down("t2-fake", backend=retry)
+    assert done.namespaces == 1 and retry.namespaces == set() and LabState.all() == []
+
+
+def test_down_keeps_what_it_could_not_remove_and_reports_what_it_did() -> None:
+    topology, plan = lab_of("docker0.yaml")
+    lab.up(topology, plan, "docker0.yaml", backend=RecordingBackend())
+    stuck = plan.namespaces[0]
+    first = Stubborn({stuck})
+    first.namespaces |= set(plan.namespaces[1:])  # one namespace is already gone: not counted as removed
+    first.namespaces.add(stuck)
+    gone = plan.namespaces[1]
+    first.namespaces.discard(gone)
+    with pytest.raises(TeardownError, match=f"1 namespace\\(s\\) could not be removed \\(first: {stuck}"):
+        lab.down("t2-fake", backend=first)
+    record = LabState.load("t2-fake")
+    assert record is not None and record.namespaces == [stuck]
+    done = lab.down("t2-fake", backend=RecordingBackend())
+    assert done.namespaces == 0 and LabState.all() == []  # the fake has no such namespace: nothing removed

@@ -8,6 +8,7 @@ import subprocess
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from netlab import lab
 from netlab.cli.render import progress
@@ -15,7 +16,7 @@ from netlab.cli.render import services as render_services
 from netlab.cli.render import status as render_status
 from netlab.datapaths import make_plan
 from netlab.errors import EnvironmentProblem, UsageError
-from netlab.kernel import netns
+from netlab.kernel import cgroup, netns
 from netlab.model import load_topology
 from netlab.services import records
 from netlab.state import LabState
@@ -67,25 +68,31 @@ def cmd_up(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _removed(done: lab.Teardown) -> str:
+    return f"{done.namespaces} namespaces removed ({done.processes} processes stopped, {done.files} files removed)"
+
+
 def cmd_down(args: argparse.Namespace, out: Console) -> int:
-    state = lab.down(args.lab)
-    out.print(f"[green]lab {state.lab} is down[/]: {len(state.namespaces)} namespaces removed")
+    done = lab.down(args.lab)
+    out.print(f"[green]lab {escape(done.lab)} is down[/]: {_removed(done)}")
     return 0
 
 
 def cmd_clean(args: argparse.Namespace, out: Console) -> int:
-    states = lab.clean()
-    if not states:
+    done, busy = lab.clean(wait=args.wait)
+    if not done and not busy:
         out.print("nothing to clean: no netlab lab has left anything behind")
-    for state in states:
-        out.print(f"removed lab {state.lab} ({state.status}): {', '.join(state.namespaces) or 'no namespaces'}")
-    return 0
+    for item in done:
+        out.print(f"removed lab {escape(item.lab)} ({item.status}): {_removed(item)}")
+    for who in busy:
+        out.print(f"[yellow]skipped lab {escape(who)}[/]: it is being changed right now; `netlab clean --wait` waits for it")
+    return 1 if busy else 0
 
 
 def cmd_exec(args: argparse.Namespace, out: Console, state: LabState) -> int:
     ep = lab.host(state, args.target)
-    try:
-        return subprocess.call(netns.exec_argv(ep.ns, args.command))
+    try:  # in the lab's cgroup: down stops what it leaves running, even double-forked daemons
+        return subprocess.call(netns.exec_argv(ep.ns, args.command), preexec_fn=cgroup.joiner(cgroup.create(state.lab)))
     except FileNotFoundError:
         raise EnvironmentProblem("the `ip` command is missing: apt install iproute2") from None
 
