@@ -20,6 +20,12 @@ import pytest
 
 pytest_plugins = ["vmtier"]  # the requires() marker and the VM tier
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("netlab stress tier (tests/stress)")
+    group.addoption("--stress-scale", default="1", help="multiply the stress tier's counts (default 1: a few minutes)")
+    group.addoption("--stress-seed", default="11", help="seed of the stress tier's random points (default 11)")
+
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
 
