@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass
 
 from netlab.errors import EnvironmentProblem
+from netlab.kernel import cgroup
 from netlab.kernel import probes as kernel_probes
 from netlab.state import LabState
 
@@ -90,7 +91,21 @@ def run_checks() -> list[Check]:
         checks.append(Check(f"tool {tool}", found is not None, essential, found or "not found", disables, how))
     if not root:
         return checks
-    return checks + _run_probes(PROBES)
+    return checks + [_cgroup_check()] + _run_probes(PROBES)
+
+
+def _cgroup_check() -> Check:
+    """Can netlab give a lab a cgroup (so down/clean find every process it started)?"""
+    name = f"doctor-{os.getpid()}"
+    group = cgroup.create(name)
+    if group is not None:
+        cgroup.stop(name)
+    detail = f"a cgroup per lab under {group.parent}" if group is not None else "no writable cgroup v2 mount"
+    return Check(
+        "cgroup v2", group is not None, False, detail,
+        "tracking a lab's processes by the kernel (down falls back to finding them by namespace)",
+        "mount -t cgroup2 none /sys/fs/cgroup (systemd does it on every current distro)",
+    )
 
 
 def _run_probes(probes: tuple[_Probe, ...]) -> list[Check]:

@@ -27,12 +27,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from netlab.errors import EnvironmentProblem, NetlabError
-from netlab.kernel import netns
+from netlab.kernel import cgroup, netns
 from netlab.observe import icmp
 
 
@@ -221,9 +222,11 @@ def flat(rounds: Sequence[Sequence[float]]) -> list[float]:
 
 # ------------------------------------------------------------------ servers in namespaces
 @contextmanager
-def server(ns: str, argv: list[str], ready_after: float = 0.3) -> Iterator[subprocess.Popen[str]]:
-    """Run a server inside ``ns`` for the duration of a block; always stopped afterwards."""
-    proc = subprocess.Popen(netns.exec_argv(ns, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def server(ns: str, argv: list[str], ready_after: float = 0.3, group: Path | None = None) -> Iterator[subprocess.Popen[str]]:
+    """Run a server inside ``ns`` for the duration of a block; always stopped afterwards. In
+    cgroup ``group`` (the lab's), so that ``down`` stops it even if this process dies first."""
+    proc = subprocess.Popen(netns.exec_argv(ns, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=cgroup.joiner(group))
     try:
         time.sleep(ready_after)
         if proc.poll() is not None:
@@ -257,10 +260,10 @@ _SOCKPERF_PCT = re.compile(r"percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
 _SOCKPERF_AVG = re.compile(r"avg-latency=([0-9.]+)")
 
 
-def tcp_rr(src_ns: str, dst_ns: str, dst: str, seconds: float = 2.0, port: int = 11111) -> dict[str, float]:
+def tcp_rr(src_ns: str, dst_ns: str, dst: str, seconds: float = 2.0, port: int = 11111, group: Path | None = None) -> dict[str, float]:
     """TCP request/response latency (one-way = RTT/2, as sockperf reports it), in µs."""
     _need("sockperf")
-    with server(dst_ns, ["sockperf", "server", "--tcp", "-i", dst, "-p", str(port)]):
+    with server(dst_ns, ["sockperf", "server", "--tcp", "-i", dst, "-p", str(port)], group=group):
         done = _run(
             netns.exec_argv(src_ns, ["sockperf", "ping-pong", "--tcp", "-i", dst, "-p", str(port), "-t", str(seconds), "-m", "64"]),
             seconds + 30,
@@ -272,10 +275,12 @@ def tcp_rr(src_ns: str, dst_ns: str, dst: str, seconds: float = 2.0, port: int =
     return {"avg": float(avg.group(1)), "p50": found.get(50.0, float("nan")), "p99": found.get(99.0, float("nan"))}
 
 
-def throughput(src_ns: str, dst_ns: str, dst: str, seconds: float = 3.0, streams: int = 1, port: int = 5201) -> float:
+def throughput(
+    src_ns: str, dst_ns: str, dst: str, seconds: float = 3.0, streams: int = 1, port: int = 5201, group: Path | None = None
+) -> float:
     """TCP throughput in Gbit/s with iperf3."""
     _need("iperf3")
-    with server(dst_ns, ["iperf3", "-s", "-1", "-B", dst, "-p", str(port)]):
+    with server(dst_ns, ["iperf3", "-s", "-1", "-B", dst, "-p", str(port)], group=group):
         done = _run(
             netns.exec_argv(src_ns, ["iperf3", "-c", dst, "-p", str(port), "-t", str(seconds), "-P", str(streams), "-J"]),
             seconds + 30,

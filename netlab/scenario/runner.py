@@ -20,7 +20,7 @@ from typing import Any
 
 from netlab import build, doctor, lab
 from netlab.errors import EnvironmentProblem, NetlabError, UsageError
-from netlab.kernel import netns, tc
+from netlab.kernel import cgroup, netns, tc
 from netlab.kernel.inspect import inspect_namespace
 from netlab.observe import expect
 from netlab.plan import Host
@@ -203,7 +203,7 @@ class Runner:
         out = []
         for name in targets:
             src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
-            result = measure.tcp_rr(src.ns, dst.ns, str(dst.ip), spec.seconds)
+            result = measure.tcp_rr(src.ns, dst.ns, str(dst.ip), spec.seconds, group=cgroup.create(name))
             out.append(
                 StepResult(index, "tcp_rr", name, f"tcp_rr {spec.src} -> {spec.dst} in {name}", "pass",
                            f"avg {result['avg']:.1f} us, p50 {result['p50']:.1f} us (one-way, sockperf)", {"latency_us": result})
@@ -216,7 +216,7 @@ class Runner:
             src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
             figures = {}
             for streams in spec.streams:
-                figures[str(streams)] = measure.throughput(src.ns, dst.ns, str(dst.ip), spec.seconds, streams)
+                figures[str(streams)] = measure.throughput(src.ns, dst.ns, str(dst.ip), spec.seconds, streams, group=cgroup.create(name))
             status, detail = "pass", ", ".join(f"{g:.2f} Gbit/s x{s}" for s, g in figures.items())
             floor = spec.assert_.min_gbps if spec.assert_ else None
             if floor is not None and min(figures.values()) < floor:
