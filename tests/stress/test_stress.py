@@ -171,7 +171,7 @@ def test_racing_commands_keep_the_record_consistent(guarded: None, tmp_path: Pat
             ]
             rng.shuffle(commands)
             procs = [netlab(*c, *(["--wait"] if rng.random() < 0.5 else [])) for c in commands]
-            for argv, proc in zip(commands, procs):
+            for argv, proc in zip(commands, procs, strict=True):
                 code, out = finish(proc)
                 words = " ".join(out.split())
                 if argv[0] == "up":
