@@ -154,9 +154,10 @@ def documents(raw: list[Any], source: str) -> list[_Doc]:
 def _check(doc: _Doc) -> None:
     """Check one document's header, metadata and what netlab reads of its spec."""
     api = doc.data.get("apiVersion", "")
+    api = api if isinstance(api, str) else ""
     if (api, doc.kind) not in KINDS:
         valid = ", ".join(f"{a} {k}" for a, k in sorted(KINDS))
-        shown = f"{api if isinstance(api, str) and api else '<no apiVersion>'} {doc.kind or '<no kind>'}"
+        shown = f"{api or '<no apiVersion>'} {doc.kind or '<no kind>'}"
         raise doc.error("kind", f"{shown!r} is not supported; supported: {valid}")
     meta = doc.mapping(doc.data.get("metadata"), "metadata")
     name = meta.get("name")
