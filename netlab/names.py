@@ -7,15 +7,38 @@
   named the way each runtime names them, from a hash of the pod's name:
   Docker ``veth`` + 7 hex, Calico ``cali`` + 11 hex, AWS VPC CNI ``eni`` + 11 hex.
 - In the underlay namespace, a node's port is ``<node>-eth0``; the gateway's is ``gw-<subnet>``.
+- A lab's own names (lab, nodes, subnets, pods) are DNS-1035 labels: lowercase letters, digits
+  and ``-``, starting with a letter, not ending with ``-`` (:func:`name_problem`). A lab name
+  has at most 16 characters; it also names the lab's record ``<state dir>/<lab>.json``, so a
+  name that passes can never point outside that directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 UNDERLAY = "underlay"
 GATEWAY = "gateway"
 INTERNET = "internet"
+LAB_NAME_MAX = 16  # it prefixes every namespace of the lab
+
+_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def name_problem(kind: str, value: object, max_len: int, why: str) -> str | None:
+    """What is wrong with ``value`` as one of netlab's names, or None when it is fine."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        return f"invalid {kind} {shown}: use lowercase letters, digits and '-', starting with a letter and not ending with '-'"
+    if len(value) > max_len:
+        return f"{kind} {value!r} is {len(value)} characters; at most {max_len} ({why})"
+    return None
+
+
+def lab_name_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a lab name (the rule ``up`` applies), or None."""
+    return name_problem("lab name", value, LAB_NAME_MAX, "it prefixes every namespace of the lab")
 
 
 def namespace(lab: str, target: str) -> str:

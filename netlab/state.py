@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netlab.errors import UsageError
+from netlab.names import lab_name_problem
 from netlab.plan import Host
 
 DEFAULT_STATE_DIR = "/run/netlab"
@@ -31,6 +33,14 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 def state_dir() -> Path:
     """Where lab records live; ``NETLAB_STATE_DIR`` overrides it (tests, parallel runs)."""
     return Path(os.environ.get("NETLAB_STATE_DIR", DEFAULT_STATE_DIR))
+
+
+def _lab_file(lab: str, suffix: str) -> Path:
+    """``<state dir>/<lab><suffix>``, for a valid lab name only: ``../x`` never becomes a path."""
+    problem = lab_name_problem(lab)
+    if problem is not None:
+        raise UsageError(problem)
+    return state_dir() / f"{lab}{suffix}"
 
 
 @dataclass
@@ -49,11 +59,11 @@ class LabState:
     # ------------------------------------------------------------ persistence
     @staticmethod
     def path_for(lab: str) -> Path:
-        return state_dir() / f"{lab}.json"
+        return _lab_file(lab, ".json")
 
     @staticmethod
     def journal_for(lab: str) -> Path:
-        return state_dir() / f"{lab}.journal"
+        return _lab_file(lab, ".journal")
 
     @property
     def path(self) -> Path:
@@ -119,7 +129,7 @@ class LabState:
         owners: dict[str, str] = {}
         if not state_dir().is_dir():
             return owners
-        labs = {p.stem for pattern in ("*.json", "*.journal") for p in state_dir().glob(pattern)} - {exclude}
+        labs = {p.stem for pattern in ("*.json", "*.journal") for p in state_dir().glob(pattern) if not lab_name_problem(p.stem)} - {exclude}
         for lab in sorted(labs):
             names = cls._read_journal(lab)
             if not names:
@@ -146,7 +156,7 @@ class LabState:
     def all(cls) -> list[LabState]:
         if not state_dir().is_dir():
             return []
-        labs = sorted({p.stem for pattern in ("*.json", "*.journal") for p in state_dir().glob(pattern)})
+        labs = sorted({p.stem for pattern in ("*.json", "*.journal") for p in state_dir().glob(pattern) if not lab_name_problem(p.stem)})
         return [s for s in (cls.load(lab) for lab in labs) if s is not None]
 
     # ------------------------------------------------------------ journal
@@ -170,7 +180,7 @@ class LabState:
     # ------------------------------------------------------------ files outside the namespaces
     @staticmethod
     def files_journal_for(lab: str) -> Path:
-        return state_dir() / f"{lab}.files"
+        return _lab_file(lab, ".files")
 
     def will_write(self, path: str | Path) -> None:
         """Record a file or directory before creating it outside the lab's namespaces

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from netlab import lab, locks
 from netlab.cli.parser import COMMAND, Command, build_parser
@@ -30,7 +31,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     try:
         return run_command(command, args, out)
     except NetlabError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)  # the message quotes user text
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

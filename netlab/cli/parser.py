@@ -12,16 +12,23 @@ needs before its handler runs. :func:`netlab.cli.app.run_command` reads those ne
   passes its :class:`~netlab.state.LabState` to the handler (``None`` when ``lab`` is optional
   and was not given).
 
+Arguments are checked by their ``type=`` before any of that (argparse exits 2 naming the
+argument): a LAB must be a lab name (the rule ``up`` applies, :func:`netlab.names.lab_name_problem`,
+so it can never name a path outside the state directory), counts and ports must be in range,
+timeouts positive and finite.
+
 A new command is a handler in :mod:`netlab.cli.commands` and one entry here.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from netlab import names
 from netlab.cli.commands import lab, observe, services, tools
 
 DESCRIPTION = "Kubernetes and container networking, built for real in network namespaces."
@@ -56,7 +63,46 @@ class Command:
     prepare: Callable[[argparse.Namespace], None] | None = None
 
 
-LAB = arg("lab")
+MAX_SECONDS = 365 * 86400.0  # a year: longer waits overflow the thread primitives (and are typos)
+
+
+def lab_name(text: str) -> str:
+    """A LAB argument: a valid lab name, checked before it becomes a path or a namespace prefix."""
+    problem = names.lab_name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An integer argument from ``low`` to ``high`` (inclusive; no upper bound when None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds} (got {text!r})")
+        return value
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    """A timeout: a number of seconds, more than 0 and at most a year."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, more than 0 and at most {MAX_SECONDS:.0f} (got {text!r})")
+    return value
+
+
+PORT = integer(1, 65535)
+LAB = arg("lab", type=lab_name)
 JSON = arg("--json", action="store_true")
 WAIT = arg("--wait", action="store_true", help="if another netlab command is changing the lab, wait for it (default: fail at once)")
 
@@ -68,7 +114,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("down", lab.cmd_down, "tear a lab down (no topology file needed)", (LAB, WAIT), needs_root=True, changes_lab=True),
     Command(
         "status", lab.cmd_status, "show labs, or one lab's namespaces, interfaces, addresses and routes",
-        (arg("lab", nargs="?"), JSON), needs_root=True, needs_lab=True,
+        (arg("lab", nargs="?", type=lab_name), JSON), needs_root=True, needs_lab=True,
     ),
     Command(
         "exec", lab.cmd_exec, "run a command inside a node, pod, or the internet host",
@@ -82,7 +128,7 @@ COMMANDS: tuple[Command, ...] = (
             arg("file"),
             arg("-o", "--out", metavar="DIR", help="keep artifacts: report.json, plots, pcaps"),
             arg("--json", action="store_true", help="print the report as JSON"),
-            arg("--samples", type=int, help="override the RTT sample count of every rtt step"),
+            arg("--samples", type=integer(10, 200_000), help="override the RTT sample count of every rtt step (10-200000, as in a scenario file)"),
         ),
     ),
     Command(
@@ -91,8 +137,8 @@ COMMANDS: tuple[Command, ...] = (
             LAB,
             arg("at", metavar="TARGET:IFACE"),
             arg("--filter", metavar="BPF", help="kernel filter in tcpdump syntax, e.g. 'icmp or udp port 8472'"),
-            arg("--count", type=int, metavar="N", help="stop after N packets"),
-            arg("--timeout", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)"),
+            arg("--count", type=integer(1), metavar="N", help="stop after N packets"),
+            arg("--timeout", type=seconds, metavar="S", help="stop after S seconds (default: Ctrl-C)"),
             arg("-w", "--write", metavar="FILE.pcap", help="also write a pcap (tcpdump -r / Wireshark open it)"),
             arg("-q", "--quiet", action="store_true", help="no per-packet lines"),
         ),
@@ -105,8 +151,8 @@ COMMANDS: tuple[Command, ...] = (
             arg("src", metavar="SRC", help="pod, node or internet"),
             arg("dst", metavar="DST", help="pod, node, internet, or an IPv4 address"),
             arg("--proto", choices=("icmp", "udp", "tcp"), default="icmp"),
-            arg("--port", type=int, help="UDP/TCP destination port (default 8080; a listener answers in DST)"),
-            arg("--timeout", type=float, default=3.0, metavar="S", help="wait S seconds for the reply"),
+            arg("--port", type=PORT, help="UDP/TCP destination port, 1-65535 (default 8080; a listener answers in DST)"),
+            arg("--timeout", type=seconds, default=3.0, metavar="S", help="wait S seconds for the reply"),
             JSON,
             arg("-w", "--write", metavar="DIR", help="keep one pcap per hop in DIR"),
         ),
@@ -114,7 +160,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "check", observe.cmd_check, "ping every meaningful pair of a lab (pods, nodes, internet) and show a matrix",
-        (LAB, JSON, arg("--workers", type=int, default=16, help="pings in flight at once (default 16)")),
+        (LAB, JSON, arg("--workers", type=integer(1), default=16, help="pings in flight at once (default 16)")),
         needs_root=True, needs_lab=True,
     ),
     Command(
@@ -129,7 +175,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "scale", services.cmd_scale, "set a deployment's replicas; endpoints and kube-proxy rules follow",
-        (LAB, arg("deployment"), arg("replicas", type=int), WAIT),
+        (LAB, arg("deployment"), arg("replicas", type=integer(0)), WAIT),
         needs_root=True, needs_lab=True, changes_lab=True,
     ),
     Command(
@@ -138,7 +184,7 @@ COMMANDS: tuple[Command, ...] = (
             LAB,
             arg("source", metavar="FROM"),
             arg("url", help="http://web, http://10.96.0.100:80/, tcp://HOST:PORT, udp://HOST:PORT"),
-            arg("-n", "--count", type=int, default=100),
+            arg("-n", "--count", type=integer(1), default=100),
             JSON,
         ),
         needs_root=True, needs_lab=True,
@@ -152,7 +198,7 @@ COMMANDS: tuple[Command, ...] = (
         "vm", tools.cmd_vm, "run a netlab command in a throwaway VM booting a stock kernel (for features this kernel lacks)",
         (
             arg("--kernel", help="kernel image to boot (default: $NETLAB_VM_KERNEL, else the newest /boot/vmlinuz-* with modules)"),
-            arg("--cpus", type=int, default=2),
+            arg("--cpus", type=integer(1), default=2),
             arg("--memory", default="2G"),
             arg("--kvm", action="store_true", help="use KVM (default: software emulation, slower but works everywhere)"),
             arg("command", nargs=argparse.REMAINDER, help="-- netlab COMMAND ..."),

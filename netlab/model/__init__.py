@@ -10,7 +10,7 @@ Nothing here touches the kernel; everything downstream (plans, labs, scenarios) 
 objects, never raw YAML.
 """
 
-from netlab.model.load import field_path, from_pydantic, load_topology, parse_topology
+from netlab.model.load import field_path, from_pydantic, load_topology, parse_topology, read_text
 from netlab.model.topology import (
     DEFAULT_INSTANCE_TYPE,
     DOCKER_BRIDGE_CIDR,
@@ -30,5 +30,5 @@ from netlab.model.topology import (
 __all__ = [
     "DEFAULT_INSTANCE_TYPE", "DOCKER_BRIDGE_CIDR", "FIRST_NODE_HOST", "INSTANCE_TYPES", "KNOWN_CNIS", "POD_CNIS",
     "RESERVED_NAMES", "Network", "Node", "Pod", "PortMapping", "Subnet", "Topology", "field_path", "from_pydantic",
-    "load_topology", "parse_topology",
+    "load_topology", "parse_topology", "read_text",
 ]

@@ -17,14 +17,25 @@ from netlab.errors import TopologyError
 from netlab.model.topology import Problem, Topology
 
 
-def load_topology(path: str | Path) -> Topology:
-    """Read and validate a topology file; raise :class:`TopologyError` naming file and field."""
+def read_text(path: str | Path) -> str:
+    """A YAML file's text; one that cannot be read, or is not UTF-8, is a :class:`TopologyError` naming it."""
     source = str(path)
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise TopologyError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
-    return parse_topology(text, source)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TopologyError(
+            source, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): YAML files must be UTF-8"
+        ) from None
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a topology file; raise :class:`TopologyError` naming file and field."""
+    return parse_topology(read_text(path), str(path))
 
 
 def parse_topology(text: str | dict[str, Any], source: str = "<topology>") -> Topology:

@@ -15,14 +15,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netlab.model import k8s_names
+
 NODEPORT_RANGE = range(30000, 32768)
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, Kubernetes' default for sessionAffinity: ClientIP
 KUBERNETES_SERVICE_INDEX = 1  # 10.96.0.1: default/kubernetes
 DNS_SERVICE_INDEX = 10  # 10.96.0.10: kube-system/kube-dns
 CLUSTER_DOMAIN = "cluster.local"
 IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENDPOINT = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,3}){3})(?::([0-9]{1,5}))?")
 
 
 class _Spec(BaseModel):
@@ -30,11 +31,16 @@ class _Spec(BaseModel):
 
 
 class ServicePort(_Spec):
-    name: str | None = None
+    name: str | None = None  # a DNS-1123 label (Kubernetes' rule for a Service's port names)
     port: int = Field(ge=1, le=65535)
     target_port: int | None = Field(None, alias="targetPort", ge=1, le=65535)
     protocol: Literal["TCP", "UDP"] = "TCP"
     node_port: int | None = Field(None, alias="nodePort")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else k8s_names.require("port name", value, k8s_names.is_dns1123_label)
 
     @field_validator("node_port")
     @classmethod
@@ -80,17 +86,34 @@ class Service(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _DNS1035.match(value) or len(value) > 63:
-            raise ValueError(
-                f"invalid service name {value!r}: a DNS label (lowercase letters, digits, '-', starting with a letter, at most 63)"
-            )
-        return value
+        return k8s_names.require("service name", value, k8s_names.is_dns1035_label)
 
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        if not _DNS1123.match(value) or len(value) > 63:
-            raise ValueError(f"invalid namespace {value!r}: lowercase letters, digits and '-', at most 63")
+        return k8s_names.require("namespace", value, k8s_names.is_dns1123_label)
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
+        return k8s_names.require_labels("selector", value)
+
+    @field_validator("external_name")
+    @classmethod
+    def _external_name(cls, value: str | None) -> str | None:
+        return None if value is None else k8s_names.require("externalName", value, k8s_names.is_external_name)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for endpoint in value:
+            match = _ENDPOINT.fullmatch(endpoint)
+            try:
+                ipaddress.IPv4Address(match.group(1) if match else "")
+            except ValueError:
+                raise ValueError(f"endpoint {endpoint!r} is not an IPv4 address, or IPv4:PORT") from None
+            if match and match.group(2) and not 1 <= int(match.group(2)) <= 65535:
+                raise ValueError(f"endpoint {endpoint!r}: port {match.group(2)} is outside 1-65535")
         return value
 
     @field_validator("cluster_ip", mode="before")

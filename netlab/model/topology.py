@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netlab import names
 from netlab.errors import TopologyError
+from netlab.model import k8s_names
 from netlab.model.service import DNS_SERVICE_INDEX, IPVS_SCHEDULERS, KUBERNETES_SERVICE_INDEX, Service
 
 KNOWN_CNIS = ("docker0", "vxlan", "ipip", "host-gw", "vpc-native")
@@ -32,19 +34,14 @@ INSTANCE_TYPES = {
 }
 DEFAULT_INSTANCE_TYPE = "t3.medium"  # vpc-native nodes without instanceType
 
-_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
-_PORT_RE = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?$")
+_PORT_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp))?")
 
 
 def _name(kind: str, max_len: int, why: str) -> Any:
     def check(value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(
-                f"invalid {kind} {value!r}: use lowercase letters, digits and '-', "
-                "starting with a letter and not ending with '-'"
-            )
-        if len(value) > max_len:
-            raise ValueError(f"{kind} {value!r} is {len(value)} characters; at most {max_len} ({why})")
+        problem = names.name_problem(kind, value, max_len, why)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     return check
@@ -69,7 +66,7 @@ def _parse_port(value: Any) -> Any:
     if isinstance(value, PortMapping) or isinstance(value, dict):
         return value
     text = str(value)
-    match = _PORT_RE.match(text)
+    match = _PORT_RE.fullmatch(text)
     if not match:
         raise ValueError(f"malformed port {text!r}: expected 'HOST:CONTAINER' or 'HOST:CONTAINER/tcp|udp', e.g. '8080:80'")
     host, container = int(match.group(1)), int(match.group(2))
@@ -90,6 +87,11 @@ class Pod(_Frozen):
     _check_name = field_validator("name")(
         classmethod(lambda cls, v: _name("pod name", 63, "a DNS label")(v))
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return k8s_names.require_labels("label", value)
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -181,7 +183,7 @@ class Topology(_Frozen):
     services: tuple[Service, ...] = ()  # Kubernetes Services: netlab/services/
 
     _check_name = field_validator("name")(
-        classmethod(lambda cls, v: _name("lab name", 16, "it prefixes every namespace of the lab")(v))
+        classmethod(lambda cls, v: _name("lab name", names.LAB_NAME_MAX, "it prefixes every namespace of the lab")(v))
     )
 
     @field_validator("nodes")

@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from netlab.errors import TopologyError
-from netlab.model import Topology, from_pydantic, load_topology
+from netlab.model import Topology, from_pydantic, load_topology, read_text
 from netlab.observe import expect
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|ms|s)$")
@@ -206,14 +206,15 @@ class ScenarioLab:
 def load_scenario(path: str | Path) -> tuple[Scenario, list[ScenarioLab]]:
     """Read and validate a scenario and the topologies it names; build nothing."""
     source = str(path)
+    text = read_text(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise TopologyError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise TopologyError(source, where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:  # PyYAML's parser recurses once per nesting level
+        raise TopologyError(source, "", "not valid YAML: the document nests too deeply") from None
     if not isinstance(data, dict):
         raise TopologyError(source, "", "expected a mapping with keys name, labs, steps")
     try:

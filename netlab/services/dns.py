@@ -128,7 +128,18 @@ class FileResolver(BaseResolver):  # type: ignore[misc]
             return self.records
 
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
-        return self.current().answer(request)
+        """The answer, or SERVFAIL when it cannot be encoded (an exception here would leave the
+        query unanswered: the client times out). netlab validates every name before it writes
+        the records file, so this is the last line, not the check."""
+        try:
+            reply = self.current().answer(request)
+            reply.pack()
+            return reply
+        except Exception as exc:  # noqa: BLE001 - any record dnslib refuses
+            print(f"coredns: SERVFAIL for {request.q.qname}: {type(exc).__name__}: {exc}", flush=True)
+            failed = request.reply()
+            failed.header.rcode = RCODE.SERVFAIL
+            return failed
 
 
 class _QuietLogger:

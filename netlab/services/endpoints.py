@@ -9,7 +9,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab.model import Topology
+from netlab.model import Topology, k8s_names
 from netlab.model.service import CLUSTER_DOMAIN, Service
 from netlab.services.kubeproxy import Endpoint
 
@@ -61,7 +61,15 @@ def workload_ports(services: list[Service], pod: PodInfo) -> list[tuple[int, str
 
 
 def resolv_conf(namespace: str, nameserver: str) -> str:
-    """A pod's /etc/resolv.conf, as the kubelet writes it (ClusterFirst)."""
+    """A pod's /etc/resolv.conf, as the kubelet writes it (ClusterFirst).
+
+    ``namespace`` must be a Kubernetes namespace name and ``nameserver`` an IPv4 address
+    (ValueError otherwise): a newline in either would add lines of its own to the file.
+    """
+    problem = k8s_names.problem("namespace", namespace, k8s_names.is_dns1123_label)
+    if problem is not None:
+        raise ValueError(f"refusing to write a resolv.conf: {problem}")
+    ipaddress.IPv4Address(nameserver)
     return (
         f"search {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\n"
         f"nameserver {nameserver}\n"

@@ -25,7 +25,7 @@ from netlab.kernel import iptables
 from netlab.kernel import ipvs as kernel_ipvs
 from netlab.kernel.ipvs import VirtualServer
 from netlab.model.service import Service
-from netlab.services.kubeproxy import MASQ_MARK, Endpoint, endpoint_address, parse_save
+from netlab.services.kubeproxy import MASQ_MARK, Endpoint, endpoint_address, parse_save, rule_words
 
 DEVICE = "kube-ipvs0"
 
@@ -84,12 +84,13 @@ def nat_rules(services: list[Service], cluster_cidr: str, saved_chains: set[str]
             continue
         for port in svc.ports:
             proto = port.protocol.lower()
+            name = rule_words(svc.port_name(port), svc.cluster_ip, cluster_cidr)
             lines.append(
-                f'-A KUBE-SERVICES ! -s {cluster_cidr} -d {svc.cluster_ip}/32 -p {proto} -m comment --comment "{svc.port_name(port)} cluster IP" '
+                f'-A KUBE-SERVICES ! -s {cluster_cidr} -d {svc.cluster_ip}/32 -p {proto} -m comment --comment "{name} cluster IP" '
                 f"-m {proto} --dport {port.port} -j KUBE-MARK-MASQ"
             )
             if svc.has_node_ports and port.node_port and svc.external_traffic_policy == "Cluster":
-                lines.append(f'-A KUBE-NODE-PORT -p {proto} -m comment --comment "{svc.port_name(port)}" -m {proto} --dport {port.node_port} -j KUBE-MARK-MASQ')
+                lines.append(f'-A KUBE-NODE-PORT -p {proto} -m comment --comment "{name}" -m {proto} --dport {port.node_port} -j KUBE-MARK-MASQ')
     lines.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports" -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT')
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"

@@ -17,12 +17,17 @@ Chain hashes are kube-proxy's: base32(sha256(servicePortName + protocol))[:16], 
 endpoint ("ip:port") appended for KUBE-SEP. Every sync is one atomic iptables-restore
 --noflush: kube-proxy's chains are redeclared (which flushes them), chains no longer needed
 are deleted, and the jumps from the built-in chains are written once.
+
+Only validated values are rendered: names are Kubernetes names (the model checks them), and
+:func:`rule_words` refuses, before anything is rendered, a ServicePortName or an address that
+could close a quoted comment or start a new line of the iptables-restore input.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 
 from netlab.model.service import Service, ServicePort
@@ -66,6 +71,23 @@ def probability(n: int) -> str:
 
 def endpoint_address(svc: Service, port: ServicePort, backend: Endpoint) -> str:
     return backend.ip if ":" in backend.ip else f"{backend.ip}:{port.target}"
+
+
+# what may appear in a rendered rule: a ServicePortName (ns/name[:port]) and IPv4 addresses
+_PORT_NAME = re.compile(r"[a-z0-9][-a-z0-9]*/[a-z][-a-z0-9]*(:[a-z0-9][-a-z0-9]*)?")
+_ADDRESS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2}|:[0-9]{1,5})?")
+
+
+def rule_words(name: str, *addresses: str) -> str:
+    """``name`` (a ServicePortName, it goes into quoted comments) if it and every address are
+    what a rule may contain; else ValueError. The model validates names and addresses, so this
+    is the last line: a value that slipped past it never reaches iptables-restore."""
+    if not _PORT_NAME.fullmatch(name):
+        raise ValueError(f"refusing to render an iptables rule for service port {name!r}: not a Kubernetes name")
+    for address in addresses:
+        if not _ADDRESS.fullmatch(address):
+            raise ValueError(f"refusing to render an iptables rule with address {address!r} (service port {name})")
+    return name
 
 
 NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
@@ -186,7 +208,8 @@ def _service_port(
     cluster_cidr: str,
     node_port_rules: list[tuple[str, ...]],
 ) -> None:
-    name = svc.port_name(port)
+    addresses = [endpoint_address(svc, port, b) for b in backends]
+    name = rule_words(svc.port_name(port), str(svc.cluster_ip), cluster_cidr, *addresses)
     proto = port.protocol.lower()
     match = f"-p {proto}"
     dport = f"-m {proto} --dport {port.port}"

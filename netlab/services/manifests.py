@@ -15,12 +15,19 @@ Accepted, as tutorials write them (several documents per file, or ``kind: List``
 - ``v1 Namespace``: accepted (namespaces need no kernel object).
 
 Images are not run: every pod runs netlab's hostname server on its container ports
-(:mod:`netlab.services.workload`), which is what the tutorials' hello apps do. Problems
-are :class:`TopologyError` naming the file, the document and the field.
+(:mod:`netlab.services.workload`), which is what the tutorials' hello apps do.
+
+Every document is read and checked before anything is built, and every name is checked the
+way the API server checks it (:mod:`netlab.model.k8s_names`: names, namespaces, labels and
+selectors, container and port names, ``nodeName``, ``hostname``, ``subdomain``), so nothing
+but validated names reaches kube-proxy's rules, a pod's resolv.conf or the cluster DNS.
+Problems are :class:`TopologyError` naming the file, the document and the field (exit 2).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +35,10 @@ import yaml
 from pydantic import ValidationError
 
 from netlab.errors import TopologyError
-from netlab.model import from_pydantic
+from netlab.model import from_pydantic, k8s_names, read_text
 from netlab.model.service import Service
 from netlab.services import cluster, pods
-from netlab.services.records import ClusterRecord, Deployment
+from netlab.services.records import ClusterRecord, Deployment, topology_of
 from netlab.state import LabState
 
 SERVICE_SPEC_KEYS = {
@@ -41,38 +48,98 @@ IGNORED_SERVICE_KEYS = {
     "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy", "allocateLoadBalancerNodePorts",
     "publishNotReadyAddresses", "loadBalancerIP", "loadBalancerSourceRanges", "healthCheckNodePort", "externalIPs",
 }
+KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")}
+POD_NAME_SUFFIX = 17  # a Deployment's pods are <name>-<10 chars>-<5 chars>, and pod names have at most 63
+
+
+@dataclass
+class PodSpec:
+    """What netlab takes from a Pod's (or a pod template's) ``spec``, checked."""
+
+    ports: list[tuple[int, str]] = field(default_factory=list)  # containerPorts: (port, "TCP" | "UDP")
+    named: dict[str, int] = field(default_factory=dict)  # named containerPorts
+    node: str | None = None  # spec.nodeName
+    host_network: bool = False
+
+
+@dataclass
+class DeploymentSpec:
+    replicas: int
+    labels: dict[str, str]  # the pod template's
+    pod: PodSpec
 
 
 class _Doc:
-    """One document of a manifest file, for error messages naming it."""
+    """One document of a manifest file, checked, for error messages naming it."""
 
     def __init__(self, source: str, index: int, data: dict[str, Any]) -> None:
         self.source, self.index, self.data = source, index, data
-        self.kind = str(data.get("kind", ""))
-        meta = data.get("metadata") or {}
-        self.name = str(meta.get("name", ""))
-        self.namespace = str(meta.get("namespace") or "default")
-        self.labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        kind = data.get("kind", "")
+        self.kind = kind if isinstance(kind, str) else ""
+        meta = data.get("metadata")
+        name = meta.get("name", "") if isinstance(meta, dict) else ""
+        self.name = name if isinstance(name, str) else ""
+        self.namespace = "default"
+        self.labels: dict[str, str] = {}
+        self.pod = PodSpec()
+        self.deployment: DeploymentSpec | None = None
 
     def error(self, field: str, message: str) -> TopologyError:
-        where = f"documents[{self.index}]" + (f" ({self.kind} {self.name})" if self.name else "")
+        shown = bool(re.fullmatch("[A-Za-z][A-Za-z0-9]{0,62}", self.kind)) and not k8s_names.is_dns1123_subdomain(self.name)
+        where = f"documents[{self.index}]" + (f" ({self.kind} {self.name})" if shown else "")
         return TopologyError(self.source, f"{where}.{field}" if field else where, message)
+
+    def mapping(self, value: Any, field: str) -> dict[str, Any]:
+        """``value`` as a mapping (absent: empty); anything else is refused naming ``field``."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(field, f"expected a mapping (got {type(value).__name__})")
+        return value
+
+    def items(self, value: Any, field: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(field, f"expected a list (got {type(value).__name__})")
+        return value
+
+    def check(self, field: str, what: str, value: Any, rule: k8s_names.Rule) -> None:
+        message = k8s_names.problem(what, value, rule)
+        if message is not None:
+            raise self.error(field, message)
+
+    def label_map(self, value: Any, field: str) -> dict[str, str]:
+        labels = self.mapping(value, field)
+        for key, item in labels.items():
+            self.check(field, "label key", key, k8s_names.is_qualified_name)
+            if not isinstance(item, str):
+                raise self.error(f"{field}.{key}", f"label values are strings (got {type(item).__name__}: quote it)")
+            self.check(f"{field}.{key}", "label value", item, k8s_names.is_valid_label_value)
+        return dict(labels)
 
 
 def load(path: str | Path) -> list[_Doc]:
+    """Read every document of a manifest file and check it; nothing is built."""
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise TopologyError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
+    text = read_text(path)
     try:
         raw = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise TopologyError(source, f"line {mark.line + 1}" if mark else "", f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:  # PyYAML's parser recurses once per nesting level
+        raise TopologyError(source, "", "not valid YAML: the document nests too deeply") from None
+    return documents(raw, source)
+
+
+def documents(raw: list[Any], source: str) -> list[_Doc]:
+    """Parsed YAML documents (``kind: List`` unfolded) as checked :class:`_Doc` objects."""
     docs: list[_Doc] = []
     for data in raw:
-        items = data.get("items", []) if isinstance(data, dict) and data.get("kind") == "List" else [data]
+        items = data.get("items") if isinstance(data, dict) and data.get("kind") == "List" else [data]
+        if not isinstance(items, list):
+            raise TopologyError(source, f"documents[{len(docs)}].items", "expected a list of manifests")
         for item in items:
             if not isinstance(item, dict):
                 raise TopologyError(source, f"documents[{len(docs)}]", "expected a mapping with apiVersion, kind, metadata")
@@ -80,83 +147,151 @@ def load(path: str | Path) -> list[_Doc]:
     if not docs:
         raise TopologyError(source, "", "no documents: expected Kubernetes manifests (kind: Service, Pod, Deployment)")
     for doc in docs:
-        _check_header(doc)
+        _check(doc)
     return docs
 
 
-KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")}
-
-
-def _check_header(doc: _Doc) -> None:
-    key = (str(doc.data.get("apiVersion", "")), doc.kind)
-    if key not in KINDS:
+def _check(doc: _Doc) -> None:
+    """Check one document's header, metadata and what netlab reads of its spec."""
+    api = doc.data.get("apiVersion", "")
+    api = api if isinstance(api, str) else ""
+    if (api, doc.kind) not in KINDS:
         valid = ", ".join(f"{a} {k}" for a, k in sorted(KINDS))
-        raise doc.error("kind", f"{key[0] or '<no apiVersion>'} {key[1] or '<no kind>'} is not supported; supported: {valid}")
-    if not doc.name:
+        shown = f"{api or '<no apiVersion>'} {doc.kind or '<no kind>'}"
+        raise doc.error("kind", f"{shown!r} is not supported; supported: {valid}")
+    meta = doc.mapping(doc.data.get("metadata"), "metadata")
+    name = meta.get("name")
+    if name is None or name == "":
         raise doc.error("metadata.name", "required key is missing")
+    if doc.kind == "Service":  # Kubernetes' rules for each kind's name; netlab's own for pods
+        doc.check("metadata.name", "service name", name, k8s_names.is_dns1035_label)
+    elif doc.kind == "Namespace":
+        doc.check("metadata.name", "namespace name", name, k8s_names.is_dns1123_label)
+    else:
+        doc.check("metadata.name", f"{doc.kind} name", name, k8s_names.is_dns1123_subdomain)
+        limit = 63 if doc.kind == "Pod" else 63 - POD_NAME_SUFFIX
+        if k8s_names.is_dns1035_label(name) or len(name) > limit:
+            why = "its network namespace is named after it" if doc.kind == "Pod" else f"its pods are named {name}-<10 chars>-<5 chars>"
+            raise doc.error(
+                "metadata.name",
+                f"netlab needs a {doc.kind}'s name to be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
+                f"letter, not ending with '-') of at most {limit} characters ({why}): got {name!r}",
+            )
+    namespace = meta.get("namespace")
+    if namespace is not None and namespace != "":
+        doc.check("metadata.namespace", "namespace", namespace, k8s_names.is_dns1123_label)
+        doc.namespace = namespace
+    doc.labels = doc.label_map(meta.get("labels"), "metadata.labels")
+    if doc.kind == "Pod":
+        doc.pod = _pod_spec(doc, doc.data.get("spec"), "spec")
+    elif doc.kind == "Deployment":
+        doc.deployment = _deployment_spec(doc)
+        doc.pod = doc.deployment.pod
 
 
-def _container_ports(doc: _Doc, spec: dict[str, Any], field: str) -> tuple[list[tuple[int, str]], dict[str, int]]:
-    ports: list[tuple[int, str]] = []
-    named: dict[str, int] = {}
-    for i, container in enumerate(spec.get("containers") or []):
-        for j, port in enumerate(container.get("ports") or []):
+def _pod_spec(doc: _Doc, value: Any, field: str) -> PodSpec:
+    spec = doc.mapping(value, field)
+    out = PodSpec()
+    node = spec.get("nodeName")
+    if node is not None:
+        doc.check(f"{field}.nodeName", "nodeName", node, k8s_names.is_dns1123_subdomain)
+        out.node = node
+    host_network = spec.get("hostNetwork", False)
+    if not isinstance(host_network, bool):
+        raise doc.error(f"{field}.hostNetwork", f"expected true or false (got {host_network!r})")
+    out.host_network = host_network
+    for key in ("hostname", "subdomain"):
+        if spec.get(key) is not None:
+            doc.check(f"{field}.{key}", key, spec[key], k8s_names.is_dns1123_label)
+    for i, container in enumerate(doc.items(spec.get("containers"), f"{field}.containers")):
+        where = f"{field}.containers[{i}]"
+        container = doc.mapping(container, where)
+        if container.get("name") is not None:
+            doc.check(f"{where}.name", "container name", container["name"], k8s_names.is_dns1123_label)
+        for j, port in enumerate(doc.items(container.get("ports"), f"{where}.ports")):
+            port = doc.mapping(port, f"{where}.ports[{j}]")
             number = port.get("containerPort")
-            if not isinstance(number, int) or not 1 <= number <= 65535:
-                raise doc.error(f"{field}.containers[{i}].ports[{j}].containerPort", f"expected a port 1-65535 (got {number!r})")
-            proto = str(port.get("protocol", "TCP")).upper()
-            if proto not in ("TCP", "UDP"):
-                raise doc.error(f"{field}.containers[{i}].ports[{j}].protocol", f"netlab supports TCP and UDP (got {proto!r})")
-            ports.append((number, proto))
-            if port.get("name"):
-                named[str(port["name"])] = number
-    return ports, named
+            if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+                raise doc.error(f"{where}.ports[{j}].containerPort", f"expected a port 1-65535 (got {number!r})")
+            proto = port.get("protocol", "TCP")
+            if not isinstance(proto, str) or proto.upper() not in ("TCP", "UDP"):
+                raise doc.error(f"{where}.ports[{j}].protocol", f"netlab supports TCP and UDP (got {proto!r})")
+            out.ports.append((number, proto.upper()))
+            name = port.get("name")
+            if name is not None:
+                doc.check(f"{where}.ports[{j}].name", "port name", name, k8s_names.is_valid_port_name)
+                if name in out.named:
+                    raise doc.error(f"{where}.ports[{j}].name", f"port name {name!r} is used twice (Kubernetes refuses this too)")
+                out.named[name] = number
+    return out
+
+
+def _deployment_spec(doc: _Doc) -> DeploymentSpec:
+    spec = doc.mapping(doc.data.get("spec"), "spec")
+    replicas = spec.get("replicas", 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise doc.error("spec.replicas", f"expected a count of 0 or more (got {replicas!r})")
+    template = doc.mapping(spec.get("template"), "spec.template")
+    labels = doc.label_map(doc.mapping(template.get("metadata"), "spec.template.metadata").get("labels"), "spec.template.metadata.labels")
+    selector = doc.mapping(spec.get("selector"), "spec.selector")
+    match = doc.label_map(selector.get("matchLabels"), "spec.selector.matchLabels")
+    if not match:
+        raise doc.error("spec.selector.matchLabels", "required: the labels that pick the deployment's pods")
+    if any(labels.get(k) != v for k, v in match.items()):
+        raise doc.error("spec.template.metadata.labels", f"must include spec.selector.matchLabels {match} (Kubernetes refuses this too)")
+    return DeploymentSpec(replicas, labels, _pod_spec(doc, template.get("spec"), "spec.template.spec"))
 
 
 def parse_service(doc: _Doc, named_ports: dict[str, int]) -> Service:
-    spec = dict(doc.data.get("spec") or {})
+    spec = dict(doc.mapping(doc.data.get("spec"), "spec"))
     for key in spec:
         if key not in SERVICE_SPEC_KEYS | IGNORED_SERVICE_KEYS:
             raise doc.error(f"spec.{key}", f"unknown Service key; netlab models: {', '.join(sorted(SERVICE_SPEC_KEYS))}")
     for key in IGNORED_SERVICE_KEYS:
         spec.pop(key, None)
     ports = []
-    for i, port in enumerate(spec.get("ports") or []):
-        port = dict(port)
+    for i, port in enumerate(doc.items(spec.get("ports"), "spec.ports")):
+        port = dict(doc.mapping(port, f"spec.ports[{i}]"))
         target = port.get("targetPort")
-        if isinstance(target, str) and not target.isdigit():
+        if isinstance(target, str) and re.fullmatch("[0-9]+", target):
+            port["targetPort"] = int(target)
+        elif isinstance(target, str):
+            doc.check(f"spec.ports[{i}].targetPort", "targetPort", target, k8s_names.is_valid_port_name)
             if target not in named_ports:
                 raise doc.error(f"spec.ports[{i}].targetPort", f"named port {target!r} is not a container port of the selected pods (known: {', '.join(named_ports) or 'none'})")
             port["targetPort"] = named_ports[target]
-        elif isinstance(target, str):
-            port["targetPort"] = int(target)
         ports.append(port)
     if ports:
         spec["ports"] = ports
     try:
-        return Service.model_validate({"name": doc.name, "namespace": doc.namespace, **spec})
+        return Service.model_validate({**spec, "name": doc.name, "namespace": doc.namespace})
     except ValidationError as exc:
         error = from_pydantic(exc, doc.source, Service)
         raise doc.error(f"spec.{error.field}" if error.field else "spec", error.message) from None
 
 
 def apply_file(state: LabState, path: str | Path) -> list[str]:
-    """Apply every document of ``path`` to the running lab; return kubectl-style result lines."""
+    """Apply every document of ``path`` to the running lab; return kubectl-style result lines.
+
+    The whole file is checked first (every document, the Services it defines, the nodes its
+    pods name): a problem anywhere builds nothing.
+    """
     docs = load(path)
+    named_ports = {name: number for doc in docs for name, number in doc.pod.named.items()}
+    services = [parse_service(doc, named_ports) for doc in docs if doc.kind == "Service"]
+    nodes = [n.name for n in topology_of(state).nodes]
+    for doc in docs:
+        if doc.kind == "Pod" and doc.pod.node is not None and doc.pod.node not in nodes:
+            raise doc.error("spec.nodeName", f"lab {state.lab!r} has no node {doc.pod.node!r}; nodes: {', '.join(nodes)}")
     cluster.start(state)  # a lab without services yet gets kube-proxy, kube-dns and coredns first
     out: list[str] = []
-    named_ports: dict[str, int] = {}
     for doc in docs:
         if doc.kind == "Namespace":
             out.append(f"namespace/{doc.name} unchanged")
         elif doc.kind == "Deployment":
-            out.append(_deployment(state, doc, named_ports))
+            out.append(_deployment(state, doc))
         elif doc.kind == "Pod":
-            out.append(_pod(state, doc, named_ports))
-    services = []
-    for doc in docs:
-        if doc.kind == "Service":
-            services.append(parse_service(doc, named_ports))
+            out.append(_pod(state, doc))
     before = {s.key for s in cluster.services_of(state)}
     if services:
         cluster.upsert_services(state, services)
@@ -166,42 +301,28 @@ def apply_file(state: LabState, path: str | Path) -> list[str]:
     return out
 
 
-def _deployment(state: LabState, doc: _Doc, named_ports: dict[str, int]) -> str:
-    spec = doc.data.get("spec") or {}
-    replicas = spec.get("replicas", 1)
-    if not isinstance(replicas, int) or replicas < 0:
-        raise doc.error("spec.replicas", f"expected a count of 0 or more (got {replicas!r})")
-    template = spec.get("template") or {}
-    labels = {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
-    match = {str(k): str(v) for k, v in ((spec.get("selector") or {}).get("matchLabels") or {}).items()}
-    if not match:
-        raise doc.error("spec.selector.matchLabels", "required: the labels that pick the deployment's pods")
-    if any(labels.get(k) != v for k, v in match.items()):
-        raise doc.error("spec.template.metadata.labels", f"must include spec.selector.matchLabels {match} (Kubernetes refuses this too)")
-    ports, named = _container_ports(doc, template.get("spec") or {}, "spec.template.spec")
-    named_ports.update(named)
+def _deployment(state: LabState, doc: _Doc) -> str:
+    spec = doc.deployment
+    assert spec is not None  # _check parsed it
     known = ClusterRecord.load(state).deployments.get(doc.name)
-    wanted = Deployment(doc.name, doc.namespace, labels, list(ports))
-    if known and (known.labels != labels or known.ports != wanted.ports):
+    wanted = Deployment(doc.name, doc.namespace, spec.labels, list(spec.pod.ports))
+    if known and (known.labels != spec.labels or known.ports != wanted.ports):
         cluster.scale(state, doc.name, 0, known)  # template changed: recreate the pods
         known = None
     if known:
         wanted.pods = known.pods
-        if len(known.pods) == replicas:
+        if len(known.pods) == spec.replicas:
             return f"deployment.apps/{doc.name} unchanged"
-    cluster.scale(state, doc.name, replicas, wanted)
+    cluster.scale(state, doc.name, spec.replicas, wanted)
     return f"deployment.apps/{doc.name} {'configured' if known else 'created'}"
 
 
-def _pod(state: LabState, doc: _Doc, named_ports: dict[str, int]) -> str:
-    spec = doc.data.get("spec") or {}
-    ports, named = _container_ports(doc, spec, "spec")
-    named_ports.update(named)
+def _pod(state: LabState, doc: _Doc) -> str:
     if any(e.name == doc.name for e in state.host_objects()):
         return f"pod/{doc.name} unchanged"
-    node = spec.get("nodeName") or pods.least_loaded_node(state)
+    node = doc.pod.node or pods.least_loaded_node(state)
     pod: dict[str, Any] = {"name": doc.name, "labels": doc.labels}
-    if spec.get("hostNetwork"):
+    if doc.pod.host_network:
         pod["hostNetwork"] = True
-    pods.add(state, [(str(node), pod)], doc.namespace, ports)
+    pods.add(state, [(node, pod)], doc.namespace, doc.pod.ports)
     return f"pod/{doc.name} created"

@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab.model import Topology, parse_topology
+from pydantic import ValidationError
+
+from netlab.errors import NetlabError
+from netlab.model import Topology, from_pydantic, parse_topology
 from netlab.model.service import Service
 from netlab.services.endpoints import PodInfo
 from netlab.state import LabState
@@ -57,8 +60,16 @@ class ClusterRecord:
     def load(cls, state: LabState) -> ClusterRecord:
         extra = state.extra
         dns = extra.get("dns") or None
+        try:
+            services = [Service.model_validate(d) for d in extra.get("services", [])]
+        except ValidationError as exc:  # a record an older netlab wrote, from names it did not check
+            problem = from_pydantic(exc, state.path.name, Service)
+            raise NetlabError(
+                f"lab {state.lab!r}: its record holds a Service netlab refuses ({problem.field}: {problem.message}); "
+                f"take the lab down (netlab down {state.lab}) and build it again"
+            ) from None
         return cls(
-            services=[Service.model_validate(d) for d in extra.get("services", [])],
+            services=services,
             deployments={k: _deployment(v) for k, v in extra.get("deployments", {}).items()},
             workloads={k: _server(v) for k, v in extra.get("workloads", {}).items()},
             dns=_server(dns) if dns and dns.get("pid") else None,

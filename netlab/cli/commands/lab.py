@@ -63,7 +63,7 @@ def cmd_up(args: argparse.Namespace, out: Console) -> int:
         f"{len(state.namespaces)} namespaces, {len(plan)} operations"
     )
     for note in state.notes:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(f"[yellow]note:[/] {escape(note)}")
     out.print(f"try: netlab status {state.lab} · netlab exec {state.lab} <target> -- ping ... · netlab down {state.lab}")
     return 0
 
@@ -83,7 +83,7 @@ def cmd_clean(args: argparse.Namespace, out: Console) -> int:
     if not done and not busy:
         out.print("nothing to clean: no netlab lab has left anything behind")
     for item in done:
-        out.print(f"removed lab {escape(item.lab)} ({item.status}): {_removed(item)}")
+        out.print(f"removed lab {escape(item.lab)} ({escape(item.status)}): {_removed(item)}")
     for who in busy:
         out.print(f"[yellow]skipped lab {escape(who)}[/]: it is being changed right now; `netlab clean --wait` waits for it")
     return 1 if busy else 0

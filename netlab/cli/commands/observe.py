@@ -7,6 +7,7 @@ import json
 import time
 
 from rich.console import Console
+from rich.markup import escape
 
 from netlab.cli.render import check as render_check
 from netlab.cli.render import trace as render_trace
@@ -35,7 +36,8 @@ def cmd_capture(args: argparse.Namespace, out: Console, state: LabState) -> int:
     interrupted = False
     cap.start()  # the socket is open (and filtered) before the first line tells anyone to send
     try:
-        out.print(f"capturing on {point} (netns {point.ns}){f' filter {args.filter!r}' if args.filter else ''}; Ctrl-C stops", style="dim")
+        what = f"{point} (netns {point.ns})" + (f" filter {args.filter!r}" if args.filter else "")
+        out.print(f"capturing on {escape(what)}; Ctrl-C stops", style="dim")
         while not cap.done:
             time.sleep(0.05)
             show()
@@ -47,7 +49,7 @@ def cmd_capture(args: argparse.Namespace, out: Console, state: LabState) -> int:
             cap.write(args.write)
     show()
     why = "interrupted" if interrupted else ("count reached" if args.count and len(cap.frames) >= args.count else "timeout")
-    out.print(f"{len(cap.frames)} packet(s) captured on {point} ({why})" + (f", written to {args.write}" if args.write else ""), highlight=False)
+    out.print(escape(f"{len(cap.frames)} packet(s) captured on {point} ({why})" + (f", written to {args.write}" if args.write else "")), highlight=False)
     return 0
 
 
@@ -56,7 +58,7 @@ def cmd_trace(args: argparse.Namespace, out: Console, state: LabState) -> int:
 
     def started(path: tr.HopPath) -> None:
         if not args.json:
-            out.print(f"tracing {args.proto} {args.src} -> {args.dst} in lab {state.lab}: capturing on {len(path.hops)} interface(s)", style="dim")
+            out.print(escape(f"tracing {args.proto} {args.src} -> {args.dst} in lab {state.lab}: capturing on {len(path.hops)} interface(s)"), style="dim")
 
     result = tr.trace(state, args.src, args.dst, args.proto, args.port, timeout=args.timeout, on_start=started)
     written = result.write(args.write) if args.write else []
@@ -77,6 +79,6 @@ def cmd_check(args: argparse.Namespace, out: Console, state: LabState) -> int:
         out.print_json(json.dumps(report.as_json()))
     else:
         for note in state.notes:
-            out.print(f"[yellow]note:[/] {note}")
+            out.print(f"[yellow]note:[/] {escape(note)}")
         out.print(render_check.reachability(report))
     return 0 if report.ok else 1

@@ -20,7 +20,7 @@ def cmd_apply(args: argparse.Namespace, out: Console, state: LabState) -> int:
     from netlab.services import manifests
 
     for line in manifests.apply_file(state, args.filename):
-        out.print(line, highlight=False)
+        out.print(line, highlight=False, markup=False)
     return 0
 
 
@@ -28,7 +28,7 @@ def cmd_scale(args: argparse.Namespace, out: Console, state: LabState) -> int:
     from netlab.services import cluster
 
     deploy = cluster.scale(state, args.deployment, args.replicas)
-    out.print(f"deployment.apps/{args.deployment} scaled to {args.replicas}: {', '.join(deploy.pods) or 'no pods'}", highlight=False)
+    out.print(f"deployment.apps/{args.deployment} scaled to {args.replicas}: {', '.join(deploy.pods) or 'no pods'}", highlight=False, markup=False)
     return 0
 
 

@@ -26,9 +26,9 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     if args.json:
         result = runner.run()
     else:
-        out.print(f"[bold]running {scenario.name}[/]: {len(labs)} lab(s), {len(scenario.steps)} step(s)")
+        out.print(f"[bold]running {escape(scenario.name)}[/]: {len(labs)} lab(s), {len(scenario.steps)} step(s)")
         with out.status("starting", spinner="dots") as spinner:
-            runner.activity = lambda msg: spinner.update(msg)
+            runner.activity = lambda msg: spinner.update(escape(msg))
             result = runner.run()
     if args.json:
         out.print_json(json.dumps(result.to_json(), default=str))

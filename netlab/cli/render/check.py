@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -38,14 +39,14 @@ def matrix(report: Reachability) -> Table:
     ordered = _display_order(report.hosts)
     sources = [e for e in ordered if any(r.pair.src == e.name for r in report.results)]
     targets = [e for e in ordered if any(r.pair.dst == e.name for r in report.results)]
-    table = Table(title=f"netlab check {report.lab} (cni {report.cni}): ✓ reached · ✗ no reply · ⊘ blocked as it must be", title_justify="left")
+    table = Table(title=f"netlab check {escape(report.lab)} (cni {escape(report.cni)}): ✓ reached · ✗ no reply · ⊘ blocked as it must be", title_justify="left")
     table.add_column("from \\ to", no_wrap=True)
     for ep in targets:
-        table.add_column(ep.name, justify="center", overflow="fold")
+        table.add_column(escape(ep.name), justify="center", overflow="fold")
     for ep in sources:
         src = ep.name
         where = "hostNetwork" if ep.host_network else str(ep.ip)
-        row: list[Any] = [f"{src} [dim]{where}[/]"]
+        row: list[Any] = [f"{escape(src)} [dim]{escape(where)}[/]"]
         for ep in targets:
             r = cells.get((src, ep.name))
             if r is None:
@@ -64,7 +65,7 @@ def summary(report: Reachability) -> Table:
     for category, good, total, must in sorted(report.summary(), key=lambda row: _rank(row[0])):
         what = "" if must else " (must fail)"
         mark = Text("ok", "green") if good == total else Text("FAIL", "bold red")
-        table.add_row(category + what, f"{good}/{total}", mark)
+        table.add_row(escape(category + what), f"{good}/{total}", mark)
     return table
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -16,5 +17,5 @@ def checks_table(checks: Sequence[Check]) -> Table:
     table = Table("check", "result", "detail", "without it", "how to get it", title="netlab doctor")
     for c in checks:
         mark = "[green]ok[/]" if c.ok else ("[red]MISSING[/]" if c.essential else "[yellow]missing[/]")
-        table.add_row(c.name, mark, c.detail, "" if c.ok else c.disables, "" if c.ok else c.how)
+        table.add_row(escape(c.name), mark, escape(c.detail), "" if c.ok else escape(c.disables), "" if c.ok else escape(c.how))
     return table

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -19,13 +20,13 @@ _STYLE = {"pass": "green", "fail": "bold red", "error": "bold red", "skipped": "
 
 def render(report: ScenarioReport, console: Console, terminal_plot: bool = True) -> None:
     """The whole report; ``terminal_plot`` adds the bar chart (when no PNGs are kept)."""
-    console.print(f"[bold]scenario {report.scenario}[/] · {report.source} · {report.duration:.1f}s")
+    console.print(f"[bold]scenario {escape(report.scenario)}[/] · {escape(report.source)} · {report.duration:.1f}s")
     cond = report.conditions
     vm = " · [yellow]figures from an emulated VM: absolute latencies are not representative[/]" if cond.get("emulated_vm") else ""
-    console.print(f"kernel {cond.get('kernel')} · {cond.get('cpu')} · {cond.get('cores')} cores{vm}", highlight=False)
+    console.print(escape(f"kernel {cond.get('kernel')} · {cond.get('cpu')} · {cond.get('cores')} cores") + vm, highlight=False)
     labs = Table("lab", "cni", "status", "note", title="labs", title_justify="left")
     for outcome in report.labs:
-        labs.add_row(outcome.name, outcome.cni, Text(outcome.status, style="green" if outcome.status == "up" else "yellow"), outcome.reason)
+        labs.add_row(escape(outcome.name), escape(outcome.cni), Text(outcome.status, style="green" if outcome.status == "up" else "yellow"), Text(outcome.reason))
     console.print(labs)
     rtt = [s for s in report.steps if s.kind == "rtt" and "stats" in s.data]
     if rtt:
@@ -37,17 +38,17 @@ def render(report: ScenarioReport, console: Console, terminal_plot: bool = True)
         table = Table("lab", "streams", "Gbit/s", title="throughput (iperf3, TCP)", title_justify="left")
         for step in tput:
             for streams, gbps in step.data.get("gbps", {}).items():
-                table.add_row(step.lab, streams, f"{gbps:.2f}")
+                table.add_row(escape(step.lab), escape(str(streams)), f"{gbps:.2f}")
         console.print(table)
     steps = Table("#", "step", "result", "detail", title="steps", title_justify="left")
     for step in report.steps:
-        steps.add_row(str(step.index + 1), step.title, Text(step.status, style=_STYLE.get(step.status, "")), step.detail)
+        steps.add_row(str(step.index + 1), Text(step.title), Text(step.status, style=_STYLE.get(step.status, "")), Text(step.detail))
     console.print(steps)
     failed = [s for s in report.steps if s.status in ("fail", "error")]
     verdict = "[bold green]PASSED[/]" if report.passed else f"[bold red]FAILED[/]: {len(failed)} step(s)"
     console.print(f"{verdict} · labs torn down")
     for artifact in report.artifacts:
-        console.print(f"  artifact: {artifact}", highlight=False)
+        console.print(f"  artifact: {artifact}", highlight=False, markup=False)
 
 
 def rtt_table(steps: list[StepResult]) -> Table:
@@ -62,7 +63,7 @@ def rtt_table(steps: list[StepResult]) -> Table:
         over = f"{vs['diff_p50']:+.1f} [{vs['diff_ci'][0]:+.1f}, {vs['diff_ci'][1]:+.1f}]" if vs else "baseline"
         ratio = f"{vs['ratio_p50']:.2f} [{vs['ratio_ci'][0]:.2f}, {vs['ratio_ci'][1]:.2f}]" if vs else ""
         name = step.lab if step.lab != "baseline" else step.title.removeprefix("rtt ")
-        table.add_row(name, str(s["n"]), f"{s['min']:.0f}", f"{s['p50']:.0f}", f"{s['p90']:.0f}", f"{s['p99']:.0f}",
+        table.add_row(escape(name), str(s["n"]), f"{s['min']:.0f}", f"{s['p50']:.0f}", f"{s['p90']:.0f}", f"{s['p99']:.0f}",
                       f"{s['mean']:.1f}", f"{s['stddev']:.1f}", over, ratio)
         for warning in step.data.get("warnings", []):
             table.add_row("", "", "", "", "", "", "", "", Text(f"warning: {warning}", style="yellow"), "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -13,15 +14,16 @@ def services_table(mode: str, rows: Sequence[dict[str, Any]]) -> Table:
     table = Table("service", "type", "cluster-ip", "ports", "affinity", "endpoints", title=f"services (kube-proxy {mode})", title_justify="left")
     for row in rows:
         kind = row["type"] + (f" ({row['externalTrafficPolicy']})" if row["externalTrafficPolicy"] == "Local" else "")
-        table.add_row(row["service"], kind, row["clusterIP"] or "", " ".join(row["ports"]), row["affinity"], "\n".join(row["endpoints"]) or "<none>")
+        cells = (row["service"], kind, row["clusterIP"] or "", " ".join(row["ports"]), row["affinity"], "\n".join(row["endpoints"]) or "<none>")
+        table.add_row(*(escape(text) for text in cells))
     return table
 
 
 def requests_table(result: dict[str, Any], count: int, source: str, url: str) -> Table:
     """Which pod answered how many of ``count`` requests, and the errors (the request client's JSON)."""
-    table = Table("answered by", "requests", "share", title=f"{count} requests {source} -> {url}", title_justify="left")
+    table = Table("answered by", "requests", "share", title=escape(f"{count} requests {source} -> {url}"), title_justify="left")
     for who, answered in result["answers"].items():
-        table.add_row(who, str(answered), f"{100 * answered / count:.1f}%")
+        table.add_row(escape(str(who)), str(answered), f"{100 * answered / count:.1f}%")
     if result["errors"]:
-        table.add_row("[red]errors[/]", str(result["errors"]), ", ".join(result["error_kinds"]))
+        table.add_row("[red]errors[/]", str(result["errors"]), escape(", ".join(map(str, result["error_kinds"]))))
     return table

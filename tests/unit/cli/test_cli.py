@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from netlab import cli, datapaths, lab
+from netlab.errors import UsageError
 from netlab.state import LabState
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
@@ -141,3 +142,91 @@ def test_status_lists_labs(as_root: None) -> None:
 def test_plan_exits_0() -> None:
     code, text = run("plan", str(TOPOLOGIES / "docker-2hosts.yaml"))
     assert code == 0 and text.startswith("# netlab plan for lab 'docker-2hosts' (cni docker0)")
+
+
+# ----------------------------------------------------------------------------- issue 11: hostile arguments exit 2
+def argparse_exit(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """argparse refuses the command line itself: exit 2, its message on stderr."""
+    with pytest.raises(SystemExit) as caught:
+        run(*argv)
+    assert caught.value.code == 2, argv
+    return capsys.readouterr().err
+
+
+def test_down_with_a_path_for_a_lab_touches_nothing_outside_the_state_dir(
+    tmp_path: Path, private_state: Path, as_root: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`netlab down ../../<dir>/b` deleted <dir>/b.json (issue 11)."""
+    victim = tmp_path / "x" / "b.json"
+    victim.parent.mkdir()
+    victim.write_text("{}")
+    private_state.mkdir()
+    err = argparse_exit(capsys, "down", "../x/b")
+    assert "argument lab: invalid lab name '../x/b'" in err
+    assert victim.exists()
+    with pytest.raises(UsageError, match="invalid lab name"):  # and below the CLI: no path is ever made of it
+        lab.down("../x/b")
+    for path_for in (LabState.path_for, LabState.journal_for, LabState.files_journal_for):
+        with pytest.raises(UsageError):
+            path_for("../x/b")
+    assert victim.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["down", "[/]x"], ["status", "Lab"], ["exec", "a/b", "web", "--", "true"], ["capture", "x" * 17, "web:eth0"],
+        ["trace", "1lab", "a", "b"], ["check", "a_b"], ["apply", "a\nb", "-f", "m.yaml"], ["scale", "..", "web", "1"],
+        ["requests", "a b", "web", "http://web"],
+    ],
+)
+def test_every_lab_argument_is_a_lab_name(argv: list[str], as_root: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "argument lab: " in argparse_exit(capsys, *argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["capture", "lab", "web:eth0", "--count", "-5"], "argument --count: expected an integer of at least 1 (got '-5')"),
+        (["capture", "lab", "web:eth0", "--count", "0"], "argument --count"),
+        (["capture", "lab", "web:eth0", "--timeout", "-1"], "argument --timeout: expected a number of seconds"),
+        (["capture", "lab", "web:eth0", "--timeout", "nan"], "argument --timeout"),
+        (["capture", "lab", "web:eth0", "--timeout", "1e400"], "argument --timeout"),
+        (["trace", "lab", "a", "b", "--port", "70000"], "argument --port: expected an integer from 1 to 65535 (got '70000')"),
+        (["trace", "lab", "a", "b", "--port", "0"], "argument --port"),
+        (["trace", "lab", "a", "b", "--timeout", "0"], "argument --timeout"),
+        (["requests", "lab", "web", "http://web", "-n", "-3"], "argument -n/--count: expected an integer of at least 1"),
+        (["scale", "lab", "web", "-1"], "argument replicas: expected an integer of at least 0 (got '-1')"),
+        (["scale", "lab", "web", "two"], "argument replicas"),
+        (["check", "lab", "--workers", "0"], "argument --workers"),
+        (["run", "s.yaml", "--samples", "0"], "argument --samples: expected an integer from 10 to 200000"),
+        (["vm", "--cpus", "0", "--", "netlab", "doctor"], "argument --cpus"),
+    ],
+)
+def test_out_of_range_numbers_exit_2(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert words in argparse_exit(capsys, *argv)
+
+
+def test_numbers_in_range_are_accepted(as_root: None) -> None:
+    assert run("scale", "nope", "web", "0")[0] == 1  # parsed: the lab lookup is what fails
+    assert run("trace", "nope", "a", "b", "--port", "65535", "--timeout", "0.5")[0] == 1
+
+
+def test_rich_markup_in_user_text_is_printed_not_interpreted(as_root: None) -> None:
+    """`[/]` in a name reached rich's markup parser (MarkupError traceback)."""
+    another_lab_up()
+    code, text = run("exec", "t2-other", "[/]x", "--", "true")
+    assert code == 2 and "lab 't2-other' has no node or pod named '[/]x'" in text
+    code, text = run("plan", "[bold]no-such-file[/].yaml")
+    assert code == 2 and "[bold]no-such-file[/].yaml: cannot read the file" in text
+
+
+@pytest.mark.parametrize("command", ["plan", "run", "apply"])
+def test_a_file_that_is_not_utf8_exits_2_naming_it(tmp_path: Path, command: str, as_root: None) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    another_lab_up()
+    argv = ["apply", "t2-other", "-f", str(path)] if command == "apply" else [command, str(path)]
+    code, text = run(*argv)
+    assert code == 2, text
+    assert f"error: {path}: line 1: not UTF-8 text (byte 0xe9 at offset 9)" in text

@@ -65,7 +65,13 @@ def test_affinity_timeout_defaults_to_10800() -> None:
         ([WEB], {"serviceCIDR": "10.244.0.0/16"}, "network.serviceCIDR", "overlaps network.podCIDR"),
         ([WEB], {"proxyMode": "userspace"}, "network.proxyMode", "ipvs"),
         ([WEB], {"proxyMode": "ipvs", "ipvsScheduler": "fastest"}, "network.ipvsScheduler", "unknown IPVS scheduler"),
-        ([{**WEB, "name": "Web"}], {}, "services[0].name", "DNS label"),
+        ([{**WEB, "name": "Web"}], {}, "services[0].name", "a DNS-1035 label must consist of lower case alphanumeric characters"),
+        ([{**WEB, "name": "web\n"}], {}, "services[0].name", "invalid service name 'web\\n'"),  # `$` of re.match let this through
+        ([{**WEB, "namespace": "default\nnameserver 192.0.2.1"}], {}, "services[0].namespace", "a lowercase RFC 1123 label"),
+        ([{**WEB, "selector": {"app": "web\n"}}], {}, "services[0].selector", "invalid selector value (of app)"),
+        ([{**WEB, "selector": {"a b": "web"}}], {}, "services[0].selector", "invalid selector key 'a b'"),
+        ([{"name": "ext", "type": "ExternalName", "externalName": "a..b"}], {}, "services[0].externalName", "RFC 1123 subdomain"),
+        ([{**WEB, "endpoints": ["192.0.2.1:80 -j ACCEPT"]}], {}, "services[0].endpoints", "not an IPv4 address, or IPv4:PORT"),
         ([{**WEB, "ports": [{"port": 80}, {"port": 81}]}], {}, "services[0]", "needs a name"),
         ([{**WEB, "bogus": 1}], {}, "services[0].bogus", "unknown key"),
     ],
@@ -109,3 +115,27 @@ def test_node_port_allocation_skips_taken() -> None:
 def test_the_shipped_topology_is_valid() -> None:
     t = load_topology("topologies/services.yaml")
     assert {s.name for s in t.services} >= {"web", "web-sticky", "web-nodeport", "web-local", "web-headless", "search"}
+
+
+# A port name that closed kube-proxy's quoted comment and started a new rule: issue 11's
+# reproduction, through the topology's services (the manifest path is in test_services_manifests).
+INJECTION = 'x"\n-A PREROUTING -p tcp -j DNAT --to-destination 192.0.2.1:80\n#'
+
+
+def test_port_name_that_injects_an_iptables_rule_is_refused() -> None:
+    err = problem(topo([{**WEB, "ports": [{"name": INJECTION, "port": 80}]}]))
+    assert err.field == "services[0].ports[0].name" and err.exit_code == 2
+    assert "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'" in err.message
+
+
+@pytest.mark.parametrize("name", ["www.example.com", "www.example.com.", "a", "1.2.3.4.example"])
+def test_external_names_kubernetes_accepts(name: str) -> None:
+    t = parse_topology(topo([{"name": "ext", "type": "ExternalName", "externalName": name}]))
+    assert t.services[0].external_name == name
+
+
+@pytest.mark.parametrize("name", ["a..b", "-a.com", "a.com-", "a b.com", "ex\u00e4mple.com", "x" * 64 + ".com", "x." * 126 + "com", "."])
+def test_external_names_that_broke_the_dns_server_are_refused(name: str) -> None:
+    """dnslib could not encode these: the in-pod DNS server logged a UnicodeError and every query timed out."""
+    err = problem(topo([{"name": "ext", "type": "ExternalName", "externalName": name}]))
+    assert err.field == "services[0].externalName", err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from netlab.model.service import Service
@@ -66,3 +69,24 @@ def test_resolv_conf_is_the_kubelets() -> None:
     assert resolv_conf("default", "10.96.0.10") == (
         "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
     )
+
+
+def test_a_record_dnslib_cannot_encode_is_servfail_not_silence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An externalName with an empty label made the DNS server log a UnicodeError and leave the
+    query unanswered (issue 11); the model refuses such names now, and the server answers SERVFAIL."""
+    import json
+
+    from netlab.services.dns import FileResolver
+
+    path = tmp_path / "records"
+    path.write_text(json.dumps({"services": [{"name": "bad", "namespace": "default", "externalName": "a..b"}]}))
+    reply = FileResolver(str(path)).resolve(DNSRecord.question("bad.default.svc.cluster.local"), None)
+    assert reply.header.rcode == RCODE.SERVFAIL
+    assert "coredns: SERVFAIL for bad.default.svc.cluster.local." in capsys.readouterr().out
+
+
+def test_resolv_conf_refuses_what_would_add_lines() -> None:
+    with pytest.raises(ValueError, match="invalid namespace"):
+        resolv_conf("default\nnameserver 192.0.2.1", "10.96.0.10")
+    with pytest.raises(ValueError):
+        resolv_conf("default", "10.96.0.10\nnameserver 192.0.2.1")

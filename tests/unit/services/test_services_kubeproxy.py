@@ -98,3 +98,24 @@ def test_resync_deletes_stale_chains_and_keeps_jumps_once() -> None:
     assert not any("FLANNEL" in r for r in text)
     assert not any(r.startswith("-A PREROUTING") for r in text)
     assert any(r.startswith("-A OUTPUT") and r.endswith("KUBE-SERVICES") for r in text)
+
+
+def test_rules_are_rendered_from_kubernetes_names_only() -> None:
+    """The last line behind the model: a ServicePortName or address that could close the quoted
+    comment or start a new iptables-restore line is refused before anything is rendered."""
+    import pytest
+
+    from netlab.model.service import ServicePort
+    from netlab.services import kubeproxy
+    from netlab.services.kubeproxy import rule_words
+
+    assert rule_words("default/web:http", "10.96.0.5", "10.244.0.0/16", "10.244.1.2:8080") == "default/web:http"
+    for name in ('default/web:x" -j ACCEPT', "default/web\n", "default/web:a b", "../web"):
+        with pytest.raises(ValueError, match="not a Kubernetes name"):
+            rule_words(name)
+    for address in ("10.0.0.1\n-A PREROUTING", "10.0.0.1 -j ACCEPT", "None"):
+        with pytest.raises(ValueError, match="with address"):
+            rule_words("default/web", address)
+    bad = Service.model_construct(name="web", namespace="default", ports=(ServicePort.model_construct(name='x"', port=80, protocol="TCP"),))
+    with pytest.raises(ValueError):
+        kubeproxy.ruleset("node1", [bad.model_copy(update={"cluster_ip": "10.96.0.5"})], {"default/web": [Endpoint("10.244.1.2")]}, "10.244.0.0/16")

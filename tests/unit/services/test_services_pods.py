@@ -64,3 +64,17 @@ def test_workload_listens_on_target_ports_of_selecting_services() -> None:
     ]
     pod = PodInfo("web-1", "default", {"app": "web"}, "10.244.1.2", "node1", "l-web-1", ports=((9000, "TCP"),))
     assert workload_ports(services, pod) == [(53, "UDP"), (8080, "TCP"), (9000, "TCP")]
+
+
+def test_a_record_with_a_service_netlab_now_refuses_is_an_error_not_a_traceback() -> None:
+    """An older netlab stored a hostile port name in the lab record; every apply/scale then failed with a traceback."""
+    import pytest
+
+    from netlab.errors import NetlabError
+    from netlab.services.records import ClusterRecord
+    from netlab.state import LabState
+
+    hostile = {"name": "web", "namespace": "default", "ports": [{"name": 'x"\n-A PREROUTING', "port": 80}]}
+    state = LabState(lab="t11-old", extra={"services": [hostile]})
+    with pytest.raises(NetlabError, match="its record holds a Service netlab refuses .*ports\\[0\\].name.*netlab down t11-old"):
+        ClusterRecord.load(state)
