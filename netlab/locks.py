@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from netlab.errors import LabBusy
-from netlab.state import LabState, state_dir
+from netlab.state import LabState, lab_file, state_dir
 
 NAMESPACES = ".namespaces"
 POLL = 0.05  # seconds between tries while waiting
@@ -40,7 +40,8 @@ _guard = threading.RLock()
 
 
 def lock_path(name: str) -> Path:
-    return state_dir() / f"{name}.lock"
+    """The lock file of lab ``name`` (a valid lab name only: never a path outside the state dir)."""
+    return state_dir() / f"{NAMESPACES}.lock" if name == NAMESPACES else lab_file(name, ".lock")
 
 
 def holder(name: str) -> str:

@@ -35,7 +35,7 @@ def state_dir() -> Path:
     return Path(os.environ.get("NETLAB_STATE_DIR", DEFAULT_STATE_DIR))
 
 
-def _lab_file(lab: str, suffix: str) -> Path:
+def lab_file(lab: str, suffix: str) -> Path:
     """``<state dir>/<lab><suffix>``, for a valid lab name only: ``../x`` never becomes a path."""
     problem = lab_name_problem(lab)
     if problem is not None:
@@ -59,11 +59,11 @@ class LabState:
     # ------------------------------------------------------------ persistence
     @staticmethod
     def path_for(lab: str) -> Path:
-        return _lab_file(lab, ".json")
+        return lab_file(lab, ".json")
 
     @staticmethod
     def journal_for(lab: str) -> Path:
-        return _lab_file(lab, ".journal")
+        return lab_file(lab, ".journal")
 
     @property
     def path(self) -> Path:
@@ -180,7 +180,7 @@ class LabState:
     # ------------------------------------------------------------ files outside the namespaces
     @staticmethod
     def files_journal_for(lab: str) -> Path:
-        return _lab_file(lab, ".files")
+        return lab_file(lab, ".files")
 
     def will_write(self, path: str | Path) -> None:
         """Record a file or directory before creating it outside the lab's namespaces
