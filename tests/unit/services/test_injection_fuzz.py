@@ -277,10 +277,7 @@ def test_hostile_fields_of_one_document(case: tuple[Any, list[str]]) -> None:
     manifest_outcome([doc], used)
 
 
-@FUZZ
-@given(mutated(TOPOLOGY))
-def test_hostile_topology_services_and_pods(case: tuple[dict[str, Any], list[str]]) -> None:
-    data, used = case
+def topology_outcome(data: dict[str, Any], used: list[str]) -> None:
     try:
         topology = parse_topology(data, "fuzz.yaml")
     except TopologyError as error:
@@ -292,6 +289,12 @@ def test_hostile_topology_services_and_pods(case: tuple[dict[str, Any], list[str
         for j, pod in enumerate(node.pods)
     ]
     assert_absent(used, render(list(topology.services), running))
+
+
+@FUZZ
+@given(mutated(TOPOLOGY))
+def test_hostile_topology_services_and_pods(case: tuple[dict[str, Any], list[str]]) -> None:
+    topology_outcome(*case)
 
 
 def test_the_issue_11_reproductions_are_refused() -> None:
