@@ -121,7 +121,11 @@ COMMANDS: tuple[Command, ...] = (
         (LAB, arg("target"), arg("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")),
         needs_root=True, needs_lab=True, prepare=lab.command_after_dashes,
     ),
-    Command("plan", lab.cmd_plan, "print the kernel operations a topology takes, as ip/iptables commands", (arg("file"),)),
+    Command(
+        "plan", lab.cmd_plan, "print the kernel operations a topology takes, as ip/iptables commands",
+        (arg("file"), arg("--services", action="store_true",
+                          help="instead: its Services as up makes them (load-balancer addresses and leaders, DNS, kube-proxy's rules per node)")),
+    ),
     Command(
         "run", tools.cmd_run, "run a scenario: build its labs, run its steps, report, tear down",
         (
@@ -169,6 +173,16 @@ COMMANDS: tuple[Command, ...] = (
             LAB,
             arg("-f", "--filename", required=True, metavar="FILE",
                 help="YAML manifests (v1 Service, v1 Pod, apps/v1 Deployment; several documents)"),
+            WAIT,
+        ),
+        needs_root=True, needs_lab=True, changes_lab=True,
+    ),
+    Command(
+        "delete", services.cmd_delete, "delete Services (and the Deployments and Pods of a manifest) from a running lab, like kubectl delete",
+        (
+            LAB,
+            arg("targets", nargs="*", metavar="service/NAME"),
+            arg("-f", "--filename", metavar="FILE", help="delete what these manifests describe"),
             WAIT,
         ),
         needs_root=True, needs_lab=True, changes_lab=True,

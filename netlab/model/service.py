@@ -80,6 +80,14 @@ class Service(_Spec):
     cluster_ip: str | None = Field(None, alias="clusterIP")
     external_traffic_policy: Literal["Cluster", "Local"] = Field("Cluster", alias="externalTrafficPolicy")
     external_name: str | None = Field(None, alias="externalName")
+    # type LoadBalancer (netlab/services/loadbalancer.py): a requested address, the client
+    # ranges kube-proxy lets in (KUBE-FW-*), which controller owns it, and whether it gets NodePorts
+    load_balancer_ip: str | None = Field(None, alias="loadBalancerIP")
+    load_balancer_source_ranges: tuple[ipaddress.IPv4Network, ...] = Field((), alias="loadBalancerSourceRanges")
+    load_balancer_class: str | None = Field(None, alias="loadBalancerClass")
+    allocate_load_balancer_node_ports: bool = Field(True, alias="allocateLoadBalancerNodePorts")
+    # metadata.annotations (MetalLB's and ExternalDNS's are read; others are reported as ignored)
+    annotations: dict[str, str] = Field(default_factory=dict)
     # netlab's own: endpoints that are not pods (the API server on a node's address)
     endpoints: tuple[str, ...] = ()
 
@@ -127,8 +135,39 @@ class Service(_Spec):
             raise ValueError(f"clusterIP {value!r} is not an IPv4 address (or None for a headless service)") from None
         return str(value)
 
+    @field_validator("load_balancer_ip", mode="before")
+    @classmethod
+    def _lb_ip(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return None
+        try:
+            ipaddress.IPv4Address(str(value))
+        except ValueError:
+            raise ValueError(f"loadBalancerIP {value!r} is not an IPv4 address") from None
+        return str(value)
+
+    @field_validator("load_balancer_source_ranges", mode="before")
+    @classmethod
+    def _source_ranges(cls, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be a list of CIDRs, e.g. [203.0.113.0/24]")
+        out = []
+        for item in value:
+            try:
+                out.append(ipaddress.IPv4Network(str(item).strip()))  # strict, as the API server validates it
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IPv4 CIDR with its host bits zero (e.g. 203.0.113.0/24)") from None
+        return out
+
     @model_validator(mode="after")
     def _shape(self) -> Service:
+        if self.type != "LoadBalancer":
+            for key, value in (
+                ("loadBalancerIP", self.load_balancer_ip), ("loadBalancerSourceRanges", self.load_balancer_source_ranges),
+                ("loadBalancerClass", self.load_balancer_class), ("allocateLoadBalancerNodePorts", not self.allocate_load_balancer_node_ports),
+            ):
+                if value:
+                    raise ValueError(f"{key} may only be used when type is LoadBalancer (the API server refuses it too)")
         if self.type == "ExternalName":
             if not self.external_name:
                 raise ValueError("type ExternalName needs externalName (the DNS name to alias, e.g. example.com)")
@@ -167,7 +206,8 @@ class Service(_Spec):
 
     @property
     def has_node_ports(self) -> bool:
-        return self.type in ("NodePort", "LoadBalancer")
+        """Does it get NodePorts? NodePort always; LoadBalancer unless allocateLoadBalancerNodePorts is false."""
+        return self.type == "NodePort" or (self.type == "LoadBalancer" and self.allocate_load_balancer_node_ports)
 
     @property
     def affinity_timeout(self) -> int | None:

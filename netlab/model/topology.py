@@ -35,6 +35,7 @@ INSTANCE_TYPES = {
 DEFAULT_INSTANCE_TYPE = "t3.medium"  # vpc-native nodes without instanceType
 
 _PORT_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp))?")
+_DOMAIN_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _name(kind: str, max_len: int, why: str) -> Any:
@@ -143,6 +144,21 @@ class Network(_Frozen):
     service_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
     proxy_mode: Literal["iptables", "ipvs"] = Field("iptables", alias="proxyMode")
     ipvs_scheduler: str = Field("rr", alias="ipvsScheduler")
+    # MetalLB's IPAddressPool spec.addresses: ranges "a.b.c.d-a.b.c.e" or CIDRs on a node subnet;
+    # None: the default pool (Topology.load_balancer_pool)
+    load_balancer_pool: tuple[str, ...] | None = Field(None, alias="loadBalancerPool")
+
+    @field_validator("load_balancer_pool", mode="before")
+    @classmethod
+    def _pool(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else value
+        if items is None:
+            return None
+        if not isinstance(items, (list, tuple)):
+            raise ValueError("expected an address range ('192.168.1.240-192.168.1.250'), a CIDR, or a list of them")
+        for item in items:
+            pool_range(str(item))  # raises ValueError naming the entry
+        return tuple(str(i).strip() for i in items)
 
     @field_validator("cni")
     @classmethod
@@ -174,6 +190,47 @@ class Network(_Frozen):
         return None if self.internet is None else self.internet.broadcast_address - 1
 
 
+class ExternalDNS(_Frozen):
+    """ExternalDNS as deployed in the lab (its command-line flags), publishing to the emulated
+    internet's authoritative DNS (netlab/services/externaldns.py)."""
+
+    domain_filter: tuple[str, ...] = Field(("example.test",), alias="domainFilter")  # the zones it manages
+    txt_owner_id: str = Field("default", alias="txtOwnerId")  # --txt-owner-id
+    txt_prefix: str = Field("", alias="txtPrefix")  # --txt-prefix
+
+    @field_validator("domain_filter", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise ValueError("expected a domain or a list of domains, e.g. example.test")
+        out = []
+        for item in items:
+            name = str(item).strip().rstrip(".").lower()
+            if not _DOMAIN_RE.match(name):
+                raise ValueError(f"{item!r} is not a DNS domain (e.g. example.test)")
+            out.append(name)
+        return tuple(out)
+
+
+def pool_range(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """First and last address of one loadBalancerPool entry (a range or a CIDR); ValueError if malformed."""
+    text = text.strip()
+    try:
+        if "-" in text:
+            first, last = (ipaddress.IPv4Address(t.strip()) for t in text.split("-", 1))
+            if last < first:
+                raise ValueError
+            return first, last
+        net = ipaddress.IPv4Network(text)
+        return net.network_address, net.broadcast_address
+    except ValueError:
+        raise ValueError(f"malformed loadBalancerPool entry {text!r}: use 'FIRST-LAST' (192.168.1.240-192.168.1.250) or a CIDR") from None
+
+
+DEFAULT_POOL_SIZE = 11  # .240-.250 of a /24, as in MetalLB's own IPAddressPool example
+
+
 class Topology(_Frozen):
     """A validated lab description. Build it with :func:`load_topology` or :func:`parse_topology`."""
 
@@ -181,6 +238,7 @@ class Topology(_Frozen):
     network: Network = Network()
     nodes: tuple[Node, ...]
     services: tuple[Service, ...] = ()  # Kubernetes Services: netlab/services/
+    external_dns: ExternalDNS = Field(ExternalDNS(), alias="externalDNS")
 
     _check_name = field_validator("name")(
         classmethod(lambda cls, v: _name("lab name", names.LAB_NAME_MAX, "it prefixes every namespace of the lab")(v))
@@ -212,6 +270,27 @@ class Topology(_Frozen):
         for node in self.nodes:
             for pod in node.pods:
                 yield node, pod
+
+    def load_balancer_pool(self) -> list[ipaddress.IPv4Address]:
+        """The addresses MetalLB hands to LoadBalancer Services, in allocation order.
+
+        ``network.loadBalancerPool`` if given; by default the 11 addresses 16 below the first
+        subnet's broadcast address (192.168.1.240-192.168.1.250 for a /24, MetalLB's example
+        pool), or none when that subnet is too small to spare them beside its nodes.
+        """
+        net = self.network
+        if net.load_balancer_pool is not None:
+            out: list[ipaddress.IPv4Address] = []
+            for entry in net.load_balancer_pool:
+                first, last = pool_range(entry)
+                out += [ipaddress.IPv4Address(i) for i in range(int(first), int(last) + 1)]
+            return out
+        subnet = net.subnets[0].cidr
+        first = subnet.broadcast_address - 15
+        members = sum(1 for n in self.nodes if self.subnet_of(n).cidr == subnet)
+        if subnet.prefixlen > 26 or first <= subnet.network_address + FIRST_NODE_HOST + members:
+            return []
+        return [first + i for i in range(DEFAULT_POOL_SIZE)]
 
     @property
     def needs_gateway(self) -> bool:
@@ -271,7 +350,33 @@ class Topology(_Frozen):
                     raise Problem(f"nodes[{i}].pods", "more containers than docker0's 172.17.0.0/16 holds")
         if (problem := check_services(self)) is not None:
             raise Problem(*problem)
+        self._check_pool()
         return self
+
+    def _check_pool(self) -> None:
+        """Pool entries on a node subnet (L2 mode answers ARP only there), clear of the nodes and the gateway."""
+        net = self.network
+        if net.load_balancer_pool is None:
+            return
+        taken = {self.node_ip(n): f"node {n.name}" for n in self.nodes}
+        taken.update({s.gateway: f"the gateway of subnet {s.name}" for s in net.subnets})
+        seen: set[ipaddress.IPv4Address] = set()
+        for i, entry in enumerate(net.load_balancer_pool):
+            first, last = pool_range(entry)
+            subnet = next((s for s in net.subnets if first in s.cidr and last in s.cidr), None)
+            field = f"network.loadBalancerPool[{i}]"
+            if subnet is None:
+                raise Problem(field, f"{entry} is not inside one node subnet ({', '.join(str(s.cidr) for s in net.subnets)}): "
+                              "a layer-2 load balancer answers ARP only on the nodes' own segment")
+            if first == subnet.cidr.network_address or last == subnet.cidr.broadcast_address:
+                raise Problem(field, f"{entry} includes the network or broadcast address of {subnet.cidr}")
+            for address in range(int(first), int(last) + 1):
+                ip = ipaddress.IPv4Address(address)
+                if ip in taken:
+                    raise Problem(field, f"{entry} includes {ip}, the address of {taken[ip]}")
+                if ip in seen:
+                    raise Problem(field, f"{entry} overlaps another pool entry at {ip}")
+                seen.add(ip)
 
     def _check_pod_network(self, taken: list[tuple[str, ipaddress.IPv4Network]]) -> None:
         net = self.network

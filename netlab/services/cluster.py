@@ -8,7 +8,10 @@ whenever Services or pods change (:func:`sync`), it
 2. writes kube-proxy's rules into every node (iptables-restore, or IPVS),
 3. rewrites the cluster DNS records (the ``coredns`` pod in kube-system rereads them),
 4. gives every pod ``/etc/netns/<netns>/resolv.conf`` (:mod:`.files`) and runs the hostname
-   server in pods that back a Service (:mod:`.processes`).
+   server in pods that back a Service (:mod:`.processes`),
+5. gives LoadBalancer Services an address and a leader node (MetalLB, :mod:`.loadbalancer`),
+   whose speaker answers ARP for it, and publishes annotated Services in the internet's DNS
+   (ExternalDNS, :mod:`.externaldns`).
 
 Pods come and go through :mod:`.pods`. Everything it starts runs inside the lab's
 namespaces, and every file it writes outside them is journaled, so ``netlab down`` removes
@@ -20,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
+import time
 from typing import Any
 
 from netlab import names
@@ -27,11 +31,19 @@ from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import iptables, netns
 from netlab.model import Topology
 from netlab.model.service import Service, system_services
-from netlab.services import ipvs, kubeproxy, pods
+from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer, pods
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import cluster_cidr, endpoints_for
-from netlab.services.files import write_dns_records, write_resolv_conf
-from netlab.services.processes import DNS_POD, start_dns, start_workloads
+from netlab.services.files import (
+    write_dns_records,
+    write_internet_resolv_conf,
+    write_resolv_conf,
+    write_speaker_config,
+    write_zones,
+)
+from netlab.services.kubeproxy import Endpoint
+from netlab.services.loadbalancer import Assignment
+from netlab.services.processes import DNS_POD, start_dns, start_external_dns, start_speakers, start_workloads, wait_applied
 from netlab.services.records import ClusterRecord, Deployment, pods_of, topology_of
 from netlab.state import LabState
 
@@ -48,7 +60,24 @@ class ServicesPhase:
         require(topology)  # before anything is built
 
     def start(self, state: LabState) -> None:
-        _bring_up(state, topology_of(state))  # preflight has probed the kernel already
+        topo = topology_of(state)
+        _bring_up(state, topo)  # preflight has probed the kernel already
+        state.notes = [*state.notes, *notes(state, topo)]
+        state.save()
+
+
+def notes(state: LabState, topo: Topology) -> list[str]:
+    """What ``up`` says about the topology's Services: annotations without effect, LB addresses pending."""
+    out = []
+    modelled = (*loadbalancer.MODELLED, *externaldns.MODELLED)
+    for svc in topo.services:
+        ignored = sorted(k for k in svc.annotations if k not in modelled)
+        if ignored:
+            out.append(f"service {svc.key}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
+    for key, data in ClusterRecord.load(state).load_balancers.items():
+        if data.get("pending"):
+            out.append(f"service {key}: EXTERNAL-IP <pending>: {data['pending']}")
+    return out
 
 
 def require(topology: Topology) -> None:
@@ -88,21 +117,61 @@ def sync(state: LabState) -> None:
     running = pods_of(state, record, topo)
     endpoints = endpoints_for(services, running)
     cidr = cluster_cidr(topo)
+    previous = {k: Assignment.from_json(v) for k, v in record.load_balancers.items()}
+    assignments = loadbalancer.assign(topo, services, previous)
+    loadbalancer.elect(assignments, services, [n.name for n in topo.nodes], endpoints)
+    ingress = loadbalancer.ingress(assignments)
     for node in topo.nodes:
         ns = names.namespace(state.lab, node.name)
+        node_ip = str(topo.node_ip(node))
         if topo.network.cni in BRIDGED_CNIS:
             netns.run_in(ns, _bridge_netfilter)
         if topo.network.proxy_mode == "ipvs":
-            ipvs.sync(ns, node.name, str(topo.node_ip(node)), services, endpoints, cidr, topo.network.ipvs_scheduler)
+            ipvs.sync(ns, node.name, node_ip, services, endpoints, cidr, topo.network.ipvs_scheduler, ingress)
         else:
-            iptables.restore(ns, kubeproxy.ruleset(node.name, services, endpoints, cidr, iptables.save(ns)))
+            iptables.restore(ns, kubeproxy.ruleset(node.name, services, endpoints, cidr, iptables.save(ns), ingress, node_ip))
     write_dns_records(state, services, running, endpoints)
     for pod in running:
         if not pod.host_network:
             write_resolv_conf(state, pod, topo.network.service_cidr)
     start_dns(state, record, running)
     start_workloads(state, record, services, running)
+    _announce(state, record, topo, previous, assignments)
+    _publish(state, record, topo, services, ingress, endpoints)
     record.store(state)
+
+
+def _announce(state: LabState, record: ClusterRecord, topo: Topology, previous: dict[str, Assignment], now: dict[str, Assignment]) -> None:
+    """MetalLB: record the assignments (the Services' status), and tell the speakers who leads
+    what; they start with the first address and then follow every change before sync returns."""
+    record.load_balancers = {k: a.to_json() for k, a in now.items()}
+    announce = loadbalancer.announcements(now)
+    if not record.speakers and not announce:
+        return
+    if record.speakers and announce == loadbalancer.announcements(previous):
+        return  # nothing moved: the speakers already announce exactly this
+    record.lb_generation += 1
+    write_speaker_config(state, record.lb_generation, announce)
+    start_speakers(state, record, {n.name: names.namespace(state.lab, n.name) for n in topo.nodes})
+    wait_applied(record, record.lb_generation)
+
+
+def _publish(
+    state: LabState, record: ClusterRecord, topo: Topology, services: list[Service], ingress: dict[str, list[str]], endpoints: dict[str, list[Endpoint]]
+) -> None:
+    """ExternalDNS: the annotated Services' records in the internet's authoritative DNS."""
+    config = topo.external_dns
+    inet = topo.network.internet_host
+    node_ips = {n.name: str(topo.node_ip(n)) for n in topo.nodes}
+    wanted, _notes = externaldns.service_endpoints(services, ingress, node_ips, endpoints)
+    if inet is None or (not wanted and record.external_dns is None):
+        return  # no outside world, or nothing was ever published
+    published = externaldns.plan(wanted, config.domain_filter, config.txt_owner_id, config.txt_prefix, record.dns_owners)
+    record.dns_owners = published.owners
+    write_zones(state, {"zones": list(config.domain_filter), "nameserver": str(inet), "serial": int(time.time()), "records": published.records})
+    internet = names.namespace(state.lab, names.INTERNET)
+    write_internet_resolv_conf(state, internet, str(inet))
+    start_external_dns(state, record, internet, str(inet))
 
 
 def _bridge_netfilter() -> None:
@@ -192,12 +261,29 @@ def scale(state: LabState, name: str, replicas: int, deployment: Deployment | No
     return deploy
 
 
+def delete_services(state: LabState, keys: list[str]) -> list[str]:
+    """Delete Services (``ns/name``), as ``kubectl delete``: kube-proxy drops their rules, MetalLB
+    frees their address, ExternalDNS removes their records. Returns the keys that existed."""
+    record = ClusterRecord.load(state)
+    system = {s.key for s in system_services("")}
+    for key in keys:
+        if key in system:
+            raise UsageError(f"service {key} is the cluster's own; netlab does not delete it")
+    gone = [s.key for s in record.services if s.key in keys]
+    record.services = [s for s in record.services if s.key not in keys]
+    record.store(state)
+    sync(state)
+    return gone
+
+
 def describe_services(state: LabState) -> list[dict[str, Any]]:
-    """The lab's Services as ``netlab status`` shows them (and its ``--json``)."""
+    """The lab's Services as ``netlab status`` shows them (and its ``--json``), with each
+    LoadBalancer's ``status.loadBalancer.ingress``, its pool and the node leading it."""
     record = ClusterRecord.load(state)
     endpoints = endpoints_for(record.services, pods_of(state, record))
     rows = []
     for svc in record.services:
+        lb = Assignment.from_json(record.load_balancers.get(svc.key, {}))
         ports = []
         for p in svc.ports:
             text = f"{p.port}" + (f":{p.node_port}" if p.node_port else "") + f"/{p.protocol}"
@@ -211,6 +297,52 @@ def describe_services(state: LabState) -> list[dict[str, Any]]:
                 "affinity": svc.session_affinity,
                 "externalTrafficPolicy": svc.external_traffic_policy if svc.has_node_ports else "",
                 "endpoints": [b.ip + (f" ({b.pod}@{b.node})" if b.pod else "") for b in endpoints.get(svc.key, [])],
+                "externalIP": _external_ip(svc, lb),
+                **_lb_fields(svc, lb),
             }
         )
     return rows
+
+
+def _external_ip(svc: Service, lb: Assignment) -> str:
+    """kubectl's EXTERNAL-IP column."""
+    if svc.type == "LoadBalancer":
+        return lb.ip or "<pending>"
+    if svc.type == "ExternalName":
+        return svc.external_name or ""
+    return "<none>"
+
+
+def _lb_fields(svc: Service, lb: Assignment) -> dict[str, Any]:
+    if svc.type != "LoadBalancer":
+        return {}
+    fields: dict[str, Any] = {"status": {"loadBalancer": {"ingress": [{"ip": lb.ip, "ipMode": "VIP"}]} if lb.ip else {"loadBalancer": {}}}}
+    fields["loadBalancer"] = {
+        "pool": lb.pool, "leader": lb.leader, "candidates": lb.candidates, "pending": lb.pending,
+        "annotations": {loadbalancer.ALLOCATED_FROM: lb.pool} if lb.pool else {},
+    }
+    return fields
+
+
+def describe_dns(state: LabState) -> dict[str, Any]:
+    """What ExternalDNS published in the internet's DNS, and what it skipped (``netlab status``)."""
+    from netlab.services.files import external_dns_path
+
+    topo = topology_of(state)
+    record = ClusterRecord.load(state)
+    path = external_dns_path(state.lab)
+    records = []
+    if path.exists():
+        import json
+
+        records = json.loads(path.read_text()).get("records", [])
+    ingress = loadbalancer.ingress({k: Assignment.from_json(v) for k, v in record.load_balancers.items()})
+    node_ips = {n.name: str(topo.node_ip(n)) for n in topo.nodes}
+    endpoints = endpoints_for(record.services, pods_of(state, record))
+    wanted, notes = externaldns.service_endpoints(record.services, ingress, node_ips, endpoints)
+    skipped = externaldns.plan(wanted, topo.external_dns.domain_filter, topo.external_dns.txt_owner_id, topo.external_dns.txt_prefix,
+                               record.dns_owners).skipped
+    if wanted and topo.network.internet_host is None:
+        notes.append("no outside world in this lab (network.internet): ExternalDNS publishes nothing")
+    return {"zones": list(topo.external_dns.domain_filter), "nameserver": str(topo.network.internet_host or ""),
+            "records": records, "notes": notes + skipped}

@@ -61,3 +61,27 @@ def records_path(lab: str) -> Path:
 
 def write_dns_records(state: LabState, services: list[Service], pods: list[PodInfo], endpoints: dict[str, list[Endpoint]]) -> None:
     write(state, records_path(state.lab), json.dumps(dns_records(services, pods, endpoints), indent=1))
+
+
+def speaker_config_path(lab: str) -> Path:
+    return state_dir() / f"{lab}.metallb"  # which node announces which LB IP (netlab/services/speaker.py)
+
+
+def write_speaker_config(state: LabState, generation: int, announce: dict[str, dict[str, str]]) -> None:
+    write(state, speaker_config_path(state.lab), json.dumps({"generation": generation, "announce": announce}, indent=1, sort_keys=True))
+
+
+def external_dns_path(lab: str) -> Path:
+    return state_dir() / f"{lab}.external-dns"  # the internet's zones (netlab/services/authdns.py)
+
+
+def write_zones(state: LabState, data: dict[str, object]) -> None:
+    write(state, external_dns_path(state.lab), json.dumps(data, indent=1, sort_keys=True))
+
+
+def write_internet_resolv_conf(state: LabState, netns: str, nameserver: str) -> None:
+    """The internet host's resolver: its own authoritative server (what ``ip netns exec`` mounts)."""
+    path = ETC_NETNS / netns / "resolv.conf"
+    text = f"nameserver {nameserver}\n"
+    if not path.exists() or path.read_text() != text:
+        write(state, path, text)

@@ -12,8 +12,15 @@ The chain structure and names are kube-proxy's own (pkg/proxy/iptables), so what
     externalTrafficPolicy Local: KUBE-EXT-<hash> -> KUBE-SVL-<hash> (this node's endpoints
     only, no masquerade, so the pod sees the client's address); a node with none drops.
     sessionAffinity ClientIP: -m recent --rcheck --seconds <timeout> --reap / --set
+    LoadBalancer ingress IPs (status.loadBalancer.ingress, :mod:`.loadbalancer`):
+      KUBE-SERVICES -d <LB IP> --dport <port> "<svc> loadbalancer IP" -> KUBE-EXT-<hash>, or with
+      loadBalancerSourceRanges -> KUBE-FW-<hash> (-s <range> -> KUBE-EXT-<hash>; what falls
+      through is dropped by filter KUBE-PROXY-FIREWALL, which matches only packets still
+      addressed to the LB IP, i.e. not DNATed)
 
-Chain hashes are kube-proxy's: base32(sha256(servicePortName + protocol))[:16], with the
+Every rule follows kubernetes pkg/proxy/iptables/proxier.go (``syncProxyRules``, v1.30+:
+``LoadBalancerVIPs``, ``KUBE-PROXY-FIREWALL`` without ``KUBE-MARK-DROP``), written in the order
+and spelling ``iptables-save`` prints it. Chain hashes are kube-proxy's: base32(sha256(servicePortName + protocol))[:16], with the
 endpoint ("ip:port") appended for KUBE-SEP. Every sync is one atomic iptables-restore
 --noflush: kube-proxy's chains are redeclared (which flushes them), chains no longer needed
 are deleted, and the jumps from the built-in chains are written once.
@@ -27,7 +34,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from netlab.model.service import Service, ServicePort
@@ -58,6 +67,10 @@ def ext_chain(port_name: str, protocol: str) -> str:
 
 def svl_chain(port_name: str, protocol: str) -> str:
     return "KUBE-SVL-" + _hash(port_name + protocol.lower())
+
+
+def fw_chain(port_name: str, protocol: str) -> str:
+    return "KUBE-FW-" + _hash(port_name + protocol.lower())
 
 
 def sep_chain(port_name: str, protocol: str, endpoint: str) -> str:
@@ -91,7 +104,7 @@ def rule_words(name: str, *addresses: str) -> str:
 
 
 NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
-FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD")
+FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-PROXY-FIREWALL")
 NAT_JUMPS = (
     '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
     '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
@@ -103,6 +116,10 @@ FILTER_JUMPS = (
     '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
     '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
     '-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    # proxier.go iptablesJumpChains: the load balancer firewall (loadBalancerSourceRanges)
+    '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+    '-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+    '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
 )
 
 
@@ -164,11 +181,15 @@ def ruleset(
     endpoints: dict[str, list[Endpoint]],
     cluster_cidr: str,
     saved: str = "",
+    ingress: Mapping[str, Sequence[str]] | None = None,
+    node_ip: str = "",
 ) -> str:
     """The nat and filter tables kube-proxy writes on ``node``, in iptables-restore format.
 
     ``endpoints`` maps a service key (``ns/name``) to its ready backends; ``saved`` is the
-    node's current ``iptables-save`` output (to delete stale chains and not repeat jumps).
+    node's current ``iptables-save`` output (to delete stale chains and not repeat jumps);
+    ``ingress`` maps a service key to its ``status.loadBalancer.ingress`` IPs; ``node_ip`` is
+    this node's address (a source range containing it also lets the node itself in).
     """
     nat = _Table("nat", NAT_CHAINS)
     filt = _Table("filter", FILTER_CHAINS)
@@ -183,8 +204,9 @@ def ruleset(
         if svc.type == "ExternalName" or svc.headless or not svc.cluster_ip:
             continue
         backends = endpoints.get(svc.key, [])
+        lb_ips = list((ingress or {}).get(svc.key, ())) if svc.type == "LoadBalancer" else []
         for port in svc.ports:
-            _service_port(nat, filt, svc, port, backends, node, cluster_cidr, node_port_rules)
+            _service_port(nat, filt, svc, port, backends, node, cluster_cidr, node_port_rules, lb_ips, node_ip)
     for words in node_port_rules:
         nat.add("KUBE-NODEPORTS", *words)
     nat.add(
@@ -207,6 +229,8 @@ def _service_port(
     node: str,
     cluster_cidr: str,
     node_port_rules: list[tuple[str, ...]],
+    lb_ips: Sequence[str] = (),
+    node_ip: str = "",
 ) -> None:
     addresses = [endpoint_address(svc, port, b) for b in backends]
     name = rule_words(svc.port_name(port), str(svc.cluster_ip), cluster_cidr, *addresses)
@@ -214,12 +238,15 @@ def _service_port(
     match = f"-p {proto}"
     dport = f"-m {proto} --dport {port.port}"
     cip = f"-d {svc.cluster_ip}/32"
+    reject = "-j REJECT --reject-with icmp-port-unreachable"
     if not backends:
-        filt.add("KUBE-SERVICES", cip, match, f'-m comment --comment "{name} has no endpoints"', dport, "-j REJECT --reject-with icmp-port-unreachable")
+        filt.add("KUBE-SERVICES", cip, match, f'-m comment --comment "{name} has no endpoints"', dport, reject)
+        for ip in lb_ips:  # proxier.go: "Either no endpoints at all (REJECT) ..."
+            filt.add("KUBE-EXTERNAL-SERVICES", f"-d {ip}/32", match, f'-m comment --comment "{name} has no endpoints"', dport, reject)
         if svc.has_node_ports:
             filt.add(
                 "KUBE-EXTERNAL-SERVICES", match, f'-m comment --comment "{name} has no endpoints"',
-                f"-m addrtype --dst-type LOCAL -m {proto} --dport {port.node_port}", "-j REJECT --reject-with icmp-port-unreachable",
+                f"-m addrtype --dst-type LOCAL -m {proto} --dport {port.node_port}", reject,
             )
         return
     svc_name = nat.chain(svc_chain(name, port.protocol))
@@ -235,10 +262,14 @@ def _service_port(
         recent = f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource " if svc.affinity_timeout else ""
         nat.add(sep, match, f'-m comment --comment "{name}"', f"{recent}-m {proto} -j DNAT --to-destination {address}")
     _balance(nat, svc_name, name, svc, seps)
-    if not svc.has_node_ports:
+    if not svc.has_node_ports and not lb_ips:
         return
     ext = nat.chain(ext_chain(name, port.protocol))
-    node_port_rules.append((match, f'-m comment --comment "{name}"', f"-m {proto} --dport {port.node_port}", "-j", ext))
+    local = [s for s in seps if s[2].node == node]
+    no_local = svc.external_traffic_policy == "Local" and not local
+    _load_balancer_ips(nat, filt, svc, port, lb_ips, ext, no_local, node_ip)
+    if svc.has_node_ports:
+        node_port_rules.append((match, f'-m comment --comment "{name}"', f"-m {proto} --dport {port.node_port}", "-j", ext))
     if svc.external_traffic_policy == "Cluster":
         nat.add(ext, f'-m comment --comment "masquerade traffic for {name} external destinations"', "-j KUBE-MARK-MASQ")
         nat.add(ext, "-j", svc_name)
@@ -246,16 +277,45 @@ def _service_port(
     nat.add(ext, f"-s {cluster_cidr}", f'-m comment --comment "pod traffic for {name} external destinations"', "-j", svc_name)
     nat.add(ext, f'-m comment --comment "masquerade LOCAL traffic for {name} external destinations"', "-m addrtype --src-type LOCAL -j KUBE-MARK-MASQ")
     nat.add(ext, f'-m comment --comment "route LOCAL traffic for {name} external destinations"', "-m addrtype --src-type LOCAL -j", svc_name)
-    local = [s for s in seps if s[2].node == node]
     if not local:
-        filt.add(
-            "KUBE-EXTERNAL-SERVICES", match, f'-m comment --comment "{name} has no local endpoints"',
-            f"-m addrtype --dst-type LOCAL -m {proto} --dport {port.node_port}", "-j DROP",
-        )
+        if svc.has_node_ports:
+            filt.add(
+                "KUBE-EXTERNAL-SERVICES", match, f'-m comment --comment "{name} has no local endpoints"',
+                f"-m addrtype --dst-type LOCAL -m {proto} --dport {port.node_port}", "-j DROP",
+            )
         return
     svl = nat.chain(svl_chain(name, port.protocol))
     nat.add(ext, "-j", svl)
     _balance(nat, svl, name, svc, local)
+
+
+def _load_balancer_ips(
+    nat: _Table, filt: _Table, svc: Service, port: ServicePort, lb_ips: Sequence[str], ext: str, no_local: bool, node_ip: str
+) -> None:
+    """Capture load-balancer ingress (proxier.go, "Capture load-balancer ingress" and "Set up
+    firewall chain"): the service has endpoints here; ``no_local`` is Local with none on this node."""
+    if not lb_ips:
+        return
+    name = rule_words(svc.port_name(port), *lb_ips, *(str(c) for c in svc.load_balancer_source_ranges))
+    proto = port.protocol.lower()
+    match, dport = f"-p {proto}", f"-m {proto} --dport {port.port}"
+    target = ext
+    ranges = svc.load_balancer_source_ranges
+    if ranges:
+        target = nat.chain(fw_chain(name, port.protocol))
+        here = f'-m comment --comment "{name} loadbalancer IP"'
+        for cidr in ranges:
+            nat.add(target, f"-s {cidr}", here, "-j", ext)
+        if node_ip and any(ipaddress.IPv4Address(node_ip) in cidr for cidr in ranges):
+            for ip in lb_ips:  # "For VIP-like LBs, the VIP is often added as a local address"
+                nat.add(target, f"-s {ip}/32", here, "-j", ext)
+        nat.add(target, f'-m comment --comment "other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"')
+    for ip in lb_ips:
+        nat.add("KUBE-SERVICES", f"-d {ip}/32", match, f'-m comment --comment "{name} loadbalancer IP"', dport, "-j", target)
+        if ranges:
+            filt.add("KUBE-PROXY-FIREWALL", f"-d {ip}/32", match, f'-m comment --comment "{name} traffic not accepted by {target}"', dport, "-j DROP")
+        if no_local:  # "no endpoints for external traffic (DROP anything that didn't get short-circuited by the EXT chain)"
+            filt.add("KUBE-EXTERNAL-SERVICES", f"-d {ip}/32", match, f'-m comment --comment "{name} has no local endpoints"', dport, "-j DROP")
 
 
 def _balance(nat: _Table, chain: str, name: str, svc: Service, seps: list[tuple[str, str, Endpoint]]) -> None:

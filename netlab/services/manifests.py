@@ -14,6 +14,11 @@ Accepted, as tutorials write them (several documents per file, or ``kind: List``
   with another replica count scales it.
 - ``v1 Namespace``: accepted (namespaces need no kernel object).
 
+A Service's ``metadata.annotations`` are kept with it: MetalLB's (``metallb.io/loadBalancerIPs``,
+``metallb.io/address-pool``) and ExternalDNS's (``external-dns.alpha.kubernetes.io/hostname``,
+``.../ttl``) take effect; every other annotation is reported as ignored in the output, never
+dropped silently. ``netlab delete LAB -f FILE`` deletes what a file applied (:func:`delete_file`).
+
 Images are not run: every pod runs netlab's hostname server on its container ports
 (:mod:`netlab.services.workload`), which is what the tutorials' hello apps do.
 
@@ -37,16 +42,17 @@ from pydantic import ValidationError
 from netlab.errors import TopologyError
 from netlab.model import from_pydantic, k8s_names, read_text
 from netlab.model.service import Service
-from netlab.services import cluster, pods
+from netlab.services import cluster, externaldns, loadbalancer, pods
 from netlab.services.records import ClusterRecord, Deployment, topology_of
 from netlab.state import LabState
 
 SERVICE_SPEC_KEYS = {
     "type", "selector", "ports", "sessionAffinity", "sessionAffinityConfig", "clusterIP", "externalTrafficPolicy", "externalName",
+    "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass", "allocateLoadBalancerNodePorts",
 }
 IGNORED_SERVICE_KEYS = {
-    "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy", "allocateLoadBalancerNodePorts",
-    "publishNotReadyAddresses", "loadBalancerIP", "loadBalancerSourceRanges", "healthCheckNodePort", "externalIPs",
+    "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
+    "publishNotReadyAddresses", "healthCheckNodePort", "externalIPs",
 }
 KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")}
 POD_NAME_SUFFIX = 17  # a Deployment's pods are <name>-<10 chars>-<5 chars>, and pod names have at most 63
@@ -67,6 +73,7 @@ class DeploymentSpec:
     replicas: int
     labels: dict[str, str]  # the pod template's
     pod: PodSpec
+MODELLED_ANNOTATIONS = (*loadbalancer.MODELLED, *externaldns.MODELLED)
 
 
 class _Doc:
@@ -83,6 +90,7 @@ class _Doc:
         self.labels: dict[str, str] = {}
         self.pod = PodSpec()
         self.deployment: DeploymentSpec | None = None
+        self.annotations: dict[str, str] = {}
 
     def error(self, field: str, message: str) -> TopologyError:
         shown = bool(re.fullmatch("[A-Za-z][A-Za-z0-9]{0,62}", self.kind)) and not k8s_names.is_dns1123_subdomain(self.name)
@@ -182,6 +190,12 @@ def _check(doc: _Doc) -> None:
         doc.check("metadata.namespace", "namespace", namespace, k8s_names.is_dns1123_label)
         doc.namespace = namespace
     doc.labels = doc.label_map(meta.get("labels"), "metadata.labels")
+    annotations = doc.mapping(meta.get("annotations"), "metadata.annotations")
+    for key, value in annotations.items():
+        doc.check("metadata.annotations", "annotation key", key, k8s_names.is_qualified_name)
+        if not isinstance(value, str):
+            raise doc.error(f"metadata.annotations.{key}", f"annotation values are strings (got {type(value).__name__}: quote it)")
+    doc.annotations = dict(annotations)
     if doc.kind == "Pod":
         doc.pod = _pod_spec(doc, doc.data.get("spec"), "spec")
     elif doc.kind == "Deployment":
@@ -264,7 +278,7 @@ def parse_service(doc: _Doc, named_ports: dict[str, int]) -> Service:
     if ports:
         spec["ports"] = ports
     try:
-        return Service.model_validate({**spec, "name": doc.name, "namespace": doc.namespace})
+        return Service.model_validate({**spec, "name": doc.name, "namespace": doc.namespace, "annotations": doc.annotations})
     except ValidationError as exc:
         error = from_pydantic(exc, doc.source, Service)
         raise doc.error(f"spec.{error.field}" if error.field else "spec", error.message) from None
@@ -297,7 +311,47 @@ def apply_file(state: LabState, path: str | Path) -> list[str]:
         cluster.upsert_services(state, services)
     for svc in services:
         out.append(f"service/{svc.name} {'configured' if svc.key in before else 'created'}")
+        ignored = ignored_annotations(svc)
+        if ignored:
+            out.append(f"service/{svc.name}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
     cluster.sync(state)
+    status = {row["service"]: row for row in cluster.describe_services(state)}
+    for svc in services:
+        pending = (status.get(svc.key, {}).get("loadBalancer") or {}).get("pending")
+        if pending:
+            out.append(f"service/{svc.name}: EXTERNAL-IP <pending>: {pending}")
+    return out
+
+
+def ignored_annotations(svc: Service) -> list[str]:
+    """``svc``'s annotations that have no effect in netlab (listed, never dropped silently)."""
+    return sorted(k for k in svc.annotations if k not in MODELLED_ANNOTATIONS)
+
+
+def delete_file(state: LabState, path: str | Path) -> list[str]:
+    """``kubectl delete -f``: delete the Services, Deployments and Pods a file names; return kubectl's lines."""
+    docs = load(path)
+    out: list[str] = []
+    keys = {s.key for s in cluster.services_of(state)}
+    wanted = [f"{d.namespace}/{d.name}" for d in docs if d.kind == "Service"]
+    missing = [k for k in wanted if k not in keys]
+    if missing:
+        raise TopologyError(str(path), "", f"services not found in lab {state.lab!r}: {', '.join(missing)}")
+    if wanted:
+        cluster.delete_services(state, wanted)
+        out += [f'service "{k.split("/", 1)[1]}" deleted' for k in wanted]
+    for doc in docs:
+        if doc.kind == "Deployment":
+            cluster.scale(state, doc.name, 0)
+            record = ClusterRecord.load(state)
+            record.deployments.pop(doc.name, None)
+            record.store(state)
+            out.append(f'deployment.apps "{doc.name}" deleted')
+        elif doc.kind == "Pod":
+            pods.remove(state, [doc.name])
+            out.append(f'pod "{doc.name}" deleted')
+    if any(d.kind in ("Deployment", "Pod") for d in docs):
+        cluster.sync(state)
     return out
 
 

@@ -1,5 +1,7 @@
-"""The servers a cluster runs in its pods: the cluster DNS (in ``coredns``) and the hostname
-workload in every pod that backs a Service or declares container ports.
+"""The servers a cluster runs: the cluster DNS (in ``coredns``), the hostname workload in every
+pod that backs a Service or declares container ports, MetalLB's speaker in every node (once
+a LoadBalancer Service has an address) and the internet's authoritative DNS (once a Service
+asks ExternalDNS for a name).
 
 Each is started inside its pod's namespace (:func:`netlab.kernel.processes.start`), by file
 rather than ``-m netlab...``, so the process imports only the standard library (and dnslib),
@@ -19,7 +21,7 @@ from netlab.errors import EnvironmentProblem
 from netlab.kernel import cgroup, processes
 from netlab.model.service import Service
 from netlab.services.endpoints import PodInfo, workload_ports
-from netlab.services.files import records_path
+from netlab.services.files import external_dns_path, records_path, speaker_config_path
 from netlab.services.records import ClusterRecord, Server
 from netlab.state import LabState, state_dir
 
@@ -88,3 +90,47 @@ def start_workloads(state: LabState, record: ClusterRecord, services: list[Servi
         record.workloads[pod.name] = Server(pid, str(log), ports)
         started.append((pod.name, pid, log))
     _wait_ready(started)
+
+
+def start_speakers(state: LabState, record: ClusterRecord, nodes: dict[str, str]) -> None:
+    """MetalLB's speaker DaemonSet: one ARP speaker per node (``nodes``: name -> namespace)
+    unless it runs already."""
+    started = []
+    for node, ns in nodes.items():
+        current = record.speakers.get(node)
+        if current and processes.alive(current.pid):
+            continue
+        name = f"speaker-{node}"
+        argv = [*program("speaker"), "--node", node, "--iface", "eth0", "--config", str(speaker_config_path(state.lab))]
+        pid, log = _start(state, ns, name, argv)
+        record.speakers[node] = Server(pid, str(log), pod=name)
+        started.append((name, pid, log))
+    _wait_ready(started)
+
+
+def wait_applied(record: ClusterRecord, generation: int) -> None:
+    """Wait until every speaker acted on config ``generation`` (announced or withdrew), so the
+    wire follows the election when sync returns."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    pending = dict(record.speakers)
+    while pending:
+        for node, server in list(pending.items()):
+            text = Path(server.log).read_text() if Path(server.log).exists() else ""
+            if f"applied generation {generation}\n" in text:
+                pending.pop(node)
+            elif not processes.alive(server.pid):
+                raise EnvironmentProblem(f"MetalLB's speaker on {node} exited: {text.strip()[-400:] or 'no output'}")
+            elif time.monotonic() > deadline:
+                raise EnvironmentProblem(f"MetalLB's speaker on {node} did not apply its configuration in {READY_TIMEOUT:.0f} s")
+        if pending:
+            time.sleep(0.02)
+
+
+def start_external_dns(state: LabState, record: ClusterRecord, ns: str, address: str) -> None:
+    """The internet's authoritative DNS on ``address``:53, unless it runs already."""
+    if record.external_dns is not None and processes.alive(record.external_dns.pid):
+        return
+    argv = [*program("authdns"), "--records", str(external_dns_path(state.lab)), "--address", address]
+    pid, log = _start(state, ns, "external-dns", argv)
+    record.external_dns = Server(pid, str(log), pod="internet")
+    _wait_ready([("internet (authoritative DNS)", pid, log)])

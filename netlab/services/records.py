@@ -2,7 +2,8 @@
 
 The lab record (:class:`netlab.state.LabState`) keeps it under its own keys of
 ``state.extra`` (``services``, ``deployments``, ``workloads``, ``dns``, ``pod_namespaces``,
-``pod_ports``, ``deleted_pods``); :class:`ClusterRecord` is the only code that reads or
+``pod_ports``, ``deleted_pods``, ``load_balancers``, ``speakers``, ``external_dns``, ``dns_owners``,
+``lb_generation``); :class:`ClusterRecord` is the only code that reads or
 writes them. Load it, change it, :meth:`ClusterRecord.store` it: every function that
 changes the cluster loads a fresh record, so nothing works on a stale copy.
 """
@@ -55,6 +56,12 @@ class ClusterRecord:
     pod_namespaces: dict[str, str] = field(default_factory=dict)  # pods not in "default"
     pod_ports: dict[str, list[Port]] = field(default_factory=dict)  # containerPorts of manifest pods
     deleted_pods: dict[str, str] = field(default_factory=dict)  # free slots: pod name -> its node
+    # LoadBalancer Services (netlab/services/loadbalancer.py): service key -> Assignment.to_json()
+    load_balancers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    speakers: dict[str, Server] = field(default_factory=dict)  # MetalLB speaker by node
+    lb_generation: int = 0  # of the speakers' config file
+    external_dns: Server | None = None  # the internet's authoritative DNS server
+    dns_owners: dict[str, str] = field(default_factory=dict)  # published name -> resource (TXT registry)
 
     @classmethod
     def load(cls, state: LabState) -> ClusterRecord:
@@ -76,6 +83,11 @@ class ClusterRecord:
             pod_namespaces=dict(extra.get("pod_namespaces", {})),
             pod_ports={k: [_port(p) for p in v] for k, v in extra.get("pod_ports", {}).items()},
             deleted_pods=dict(extra.get("deleted_pods", {})),
+            load_balancers={k: dict(v) for k, v in extra.get("load_balancers", {}).items()},
+            speakers={k: _server(v) for k, v in extra.get("speakers", {}).items()},
+            lb_generation=int(extra.get("lb_generation", 0)),
+            external_dns=_server(extra["external_dns"]) if (extra.get("external_dns") or {}).get("pid") else None,
+            dns_owners=dict(extra.get("dns_owners", {})),
         )
 
     def store(self, state: LabState) -> None:
@@ -88,6 +100,11 @@ class ClusterRecord:
             pod_namespaces=self.pod_namespaces,
             pod_ports={k: [list(p) for p in v] for k, v in self.pod_ports.items()},
             deleted_pods=self.deleted_pods,
+            load_balancers=self.load_balancers,
+            speakers={k: _json(v) for k, v in self.speakers.items()},
+            lb_generation=self.lb_generation,
+            external_dns=_json(self.external_dns) if self.external_dns else {},
+            dns_owners=self.dns_owners,
         )
         state.save()
 

@@ -42,7 +42,12 @@ def command_after_dashes(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, out: Console) -> int:
-    _topology, plan = _plan(args.file)
+    topology, plan = _plan(args.file)
+    if getattr(args, "services", False):
+        from netlab.services import preview  # Services and their allocators: only --services needs them
+
+        out.print(preview.render(topology, args.file), end="", highlight=False, markup=False, soft_wrap=True)
+        return 0
     out.print(plan.render(), end="", highlight=False, markup=False, soft_wrap=True)
     return 0
 
@@ -116,11 +121,17 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
         from netlab.services import cluster
 
         mode = state.topology.get("network", {}).get("proxyMode", "iptables")
-        out.print(render_services.services_table(mode, cluster.describe_services(state)))
+        rows = cluster.describe_services(state)
+        out.print(render_services.services_table(mode, rows))
+        for table in (render_services.load_balancers_table(rows), render_services.dns_table(cluster.describe_dns(state))):
+            if table is not None:
+                out.print(table)
     return 0
 
 
 def _services_json(state: LabState) -> dict[str, Any]:
     from netlab.services import cluster
 
-    return {"services": cluster.describe_services(state)} if records.has_services(state) else {}
+    if not records.has_services(state):
+        return {}
+    return {"services": cluster.describe_services(state), "externalDNS": cluster.describe_dns(state)}

@@ -1,4 +1,4 @@
-"""Kubernetes objects in a running lab: ``apply``, ``scale``, ``requests``."""
+"""Kubernetes objects in a running lab: ``apply``, ``delete``, ``scale``, ``requests``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rich.console import Console
 
 from netlab import lab
 from netlab.cli.render import services as render_services
-from netlab.errors import EnvironmentProblem
+from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import netns
 from netlab.state import LabState
 
@@ -21,6 +21,32 @@ def cmd_apply(args: argparse.Namespace, out: Console, state: LabState) -> int:
 
     for line in manifests.apply_file(state, args.filename):
         out.print(line, highlight=False, markup=False)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, out: Console, state: LabState) -> int:
+    from netlab.services import cluster, manifests
+
+    lines: list[str] = []
+    if args.filename:
+        lines += manifests.delete_file(state, args.filename)
+    keys = []
+    for target in args.targets:
+        kind, _, name = target.partition("/")
+        if kind not in ("service", "svc", "services") or not name:
+            raise UsageError(f"cannot delete {target!r}: give service/NAME (or NAMESPACE/NAME after service/), or -f FILE")
+        keys.append(name if "/" in name else f"default/{name}")
+    if keys:
+        known = {s.key for s in cluster.services_of(state)}
+        missing = [k for k in keys if k not in known]
+        if missing:
+            raise UsageError(f"lab {state.lab!r} has no service {', '.join(missing)}; services: {', '.join(sorted(known))}")
+        cluster.delete_services(state, keys)
+        lines += [f'service "{k.split("/", 1)[1]}" deleted' for k in keys]
+    if not lines and not args.filename:
+        raise UsageError("nothing to delete: netlab delete LAB -f FILE, or netlab delete LAB service/NAME")
+    for line in lines:
+        out.print(line, highlight=False)
     return 0
 
 

@@ -11,11 +11,45 @@ from rich.table import Table
 
 def services_table(mode: str, rows: Sequence[dict[str, Any]]) -> Table:
     """One row per Service, as :func:`netlab.services.cluster.describe_services` describes it."""
-    table = Table("service", "type", "cluster-ip", "ports", "affinity", "endpoints", title=f"services (kube-proxy {mode})", title_justify="left")
+    table = Table("service", "type", "cluster-ip", "external-ip", "ports", "affinity", "endpoints", title=f"services (kube-proxy {mode})", title_justify="left")
     for row in rows:
         kind = row["type"] + (f" ({row['externalTrafficPolicy']})" if row["externalTrafficPolicy"] == "Local" else "")
-        cells = (row["service"], kind, row["clusterIP"] or "", " ".join(row["ports"]), row["affinity"], "\n".join(row["endpoints"]) or "<none>")
+        external = row.get("externalIP", "") if row["type"] != "ExternalName" else ""
+        cells = (row["service"], kind, row["clusterIP"] or "", external, " ".join(row["ports"]), row["affinity"], "\n".join(row["endpoints"]) or "<none>")
         table.add_row(*(escape(text) for text in cells))
+    return table
+
+
+def load_balancers_table(rows: Sequence[dict[str, Any]]) -> Table | None:
+    """LoadBalancer Services: address, pool, the node answering ARP for it and the election order."""
+    balancers = [r for r in rows if r["type"] == "LoadBalancer"]
+    if not balancers:
+        return None
+    table = Table("external-ip", "service", "pool", "leader", "candidates (election order)", "who may lead",
+                  title="load balancers (MetalLB layer 2)", title_justify="left")
+    for row in balancers:
+        lb = row.get("loadBalancer") or {}
+        policy = row.get("externalTrafficPolicy") or "Cluster"
+        why = lb.get("pending") or (
+            f"{policy}: " + ("nodes with an endpoint" if policy == "Local" else "every node")
+            if lb.get("leader") else "no ready endpoint: nobody answers ARP"
+        )
+        cells = (row.get("externalIP", ""), row["service"], lb.get("pool") or "", lb.get("leader") or "<none>",
+                 ", ".join(lb.get("candidates") or []), why)
+        table.add_row(*(escape(text) for text in cells))
+    return table
+
+
+def dns_table(dns: dict[str, Any]) -> Table | None:
+    """What ExternalDNS published in the internet's authoritative DNS."""
+    if not dns["records"] and not dns["notes"]:
+        return None
+    title = f"external DNS (zones {', '.join(dns['zones'])}, served at {dns['nameserver'] or '-'})"
+    table = Table("name", "type", "ttl", "value", title=title, title_justify="left")
+    for record in dns["records"]:
+        table.add_row(*(escape(str(record[k])) for k in ("name", "type", "ttl", "value")))
+    for note in dns["notes"]:
+        table.add_row("[yellow]note[/]", "", "", escape(note))
     return table
 
 

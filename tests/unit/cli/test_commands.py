@@ -32,14 +32,15 @@ EXAMPLES: dict[str, list[str]] = {
     "trace": ["trace", "nope", "web", "internet"],
     "check": ["check", "nope"],
     "apply": ["apply", "nope", "-f", "manifests.yaml"],
+    "delete": ["delete", "nope", "service/web"],
     "scale": ["scale", "nope", "web", "2"],
     "requests": ["requests", "nope", "web", "http://web"],
     "clean": ["clean"],
     "doctor": ["doctor"],
     "vm": ["vm", "--", "netlab", "doctor"],
 }
-NEEDS_ROOT = {"up", "down", "status", "exec", "capture", "trace", "check", "apply", "scale", "requests", "clean"}
-NEEDS_LAB = {"status", "exec", "capture", "trace", "check", "apply", "scale", "requests"}
+NEEDS_ROOT = {"up", "down", "status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests", "clean"}
+NEEDS_LAB = {"status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests"}
 
 
 def run(*argv: str) -> tuple[int, str]:
