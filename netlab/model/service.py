@@ -13,7 +13,7 @@ import ipaddress
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from netlab.model import k8s_names
 
@@ -154,20 +154,20 @@ class Service(_Spec):
         out = []
         for item in value:
             try:
-                out.append(ipaddress.IPv4Network(str(item).strip()))  # strict, as the API server validates it
+                out.append(ipaddress.IPv4Network(str(item).strip(), strict=False))  # as Go's ParseCIDR: host bits dropped
             except ValueError:
-                raise ValueError(f"{item!r} is not an IPv4 CIDR with its host bits zero (e.g. 203.0.113.0/24)") from None
+                raise ValueError(f"{item!r} is not an IPv4 CIDR (e.g. 203.0.113.0/24)") from None
         return out
+
+    @field_validator("load_balancer_ip", "load_balancer_source_ranges", "load_balancer_class", "allocate_load_balancer_node_ports")
+    @classmethod
+    def _only_load_balancer(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.data.get("type", "ClusterIP") != "LoadBalancer" and value not in (None, (), True):
+            raise ValueError("may only be used when type is LoadBalancer (the API server refuses it too)")
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> Service:
-        if self.type != "LoadBalancer":
-            for key, value in (
-                ("loadBalancerIP", self.load_balancer_ip), ("loadBalancerSourceRanges", self.load_balancer_source_ranges),
-                ("loadBalancerClass", self.load_balancer_class), ("allocateLoadBalancerNodePorts", not self.allocate_load_balancer_node_ports),
-            ):
-                if value:
-                    raise ValueError(f"{key} may only be used when type is LoadBalancer (the API server refuses it too)")
         if self.type == "ExternalName":
             if not self.external_name:
                 raise ValueError("type ExternalName needs externalName (the DNS name to alias, e.g. example.com)")
