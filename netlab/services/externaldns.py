@@ -47,6 +47,7 @@ TTL_KEY = PREFIX + "ttl"
 MODELLED = (HOSTNAME, TTL_KEY)
 DEFAULT_TTL = 300
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_HOSTNAME = re.compile(r"(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,15 @@ def ttl_of(svc: Service) -> tuple[int, str]:
     return DEFAULT_TTL, f"{TTL_KEY}: {text!r} is not a number of seconds or a duration (1m, 1h30m): default {DEFAULT_TTL} s used"
 
 
-def hostnames(svc: Service) -> list[str]:
-    return [h.strip().rstrip(".").lower() for h in svc.annotations.get(HOSTNAME, "").split(",") if h.strip()]
+def hostnames(svc: Service) -> tuple[list[str], list[str]]:
+    """The annotation's DNS names, and the entries that are not DNS names (skipped, reported)."""
+    good: list[str] = []
+    bad: list[str] = []
+    for entry in svc.annotations.get(HOSTNAME, "").split(","):
+        name = entry.strip().rstrip(".").lower()
+        if name:
+            (good if _HOSTNAME.fullmatch(name) and len(name) <= 253 else bad).append(name)
+    return good, bad
 
 
 def service_endpoints(
@@ -97,10 +105,11 @@ def service_endpoints(
     out: list[DNSEndpoint] = []
     notes: list[str] = []
     for svc in services:
-        names = hostnames(svc)
+        names, bad = hostnames(svc)
+        resource = f"service/{svc.namespace}/{svc.name}"
+        notes += [f"{resource}: {HOSTNAME}: {name!r} is not a DNS name: skipped" for name in bad]
         if not names:
             continue
-        resource = f"service/{svc.namespace}/{svc.name}"
         ttl, problem = ttl_of(svc)
         if problem:
             notes.append(f"{resource}: {problem}")

@@ -197,6 +197,9 @@ def test_external_dns_records_and_txt_registry() -> None:
     assert externaldns.txt_name("web.example.test", "CNAME", "prefix-") == "prefix-cname-web.example.test"
     pending, notes = externaldns.service_endpoints([web], {}, {}, {})
     assert pending == [] and "<pending>" in notes[0]
+    odd = lb(annotations={externaldns.HOSTNAME: "ok.example.test,bad name\nx.example.test"})
+    wanted, notes = externaldns.service_endpoints([odd], {odd.key: ["192.168.1.240"]}, {}, {})
+    assert [e.name for e in wanted] == ["ok.example.test"] and "is not a DNS name" in notes[0]
     outside = externaldns.plan([externaldns.DNSEndpoint("web.other.test", "A", ("1.2.3.4",), 300, "service/default/x")], ["example.test"], "o")
     assert outside.records == [] and "outside the domain filter" in outside.skipped[0]
 
