@@ -265,7 +265,7 @@ def delete_services(state: LabState, keys: list[str]) -> list[str]:
     """Delete Services (``ns/name``), as ``kubectl delete``: kube-proxy drops their rules, MetalLB
     frees their address, ExternalDNS removes their records. Returns the keys that existed."""
     record = ClusterRecord.load(state)
-    system = {s.key for s in system_services("")}
+    system = {s.key for s in system_services("127.0.0.1:6443")}  # the cluster's own two: keys only
     for key in keys:
         if key in system:
             raise UsageError(f"service {key} is the cluster's own; netlab does not delete it")
