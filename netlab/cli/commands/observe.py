@@ -9,6 +9,7 @@ import time
 from rich.console import Console
 
 from netlab.cli.render import check as render_check
+from netlab.cli.render import progress
 from netlab.cli.render import trace as render_trace
 from netlab.state import LabState
 
@@ -69,10 +70,21 @@ def cmd_trace(args: argparse.Namespace, out: Console, state: LabState) -> int:
     return 0 if result.probe.replied else 1
 
 
+CHECK_PROGRESS_AFTER = 200  # pairs; fewer are done before a bar is worth drawing
+
+
 def cmd_check(args: argparse.Namespace, out: Console, state: LabState) -> int:
     from netlab.observe import check
 
-    report = check.run(state.host_objects(), state.cni, state.lab, workers=max(1, args.workers))
+    hosts = state.host_objects()
+    selection = check.select(hosts, state.cni, every=args.all)
+    workers = max(1, args.workers)
+    if not args.json and len(selection.pairs) >= CHECK_PROGRESS_AFTER:
+        with progress.checking(out, state.lab, len(selection.pairs)) as (bar, task):
+            report = check.run(hosts, state.cni, state.lab, workers=workers, selection=selection,
+                               progress=lambda done, _total: bar.update(task, completed=done))
+    else:
+        report = check.run(hosts, state.cni, state.lab, workers=workers, selection=selection)
     if args.json:
         out.print_json(json.dumps(report.as_json()))
     else:
