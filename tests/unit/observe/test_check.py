@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,64 @@ def test_run_reports_what_was_probed_and_calls_progress() -> None:
     assert data["selection"].startswith("representative: every node pair")
     everything = check.run(hosts, "host-gw", "lab", pinger=lambda ns, ip: (True, 0.1), counter=lambda ns: 0, every=True)
     assert len(everything.results) == everything.possible == report.possible
+
+
+# ----------------------------------------------------------------------------- one probe
+class FakeIcmpSocket:
+    """A raw ICMP socket that answers with ``script(request)``: the packets the namespace receives."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.inbox: list[bytes] = []
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def __enter__(self) -> FakeIcmpSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def sendto(self, packet: bytes, address: tuple[str, int]) -> None:
+        self.sent.append((packet, address))
+        self.inbox += self.script(packet)
+
+    def settimeout(self, seconds: float) -> None:
+        pass
+
+    def recv(self, size: int) -> bytes:
+        if not self.inbox:
+            raise TimeoutError
+        return self.inbox.pop(0)
+
+
+def ip_header(src: str = "10.244.2.2") -> bytes:
+    return bytes([0x45]) + bytes(11) + ipaddress.IPv4Address(src).packed + bytes(4)
+
+
+def reply_to(request: bytes, ident_delta: int = 0) -> bytes:
+    kind, code, _sum, ident, seq = struct.unpack("!BBHHH", request[:8])
+    return ip_header() + struct.pack("!BBHHH", 0, code, 0, (ident + ident_delta) & 0xFFFF, seq) + request[8:]
+
+
+def probe(monkeypatch: pytest.MonkeyPatch, script: Any, wait: float = 1.0) -> tuple[tuple[bool, float | None], FakeIcmpSocket]:
+    sock = FakeIcmpSocket(script)
+    monkeypatch.setattr(check.netns, "run_in", lambda ns, fn: sock)
+    return check.ping("l-a", "10.244.2.2", wait=wait), sock
+
+
+def test_ping_counts_only_the_reply_to_its_own_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    (answered, rtt), sock = probe(monkeypatch, lambda req: [reply_to(req, ident_delta=1), reply_to(req)])
+    assert answered and rtt is not None and rtt >= 0
+    packet, address = sock.sent[0]
+    assert address == ("10.244.2.2", 0) and packet[0] == 8 and len(packet) == 8 + 56  # an echo request, ping's 56 bytes
+    (answered, rtt), _ = probe(monkeypatch, lambda req: [reply_to(req, ident_delta=1)], wait=0.05)
+    assert (answered, rtt) == (False, None)
+
+
+def test_ping_stops_at_an_icmp_error_quoting_its_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(req: bytes) -> list[bytes]:
+        quoted = ip_header("10.244.1.2") + req[:8]
+        return [ip_header("10.244.1.1") + struct.pack("!BBHHH", 3, 1, 0, 0, 0) + quoted, reply_to(req)]
+
+    (answered, rtt), sock = probe(monkeypatch, unreachable)
+    assert (answered, rtt) == (False, None) and len(sock.inbox) == 1  # the reply after the error was never read
