@@ -18,7 +18,7 @@ which side goes first:
   is timed too.
 
 Then ``netlab check LAB`` (its default, representative selection) runs once
-(``--check-repeat``), output to /dev/null, and the lab is torn down.
+(``--check-repeat``; its report is printed if a path failed), and the lab is torn down.
 
 Printed: medians and every run, the ratio, and PASS/FAIL against the targets: ``status``
 within 2x of the baseline (the issue's target is for 5,000 pods), ``check`` under 60 s with
@@ -42,6 +42,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse  # noqa: E402
+import io  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -170,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
                 cProfile.runctx("netlab_main(['status', args.lab], console=null_console())", globals(), locals(), args.profile)
         selection = check.select(state.host_objects(), state.cni)
         check_runs: list[tuple[float, int]] = []
+        check_out = ""
         for _ in range(args.check_repeat):
-            check_runs.append(timed(lambda: netlab_main(["check", args.lab], console=null_console())))
+            console = Console(file=io.StringIO(), width=160, color_system=None)
+            check_runs.append(timed(lambda: netlab_main(["check", args.lab], console=console)))  # noqa: B023 (called at once)
+            if check_runs[-1][1] != 0:
+                check_out = console.file.getvalue()  # type: ignore[attr-defined]
     finally:
         down_s, _ = timed(lambda: lab.down(args.lab))
     settle()
@@ -200,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         codes = {code for _t, code in check_runs}
         print(f"netlab check {args.lab}: {len(selection.pairs):,} of {selection.possible:,} pairs (representative), "
               f"{check_s:.1f} s (runs: {' '.join(f'{t:.1f}' for t, _c in check_runs)}), exit {'/'.join(map(str, sorted(codes)))}")
+
+    if check_out:  # what went wrong: the check's report without its matrix
+        print("netlab check's report (its last 40 lines):")
+        print("\n".join(check_out.splitlines()[-40:]))
 
     left = leftovers(args.lab)
     checks = [(f"netlab status within {STATUS_RATIO:g}x of the baseline ({med['status']:.3f} s vs {med['baseline']:.3f} s)",

@@ -242,6 +242,28 @@ def inspect_namespaces(names: Sequence[str], workers: int = 4) -> dict[str, tupl
         return dict(zip(names, pool.map(one, names), strict=True))
 
 
+# ------------------------------------------------------------------ the machine's neighbour table
+@dataclass(frozen=True)
+class NeighbourTable:
+    """The kernel's IPv4 neighbour (ARP) table: one table for every namespace on the machine."""
+
+    overflows: int  # "table_fulls": times a new entry found the table full (it is then not resolved)
+    limit: int  # net.ipv4.neigh.default.gc_thresh3 of the host: entries the whole machine may hold
+
+
+def neighbour_table() -> NeighbourTable | None:
+    """The ARP table's overflow count and limit (read-only; None where /proc does not say)."""
+    try:
+        with open("/proc/net/stat/arp_cache") as handle:
+            header, *rows = [line.split() for line in handle]
+        column = header.index("table_fulls")
+        with open("/proc/sys/net/ipv4/neigh/default/gc_thresh3") as handle:
+            limit = int(handle.read())
+        return NeighbourTable(sum(int(row[column], 16) for row in rows), limit)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 # ------------------------------------------------------------------ trace: the link graph and route lookups
 @dataclass(frozen=True)
 class Link:

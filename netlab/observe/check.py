@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netlab.kernel import netns
+from netlab.kernel.inspect import NeighbourTable, neighbour_table
 from netlab.observe import icmp
 from netlab.plan import Host
 
@@ -241,9 +242,12 @@ def run(
     every: bool = False,
     progress: Progress | None = None,
     selection: Selection | None = None,
+    neighbours: Callable[[], NeighbourTable | None] = neighbour_table,
 ) -> Reachability:
     """Ping the ``selection`` of pairs (default: :func:`select`'s, the full matrix with ``every``);
-    expected paths in parallel, must-fail paths one by one. ``progress`` is called after each pair."""
+    expected paths in parallel, must-fail paths one by one. ``progress`` is called after each pair.
+    ``neighbours`` reads the machine's ARP table before and after: a lab of thousands of pods can
+    need more entries than the one table all namespaces share may hold, and the report says so."""
     send = pinger or ping
     count = counter or echo_requests
     eps = list(endpoints)
@@ -265,6 +269,7 @@ def run(
             reached, rtt = send(pair.src_ns, pair.ip)
         return Result(pair, reached, rtt, "" if reached else "no reply")
 
+    table_before = neighbours()
     results: dict[PingPair, Result] = {}
     if must:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(must)))) as pool:
@@ -285,7 +290,11 @@ def run(
         results[pair] = Result(pair, arrived, rtt if arrived else None, detail)
         tick()
     hosts = [e for e in eps if e.kind in ("pod", "node", "internet")]
-    return Reachability(lab, cni, [results[p] for p in todo], hosts, selection.possible, selection.why)
+    report = Reachability(lab, cni, [results[p] for p in todo], hosts, selection.possible, selection.why)
+    table_after = neighbours()
+    if table_before and table_after and table_after.overflows > table_before.overflows:
+        report.neighbour_overflows, report.neighbour_limit = table_after.overflows - table_before.overflows, table_after.limit
+    return report
 
 
 @dataclass
@@ -298,6 +307,18 @@ class Reachability:
     hosts: list[Host] = field(default_factory=list)
     possible: int = 0  # pairs the lab has; len(results) of them were probed
     selection: str = ""  # which pairs, and why (Selection.why)
+    neighbour_overflows: int = 0  # times the machine's ARP table was full while probing
+    neighbour_limit: int = 0  # its size (the host's net.ipv4.neigh.default.gc_thresh3)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What may have made paths fail besides the lab itself."""
+        if not self.neighbour_overflows:
+            return []
+        return [f"the kernel's ARP table was full {self.neighbour_overflows:,} times during this check: it is one table for "
+                f"every namespace on the machine, at most {self.neighbour_limit:,} entries (the host's "
+                "net.ipv4.neigh.default.gc_thresh3), so a path may have failed for want of an entry, not because of the lab; "
+                "raise gc_thresh1/2/3 for a lab this big (README, \"Speed\")"]
 
     @property
     def ok(self) -> bool:
@@ -326,6 +347,7 @@ class Reachability:
             "probed": len(self.results),
             "possible": self.possible,
             "selection": self.selection,
+            "warnings": self.warnings,
             "summary": [{"category": c, "as_expected": g, "total": t, "must_reach": e} for c, g, t, e in self.summary()],
             "results": [
                 {**asdict(r.pair), "reached": r.reached, "ok": r.ok, "rtt_ms": r.rtt_ms, "detail": r.detail}

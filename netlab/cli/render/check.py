@@ -100,6 +100,8 @@ def reachability(report: Reachability) -> Group:
         parts.append(Text(f"✗ {r.pair.src} → {r.pair.dst} ({r.pair.ip}) {want} it: {r.detail}", "red"))
     if len(failures) > FAILURES_SHOWN:
         parts.append(Text(f"… and {len(failures) - FAILURES_SHOWN} more not as expected (--json lists every one)", "red"))
+    for warning in report.warnings:
+        parts.append(Text(f"warning: {warning}", "yellow"))
     total = len(report.results)
     if report.ok:
         parts.append(Text(f"all {total:,} paths as expected", "bold green"))

@@ -303,3 +303,19 @@ def test_ping_stops_at_an_icmp_error_quoting_its_probe(monkeypatch: pytest.Monke
 
     (answered, rtt), sock = probe(monkeypatch, unreachable)
     assert (answered, rtt) == (False, None) and len(sock.inbox) == 1  # the reply after the error was never read
+
+
+def test_a_full_arp_table_during_the_check_is_reported() -> None:
+    from netlab.kernel.inspect import NeighbourTable
+
+    reads = iter([NeighbourTable(10, 1024), NeighbourTable(250, 1024)])
+    report = check.run(CLUSTER, "vxlan", "demo", pinger=lambda ns, ip: (ip != "10.244.2.2", 0.1), counter=lambda ns: 0,
+                       neighbours=lambda: next(reads))
+    assert (report.neighbour_overflows, report.neighbour_limit) == (240, 1024)
+    assert report.warnings == report.as_json()["warnings"] and "ARP table was full 240 times" in report.warnings[0]
+    console = Console(file=io.StringIO(), width=400, color_system=None)
+    console.print(render_check.reachability(report))
+    assert "warning: the kernel's ARP table was full 240 times during this check" in console.file.getvalue()  # type: ignore[attr-defined]
+    quiet = check.run(CLUSTER, "vxlan", "demo", pinger=lambda ns, ip: (True, 0.1), counter=lambda ns: 0,
+                      neighbours=lambda: NeighbourTable(10, 1024))
+    assert quiet.warnings == []
