@@ -242,7 +242,7 @@ def run(
     every: bool = False,
     progress: Progress | None = None,
     selection: Selection | None = None,
-    neighbours: Callable[[], NeighbourTable | None] = neighbour_table,
+    neighbours: Callable[[], NeighbourTable | None] | None = None,
 ) -> Reachability:
     """Ping the ``selection`` of pairs (default: :func:`select`'s, the full matrix with ``every``);
     expected paths in parallel, must-fail paths one by one. ``progress`` is called after each pair.
@@ -269,14 +269,21 @@ def run(
             reached, rtt = send(pair.src_ns, pair.ip)
         return Result(pair, reached, rtt, "" if reached else "no reply")
 
+    neighbours = neighbours or neighbour_table
     table_before = neighbours()
     results: dict[PingPair, Result] = {}
     if must:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(must)))) as pool:
-            for future in as_completed([pool.submit(expected, pair) for pair in must]):
-                result = future.result()
-                results[result.pair] = result
-                tick()
+            futures = [pool.submit(expected, pair) for pair in must]
+            try:
+                for future in as_completed(futures):
+                    result = future.result()
+                    results[result.pair] = result
+                    tick()
+            except BaseException:  # Ctrl-C: wait for the pings in flight only, not for every one queued
+                for future in futures:
+                    future.cancel()
+                raise
     for pair in must_not:
         before = count(pair.dst_ns)
         answered, rtt = send(pair.src_ns, pair.ip)

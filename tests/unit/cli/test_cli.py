@@ -178,4 +178,24 @@ def test_check_probes_a_representative_set_and_all_of_them_with_all(as_root: Non
     monkeypatch.setattr(observe, "CHECK_PROGRESS_AFTER", 10)  # the bar's path too
     code, text = run("check", "t2-chk", "--all")
     assert code == 0 and f"pairs: every pair ({possible})" in text and f"all {possible} paths as expected" in text
-    assert len(pinged) == possible
+    assert len(pinged) == possible and "ARP table" not in text
+
+
+def test_check_says_at_once_when_the_arp_table_overflows(as_root: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netlab.cli.commands import observe
+    from netlab.kernel import inspect
+    from netlab.observe import check
+
+    monkeypatch.setattr(check, "ping", lambda ns, ip, wait=1: (True, 0.1))
+    monkeypatch.setattr(check, "echo_requests", lambda ns: 0)
+    overflows = iter(range(0, 10_000, 7))
+    table = lambda: inspect.NeighbourTable(next(overflows), 1024)  # noqa: E731
+    monkeypatch.setattr(inspect, "neighbour_table", table)
+    monkeypatch.setattr(check, "neighbour_table", table)
+    monkeypatch.setattr(observe, "CHECK_PROGRESS_AFTER", 10)
+    monkeypatch.setattr(observe._ArpWatch, "every", 0.0)
+    hostgw_lab_up()
+    code, text = run("check", "t2-chk", "--all")
+    assert code == 0  # every path answered: the warning explains failures, it is not one
+    assert text.count("is full: paths are failing for want of an entry") == 1
+    assert "warning: the kernel's ARP table was full" in text

@@ -6,6 +6,7 @@ import io
 import ipaddress
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +320,22 @@ def test_a_full_arp_table_during_the_check_is_reported() -> None:
     quiet = check.run(CLUSTER, "vxlan", "demo", pinger=lambda ns, ip: (True, 0.1), counter=lambda ns: 0,
                       neighbours=lambda: NeighbourTable(10, 1024))
     assert quiet.warnings == []
+
+
+def test_ctrl_c_waits_only_for_the_pings_in_flight() -> None:
+    calls = 0
+    lock = threading.Lock()
+
+    def pinger(ns: str, ip: str) -> tuple[bool, float | None]:
+        nonlocal calls
+        with lock:
+            calls += 1
+            if calls == 5:
+                raise KeyboardInterrupt
+        time.sleep(0.01)  # a ping takes a while
+        return True, 0.1
+
+    hosts = plan_hosts(cluster("host-gw", nodes=2, pods=10))
+    with pytest.raises(KeyboardInterrupt):
+        check.run(hosts, "host-gw", "lab", pinger=pinger, counter=lambda ns: 0, workers=2, every=True)
+    assert calls < check.count_pairs(hosts) / 2  # not every queued ping (they would take 2.4 s more)
