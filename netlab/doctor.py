@@ -76,7 +76,7 @@ TOOLS = (
     ("ip", True, "exec, plan commands", "apt install iproute2"),
     ("nsenter", True, "loading iptables rules into a namespace", "apt install util-linux"),
     ("iptables-restore", True, "every NAT rule", "apt install iptables"),
-    ("ping", False, "netlab check and the walkthrough", "apt install iputils-ping"),
+    ("ping", False, "the walkthrough and scenario ping steps", "apt install iputils-ping"),
     ("tcpdump", False, "reading pcaps by hand", "apt install tcpdump"),
     ("iperf3", False, "throughput measurements", "apt install iperf3"),
 )

@@ -250,6 +250,7 @@ class Host:
     node: str | None = None  # for pods: the node they run on
     iface: str = "eth0"  # the interface that carries `ip`
     host_network: bool = False
+    attachment: str = ""  # for pods whose path differs from their node's other pods: how ("ENI eth1")
 
 
 @dataclass(frozen=True)

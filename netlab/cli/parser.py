@@ -163,8 +163,13 @@ COMMANDS: tuple[Command, ...] = (
         needs_root=True, needs_lab=True,
     ),
     Command(
-        "check", observe.cmd_check, "ping every meaningful pair of a lab (pods, nodes, internet) and show a matrix",
-        (LAB, JSON, arg("--workers", type=integer(1), default=16, help="pings in flight at once (default 16)")),
+        "check", observe.cmd_check,
+        "ping a representative set of pairs of a lab (every node pair, two pods of each kind per node, every path type) and show a matrix",
+        (
+            LAB, JSON,
+            arg("--all", action="store_true", help="ping every pair of pods, nodes and the internet (grows with the square of the pods)"),
+            arg("--workers", type=integer(1), default=16, help="pings in flight at once (default 16)"),
+        ),
         needs_root=True, needs_lab=True,
     ),
     Command(

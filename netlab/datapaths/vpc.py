@@ -237,7 +237,8 @@ def _node(topology: Topology, b: Builder, alloc: NodeAllocation) -> None:
         )
         if slot.eni.number > 0:
             b.add(AddRule(host, pod_ip, slot.eni.table, FROM_POD_PRIORITY))
-        b.hosts.append(Host(slot.pod.name, "pod", ns, slot.ip, node=node.name))
+        attachment = f"ENI {slot.eni.device}" if slot.eni.number > 0 else ""  # policy routing through a secondary ENI
+        b.hosts.append(Host(slot.pod.name, "pod", ns, slot.ip, node=node.name, attachment=attachment))
     k8s.host_network_pods(topology, b, node)
     if not topology.network.external_snat:
         b.add(

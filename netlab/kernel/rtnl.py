@@ -8,7 +8,8 @@ them with :mod:`struct` (a few microseconds), writes each to a plain ``NETLINK_R
 socket and reads the kernel's ack before sending the next: an error belongs to exactly
 one operation. Errors are pyroute2's :class:`NetlinkError` (callers branch on ``.code``),
 carrying the kernel's extended-ack text when it gives one. Everything else goes through
-pyroute2 (see :class:`netlab.backend.NetlinkBackend`).
+pyroute2 (see :class:`netlab.backend.NetlinkBackend`). :meth:`Rtnl.dump` reads a whole table
+(links, addresses, routes) the same way, for the read-only inspector (``netlab status``).
 
 Both sockets must already live in the right namespace (open them with :func:`sockets`
 inside it). Interface indexes come from ``SIOCGIFINDEX`` on the second socket, as
@@ -31,8 +32,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200
+NLM_F_DUMP = 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 20, 24
+RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 18, 20, 22, 24, 26
 SOL_NETLINK = 270
 NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
 NLMSGERR_ATTR_MSG = 1
@@ -130,8 +132,13 @@ class Rtnl:
                 if kind == NLMSG_DONE:
                     return replies
                 replies.append(message)
-                if not flags & NLM_F_ACK:
+                if not flags & (NLM_F_ACK | NLM_F_DUMP):
                     return replies
+
+    def dump(self, msg_type: int, body: bytes) -> list[bytes]:
+        """Every object of a table (``RTM_GETLINK``, ``RTM_GETADDR``, ``RTM_GETROUTE`` with ``body``'s
+        family): the messages, each with its ``nlmsghdr``, as the kernel sent them."""
+        return self.request(msg_type, NLM_F_REQUEST | NLM_F_DUMP, body)
 
     # ------------------------------------------------------------------ links
     def add_link(self, name: str, kind: str, mtu: int | None = None, mac: str | None = None,
@@ -207,7 +214,8 @@ class Rtnl:
         self.request(RTM_NEWROUTE, CREATE, body)
 
 
-def _attrs(msg: bytes, offset: int) -> dict[int, bytes]:
+def attributes(msg: bytes, offset: int) -> dict[int, bytes]:
+    """The netlink attributes of ``msg`` from ``offset`` on: type (flags masked off) -> payload."""
     out: dict[int, bytes] = {}
     while offset + _NLA.size <= len(msg):
         length, kind = _NLA.unpack_from(msg, offset)
@@ -223,7 +231,7 @@ def _reason(message: bytes, flags: int, code: int) -> str:
     if flags & NLM_F_ACK_TLVS:
         # nlmsgerr: error (4) + the request (just its header when capped), then the TLVs
         request = _HEADER.size if flags & NLM_F_CAPPED else _HEADER.unpack_from(message, _HEADER.size + 4)[0]
-        tlvs = _attrs(message, _HEADER.size + 4 + ((request + 3) & ~3))
+        tlvs = attributes(message, _HEADER.size + 4 + ((request + 3) & ~3))
         text_attr = tlvs.get(NLMSGERR_ATTR_MSG)
         if text_attr:
             text += ": " + text_attr.rstrip(b"\0").decode(errors="replace")

@@ -1,7 +1,8 @@
 """What a running lab looks like in the kernel: interfaces, addresses, routes per namespace.
 
-Read-only: :func:`~netlab.kernel.inspect.inspect_namespace` opens one netlink socket per
-namespace and closes it; this module groups what it finds by the lab's nodes, pods and hosts.
+Read-only: :func:`~netlab.kernel.inspect.inspect_namespaces` reads every namespace of the lab
+(a few at a time, three netlink dumps each); this module groups what it finds by the lab's
+nodes, pods and hosts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netlab.kernel import netns
-from netlab.kernel.inspect import Interface, Route, inspect_namespace
+from netlab.kernel.inspect import Interface, Route, inspect_namespaces
 from netlab.state import LabState
 
 
@@ -22,6 +23,7 @@ class NamespaceView:
     ns: str
     kind: str
     present: bool
+    node: str | None = None  # for a pod: the node it runs on
     interfaces: list[Interface] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
 
@@ -34,10 +36,14 @@ def collect(state: LabState) -> list[NamespaceView]:
         if ep.ns in seen:
             continue
         seen.add(ep.ns)
-        view = NamespaceView(ep.name, ep.ns, ep.kind, netns.exists(ep.ns))
-        if view.present:
-            view.interfaces, view.routes = inspect_namespace(ep.ns)
-        views.append(view)
+        views.append(NamespaceView(ep.name, ep.ns, ep.kind, netns.exists(ep.ns), ep.node if ep.kind == "pod" else None))
+    found = inspect_namespaces([v.ns for v in views if v.present])
+    for view in views:
+        tables = found.get(view.ns)
+        if tables is None:
+            view.present = False  # gone since: removed while we looked
+            continue
+        view.interfaces, view.routes = tables
     return views
 
 

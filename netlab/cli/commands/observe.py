@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from netlab.cli.render import check as render_check
+from netlab.cli.render import progress
 from netlab.cli.render import trace as render_trace
 from netlab.state import LabState
 
@@ -71,10 +72,51 @@ def cmd_trace(args: argparse.Namespace, out: Console, state: LabState) -> int:
     return 0 if result.probe.replied else 1
 
 
+CHECK_PROGRESS_AFTER = 200  # pairs; fewer are done before a bar is worth drawing
+
+
+class _ArpWatch:
+    """Says at once (not only in the report) when the machine's ARP table overflows during a long check."""
+
+    every = 1.0  # seconds between looks
+
+    def __init__(self, out: Console) -> None:
+        from netlab.kernel.inspect import neighbour_table
+
+        self.read, self.out = neighbour_table, out
+        self.start = self.read()
+        self.last = time.monotonic()
+        self.said = self.start is None
+
+    def look(self) -> None:
+        if self.said or time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        now = self.read()
+        if self.start and now and now.overflows > self.start.overflows:
+            self.said = True
+            self.out.print(f"[yellow]warning:[/] the kernel's ARP table (one for every namespace, {now.limit:,} entries) is full: "
+                           "paths are failing for want of an entry, each after a second and a retry; Ctrl-C stops the check",
+                           highlight=False)
+
+
 def cmd_check(args: argparse.Namespace, out: Console, state: LabState) -> int:
     from netlab.observe import check
 
-    report = check.run(state.host_objects(), state.cni, state.lab, workers=max(1, args.workers))
+    hosts = state.host_objects()
+    selection = check.select(hosts, state.cni, every=args.all)
+    workers = max(1, args.workers)
+    if not args.json and len(selection.pairs) >= CHECK_PROGRESS_AFTER:
+        watch = _ArpWatch(out)
+        with progress.checking(out, state.lab, len(selection.pairs)) as (bar, task):
+
+            def advance(done: int, _total: int) -> None:
+                bar.update(task, completed=done)
+                watch.look()
+
+            report = check.run(hosts, state.cni, state.lab, workers=workers, selection=selection, progress=advance)
+    else:
+        report = check.run(hosts, state.cni, state.lab, workers=workers, selection=selection)
     if args.json:
         out.print_json(json.dumps(report.as_json()))
     else:

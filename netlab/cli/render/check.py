@@ -1,4 +1,8 @@
-"""``netlab check``'s matrix: who reaches whom, a summary per kind of path, what went wrong."""
+"""``netlab check``'s matrix: who reaches whom, a summary per kind of path, what went wrong.
+
+The matrix is drawn up to :data:`MATRIX_TARGETS` columns (a representative check of a lab of
+up to ~12 nodes, or the full matrix of a small lab); past that the summary, the failures and
+``--json`` say everything it would."""
 
 from __future__ import annotations
 
@@ -14,16 +18,22 @@ if TYPE_CHECKING:
     from netlab.plan import Host
 
 _KINDS = ("pod", "hostNetwork pod", "node", "internet")
+MATRIX_TARGETS = 40  # columns; a wider matrix is left out
+FAILURES_SHOWN = 30  # failures listed one per line; --json has the rest
 
 
 def _display_order(endpoints: list[Host]) -> list[Host]:
     """Pods grouped under their node (ordinary, then hostNetwork), then the node; the internet last."""
-    nodes = [e for e in endpoints if e.kind == "node"]
+    pods: dict[str | None, list[Host]] = {}
+    for e in endpoints:
+        if e.kind == "pod":
+            pods.setdefault(e.node, []).append(e)
     out = []
-    for node in nodes:
-        pods = [e for e in endpoints if e.kind == "pod" and e.node == node.name]
-        out += [e for e in pods if not e.host_network] + [e for e in pods if e.host_network] + [node]
-    return out + [e for e in endpoints if e not in out]
+    for node in (e for e in endpoints if e.kind == "node"):
+        on = pods.get(node.name, [])
+        out += [e for e in on if not e.host_network] + [e for e in on if e.host_network] + [node]
+    placed = {e.name for e in out}
+    return out + [e for e in endpoints if e.name not in placed]
 
 
 def _rank(category: str) -> tuple[int, int, int]:
@@ -33,12 +43,17 @@ def _rank(category: str) -> tuple[int, int, int]:
     return (_KINDS.index(src) if src in _KINDS else 9, _KINDS.index(dst) if dst in _KINDS else 9, where == "cross node")
 
 
+def _targets(report: Reachability) -> set[str]:
+    return {r.pair.dst for r in report.results}
+
+
 def matrix(report: Reachability) -> Table:
     """One row per source, one column per target: ✓ reached, ✗ no reply, ⊘ blocked as it must be, LEAK."""
     cells = {(r.pair.src, r.pair.dst): r for r in report.results}
     ordered = _display_order(report.hosts)
-    sources = [e for e in ordered if any(r.pair.src == e.name for r in report.results)]
-    targets = [e for e in ordered if any(r.pair.dst == e.name for r in report.results)]
+    from_names, to_names = {r.pair.src for r in report.results}, _targets(report)
+    sources = [e for e in ordered if e.name in from_names]
+    targets = [e for e in ordered if e.name in to_names]
     table = Table(title=f"netlab check {escape(report.lab)} (cni {escape(report.cni)}): ✓ reached · ✗ no reply · ⊘ blocked as it must be", title_justify="left")
     table.add_column("from \\ to", no_wrap=True)
     for ep in targets:
@@ -70,14 +85,27 @@ def summary(report: Reachability) -> Table:
 
 
 def reachability(report: Reachability) -> Group:
-    """The whole ``netlab check`` output: matrix, summary, each failure, the verdict."""
-    parts: list[Any] = [matrix(report), summary(report)]
-    for r in report.failures:
+    """The whole ``netlab check`` output: which pairs, matrix, summary, each failure, the verdict."""
+    parts: list[Any] = []
+    if report.selection:
+        parts.append(Text(f"pairs: {report.selection}", "dim"))
+    columns = len(_targets(report))
+    if columns <= MATRIX_TARGETS:
+        parts.append(matrix(report))
+    else:
+        parts.append(Text(f"matrix left out: {columns} targets (at most {MATRIX_TARGETS} are drawn); --json has every pair", "dim"))
+    parts.append(summary(report))
+    failures = report.failures
+    for r in failures[:FAILURES_SHOWN]:
         want = "should reach" if r.pair.expect else "must NOT reach"
         parts.append(Text(f"✗ {r.pair.src} → {r.pair.dst} ({r.pair.ip}) {want} it: {r.detail}", "red"))
+    if len(failures) > FAILURES_SHOWN:
+        parts.append(Text(f"… and {len(failures) - FAILURES_SHOWN} more not as expected (--json lists every one)", "red"))
+    for warning in report.warnings:
+        parts.append(Text(f"warning: {warning}", "yellow"))
     total = len(report.results)
     if report.ok:
-        parts.append(Text(f"all {total} paths as expected", "bold green"))
+        parts.append(Text(f"all {total:,} paths as expected", "bold green"))
     else:
-        parts.append(Text(f"{len(report.failures)} of {total} paths not as expected", "bold red"))
+        parts.append(Text(f"{len(failures):,} of {total:,} paths not as expected", "bold red"))
     return Group(*parts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from netlab import cli, datapaths, lab
 from netlab.errors import UsageError
+from netlab.model import parse_topology
 from netlab.state import LabState
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
@@ -230,3 +232,59 @@ def test_a_file_that_is_not_utf8_exits_2_naming_it(tmp_path: Path, command: str,
     code, text = run(*argv)
     assert code == 2, text
     assert f"error: {path}: line 1: not UTF-8 text (byte 0xe9 at offset 9)" in text
+
+
+# ----------------------------------------------------------------------------- check: which pairs
+def hostgw_lab_up(nodes: int = 3, pods: int = 4) -> None:
+    """A host-gw lab's record (as `up` leaves it), built from a generated topology's plan."""
+    topology = parse_topology({"name": "t2-chk", "network": {"cni": "host-gw", "podCIDR": "10.244.0.0/16",
+                               "subnets": [{"name": "lan", "cidr": "192.168.1.0/24"}], "internet": "203.0.113.0/24"},
+                               "nodes": [{"name": f"node{n}", "pods": [{"name": f"p{n}-{i}"} for i in range(pods)]} for n in range(1, nodes + 1)]},
+                              "<test>")
+    plan = datapaths.make_plan(topology)
+    hosts = [{**asdict(h), "ip": str(h.ip) if h.ip else None} for h in plan.hosts]
+    LabState(lab="t2-chk", cni="host-gw", source="<test>", status="up", namespaces=list(plan.namespaces), hosts=hosts).save()
+
+
+def test_check_probes_a_representative_set_and_all_of_them_with_all(as_root: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netlab.cli.commands import observe
+    from netlab.observe import check
+
+    pinged: list[tuple[str, str]] = []
+    monkeypatch.setattr(check, "ping", lambda ns, ip, wait=1: (pinged.append((ns, ip)), (True, 0.1))[1])
+    monkeypatch.setattr(check, "echo_requests", lambda ns: 0)
+    hostgw_lab_up()
+    sources = 3 + 3 * 4
+    possible = sources * (sources + 1) - sources  # every source to every target but itself
+    code, text = run("check", "t2-chk", "--json")
+    data = json.loads(text)
+    assert code == 0 and data["ok"]
+    assert (data["probed"], data["possible"]) == (9 * 9, possible) == (len(pinged), possible)  # 3 nodes + 2 pods each -> 9 x (9 + internet - itself)
+    assert data["selection"].startswith("representative: every node pair, 2 pods of each kind per node, every path type")
+    code, text = run("check", "t2-chk")
+    assert code == 0 and f"--all for all {possible}" in text and "all 81 paths as expected" in text
+    pinged.clear()
+    monkeypatch.setattr(observe, "CHECK_PROGRESS_AFTER", 10)  # the bar's path too
+    code, text = run("check", "t2-chk", "--all")
+    assert code == 0 and f"pairs: every pair ({possible})" in text and f"all {possible} paths as expected" in text
+    assert len(pinged) == possible and "ARP table" not in text
+
+
+def test_check_says_at_once_when_the_arp_table_overflows(as_root: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netlab.cli.commands import observe
+    from netlab.kernel import inspect
+    from netlab.observe import check
+
+    monkeypatch.setattr(check, "ping", lambda ns, ip, wait=1: (True, 0.1))
+    monkeypatch.setattr(check, "echo_requests", lambda ns: 0)
+    overflows = iter(range(0, 10_000, 7))
+    table = lambda: inspect.NeighbourTable(next(overflows), 1024)  # noqa: E731
+    monkeypatch.setattr(inspect, "neighbour_table", table)
+    monkeypatch.setattr(check, "neighbour_table", table)
+    monkeypatch.setattr(observe, "CHECK_PROGRESS_AFTER", 10)
+    monkeypatch.setattr(observe._ArpWatch, "every", 0.0)
+    hostgw_lab_up()
+    code, text = run("check", "t2-chk", "--all")
+    assert code == 0  # every path answered: the warning explains failures, it is not one
+    assert text.count("is full: paths are failing for want of an entry") == 1
+    assert "warning: the kernel's ARP table was full" in text
