@@ -1,8 +1,8 @@
 """Measuring paths in a built lab: RTT, TCP request/response latency, throughput.
 
 - RTT: ICMP echo answered by the *kernel* of the target namespace (no user-space server
-  in the path), sent by iputils ``ping`` in the source namespace (receive timestamps are
-  the kernel's). Samples of compared paths are taken in interleaved chunks, in a new
+  in the path), sent from a raw ICMP socket in the source namespace (:func:`icmp_rtts`:
+  receive timestamps are the kernel's). Samples of compared paths are taken in interleaved chunks, in a new
   random order every round, so drift of the machine hits every path alike.
 - TCP request/response: ``sockperf ping-pong`` (server in the target namespace).
 - Throughput: ``iperf3`` (server in the target namespace), one stream and parallel.
