@@ -1,6 +1,6 @@
 """Processes inside a lab's namespaces: start them, tell whether they live, stop them.
 
-Servers netlab runs in pods (cluster DNS, the hostname workloads) are started here with an
+Servers netlab runs in pods (cluster DNS, the hostname workloads, nginx) are started here with an
 argv list in the pod's namespace, in a session of their own, their output in a log file.
 Teardown stops whatever runs in a lab's namespaces, found by the namespace each process is
 in (``/proc/<pid>/ns/net``), so processes a person started with ``netlab exec`` go too.
@@ -30,14 +30,35 @@ def start(ns: str, argv: Sequence[str], log: Path, name: str = "", group: Path |
     outlives this call (teardown stops it); a daemon thread reaps it when it exits, so a
     long-lived caller (tests, a Python session) keeps no zombie.
     """
+    return start_program(ns, [sys.executable, *argv], log, name, group)
+
+
+def start_program(ns: str, argv: Sequence[str], log: Path, name: str = "", group: Path | None = None) -> int:
+    """Start the program ``argv`` (any executable, e.g. nginx) inside ``ns``, as :func:`start` does."""
     with open(log, "w") as handle:
         proc = subprocess.Popen(
-            netns.exec_argv(ns, [sys.executable, *argv]),
+            netns.exec_argv(ns, list(argv)),
             stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=cgroup.joiner(group),
         )
     threading.Thread(target=proc.wait, name=f"reap-{name or proc.pid}", daemon=True).start()
     return proc.pid
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (e.g. an nginx master's workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(") ", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == str(pid) and fields[0] not in ("Z", "X"):
+            found.append(int(entry))
+    return found
 
 
 def alive(pid: int | None) -> bool:
