@@ -3,8 +3,8 @@
 This is what ``netlab up``, scenarios and the test fixtures call. :mod:`netlab.lab` is the
 engine (journaled apply, rollback, teardown) and knows nothing about Kubernetes; this
 module decides which phases a topology gets: Services (kube-proxy, cluster DNS, workloads)
-when it declares any. A new post-build stage (a load balancer, an ingress controller, a
-BGP daemon) is a :class:`netlab.lab.Phase` added in :func:`phases`.
+when it declares any, the ingress-nginx controller when it enables one. A new post-build
+stage (a load balancer, a BGP daemon) is a :class:`netlab.lab.Phase` added in :func:`phases`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ from netlab.datapaths import make_plan
 from netlab.model import Topology
 from netlab.plan import Plan
 from netlab.services.cluster import ServicesPhase
+from netlab.services.ingress_apply import IngressPhase
 from netlab.state import LabState
 
 
 def phases(topology: Topology) -> list[lab.Phase]:
-    """The stages that follow the datapath for ``topology``, in order."""
-    return [ServicesPhase()] if topology.services else []
+    """The stages that follow the datapath for ``topology``, in order: Services when it
+    declares any, and the ingress-nginx add-on when ``ingressController.enabled`` is true."""
+    ingress = topology.ingress_controller.enabled is True
+    out: list[lab.Phase] = [ServicesPhase()] if topology.services or ingress else []
+    return out + ([IngressPhase()] if ingress else [])
 
 
 def up(topology: Topology, source: str = "", plan: Plan | None = None, progress: lab.Progress | None = None) -> LabState:

@@ -10,6 +10,7 @@ wrong *and what to do about it*, and its ``exit_code`` is what the CLI exits wit
     ├── LabExists / LabNotFound      (exit 1)  lifecycle conflicts
     ├── LabBusy                      (exit 1)  another command is changing the lab (--wait waits)
     ├── NamespaceTaken               (exit 1)  a namespace name belongs to another lab or to someone else
+    ├── ConfigRejected               (exit 1)  a daemon (nginx) refused the configuration rendered for it
     └── BuildError                   (exit 1)  an operation failed; everything created was rolled back
 """
 
@@ -61,6 +62,11 @@ class LabBusy(NetlabError):
 
 class NamespaceTaken(NetlabError):
     """A namespace this run would create belongs to another lab, or exists and is nobody's."""
+
+
+class ConfigRejected(NetlabError):
+    """A daemon netlab runs in a lab (the ingress controller's nginx) refused the configuration
+    rendered for it; what it ran before keeps running."""
 
 
 class TeardownError(NetlabError):

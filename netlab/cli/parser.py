@@ -177,7 +177,8 @@ COMMANDS: tuple[Command, ...] = (
         (
             LAB,
             arg("-f", "--filename", required=True, metavar="FILE",
-                help="YAML manifests (v1 Service, v1 Pod, apps/v1 Deployment; several documents)"),
+                help="YAML manifests (v1 Service, Pod, Secret, apps/v1 Deployment, networking.k8s.io/v1 Ingress, IngressClass)"),
+            arg("--dry-run", action="store_true", help="change nothing: print the nginx.conf the ingress controller would load"),
             WAIT,
         ),
         needs_root=True, needs_lab=True, changes_lab=True,
@@ -198,12 +199,16 @@ COMMANDS: tuple[Command, ...] = (
         needs_root=True, needs_lab=True, changes_lab=True,
     ),
     Command(
-        "requests", services.cmd_requests, "send N requests from a pod or node and count which pod answered",
+        "requests", services.cmd_requests, "send N requests from a pod or node; count which pod answered and what it saw",
         (
             LAB,
             arg("source", metavar="FROM"),
-            arg("url", help="http://web, http://10.96.0.100:80/, tcp://HOST:PORT, udp://HOST:PORT"),
+            arg("url", help="http://web, http://10.96.0.100:80/, https://foo.example.com/, tcp://HOST:PORT, udp://HOST:PORT"),
             arg("-n", "--count", type=integer(1), default=100),
+            arg("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="a request header, e.g. -H 'Host: foo.example.com'"),
+            arg("--resolve", action="append", default=[], metavar="NAME:PORT:ADDR", help="connect to ADDR for NAME:PORT, as curl --resolve"),
+            arg("--cacert", metavar="FILE", help="verify https with this CA certificate"),
+            arg("-k", "--insecure", action="store_true", help="https without verifying the certificate"),
             JSON,
         ),
         needs_root=True, needs_lab=True,

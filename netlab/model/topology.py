@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from netlab import names
 from netlab.errors import TopologyError
 from netlab.model import k8s_names
+from netlab.model.ingress import IngressControllerSpec
 from netlab.model.service import DNS_SERVICE_INDEX, IPVS_SCHEDULERS, KUBERNETES_SERVICE_INDEX, Service
 
 KNOWN_CNIS = ("docker0", "vxlan", "ipip", "host-gw", "vpc-native")
@@ -239,6 +240,7 @@ class Topology(_Frozen):
     nodes: tuple[Node, ...]
     services: tuple[Service, ...] = ()  # Kubernetes Services: netlab/services/
     external_dns: ExternalDNS = Field(ExternalDNS(), alias="externalDNS")
+    ingress_controller: IngressControllerSpec = Field(IngressControllerSpec(), alias="ingressController")  # services/ingress.py
 
     _check_name = field_validator("name")(
         classmethod(lambda cls, v: _name("lab name", names.LAB_NAME_MAX, "it prefixes every namespace of the lab")(v))
@@ -351,6 +353,8 @@ class Topology(_Frozen):
         if (problem := check_services(self)) is not None:
             raise Problem(*problem)
         self._check_pool()
+        if (problem := check_ingress_controller(self)) is not None:
+            raise Problem(*problem)
         return self
 
     def _check_pool(self) -> None:
@@ -496,4 +500,18 @@ def check_services(topology: Topology) -> tuple[str, str] | None:
                 if owner:
                     return f"services[{i}].ports[{j}].nodePort", f"nodePort {port.node_port}/{port.protocol} is already used by {owner}"
                 node_ports[(port.node_port, port.protocol)] = svc.key
+    return None
+
+
+def check_ingress_controller(topology: Topology) -> tuple[str, str] | None:
+    """The first problem with ``topology``'s ``ingressController`` as (field, message), or None."""
+    spec = topology.ingress_controller
+    if spec.enabled is True and topology.network.cni == "docker0":
+        return "ingressController.enabled", "the ingress controller needs a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0"
+    if spec.node is not None and spec.node not in {n.name for n in topology.nodes}:
+        return "ingressController.node", f"unknown node {spec.node!r}; nodes: {', '.join(n.name for n in topology.nodes)}"
+    for key, port in (("httpNodePort", spec.http_node_port), ("httpsNodePort", spec.https_node_port)):
+        owner = next((s.key for s in topology.services for p in s.ports if p.node_port == port and p.protocol == "TCP"), None)
+        if port is not None and owner:
+            return f"ingressController.{key}", f"nodePort {port}/TCP is already used by {owner}"
     return None

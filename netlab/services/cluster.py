@@ -12,6 +12,7 @@ whenever Services or pods change (:func:`sync`), it
 5. gives LoadBalancer Services an address and a leader node (MetalLB, :mod:`.loadbalancer`),
    whose speaker answers ARP for it, and publishes annotated Services in the internet's DNS
    (ExternalDNS, :mod:`.externaldns`).
+6. brings the ingress controller's nginx up to date, if the lab has one (:mod:`.ingress`).
 
 Pods come and go through :mod:`.pods`. Everything it starts runs inside the lab's
 namespaces, and every file it writes outside them is journaled, so ``netlab down`` removes
@@ -41,6 +42,7 @@ from netlab.services.files import (
     write_speaker_config,
     write_zones,
 )
+from netlab.services.ingress import sync as sync_ingress_controller
 from netlab.services.kubeproxy import Endpoint
 from netlab.services.loadbalancer import Assignment
 from netlab.services.processes import DNS_POD, start_dns, start_external_dns, start_speakers, start_workloads, wait_applied
@@ -139,6 +141,7 @@ def sync(state: LabState) -> None:
     _announce(state, record, topo, previous, assignments)
     _publish(state, record, topo, services, ingress, endpoints)
     record.store(state)
+    sync_ingress_controller(state)  # the ingress controller's upstreams follow the endpoints
 
 
 def _announce(state: LabState, record: ClusterRecord, topo: Topology, previous: dict[str, Assignment], now: dict[str, Assignment]) -> None:

@@ -13,6 +13,9 @@ Accepted, as tutorials write them (several documents per file, or ``kind: List``
   ReplicaSet names them (``<deployment>-<pod-template-hash>-<5 chars>``); applying again
   with another replica count scales it.
 - ``v1 Namespace``: accepted (namespaces need no kernel object).
+- ``networking.k8s.io/v1 Ingress`` and ``IngressClass``, ``v1 Secret``: read by
+  :mod:`netlab.services.ingress_apply` (the ingress-nginx controller serves the Ingresses;
+  ``--dry-run`` prints the nginx.conf it would load).
 
 A Service's ``metadata.annotations`` are kept with it: MetalLB's (``metallb.io/loadBalancerIPs``,
 ``metallb.io/address-pool``) and ExternalDNS's (``external-dns.alpha.kubernetes.io/hostname``,
@@ -39,10 +42,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from netlab.errors import TopologyError
+from netlab.errors import ConfigRejected, TopologyError
 from netlab.model import from_pydantic, k8s_names, read_text
 from netlab.model.service import Service
-from netlab.services import cluster, externaldns, loadbalancer, pods
+from netlab.services import cluster, externaldns, ingress_apply, loadbalancer, pods
 from netlab.services.records import ClusterRecord, Deployment, topology_of
 from netlab.state import LabState
 
@@ -54,7 +57,7 @@ IGNORED_SERVICE_KEYS = {
     "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
     "publishNotReadyAddresses", "healthCheckNodePort", "externalIPs",
 }
-KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")}
+KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")} | ingress_apply.KINDS
 POD_NAME_SUFFIX = 17  # a Deployment's pods are <name>-<10 chars>-<5 chars>, and pod names have at most 63
 
 
@@ -153,7 +156,7 @@ def documents(raw: list[Any], source: str) -> list[_Doc]:
                 raise TopologyError(source, f"documents[{len(docs)}]", "expected a mapping with apiVersion, kind, metadata")
             docs.append(_Doc(source, len(docs), item))
     if not docs:
-        raise TopologyError(source, "", "no documents: expected Kubernetes manifests (kind: Service, Pod, Deployment)")
+        raise TopologyError(source, "", "no documents: expected Kubernetes manifests (kind: Service, Pod, Deployment, Ingress, ...)")
     for doc in docs:
         _check(doc)
     return docs
@@ -178,7 +181,7 @@ def _check(doc: _Doc) -> None:
     else:
         doc.check("metadata.name", f"{doc.kind} name", name, k8s_names.is_dns1123_subdomain)
         limit = 63 if doc.kind == "Pod" else 63 - POD_NAME_SUFFIX
-        if k8s_names.is_dns1035_label(name) or len(name) > limit:
+        if doc.kind in ("Pod", "Deployment") and (k8s_names.is_dns1035_label(name) or len(name) > limit):
             why = "its network namespace is named after it" if doc.kind == "Pod" else f"its pods are named {name}-<10 chars>-<5 chars>"
             raise doc.error(
                 "metadata.name",
@@ -284,11 +287,13 @@ def parse_service(doc: _Doc, named_ports: dict[str, int]) -> Service:
         raise doc.error(f"spec.{error.field}" if error.field else "spec", error.message) from None
 
 
-def apply_file(state: LabState, path: str | Path) -> list[str]:
+def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list[str]:
     """Apply every document of ``path`` to the running lab; return kubectl-style result lines.
 
     The whole file is checked first (every document, the Services it defines, the nodes its
-    pods name): a problem anywhere builds nothing.
+    pods name, its Ingresses as the API server and ingress-nginx admit them): a problem
+    anywhere builds nothing. With ``dry_run``, nothing changes and the lines are the
+    nginx.conf the ingress controller would load.
     """
     docs = load(path)
     named_ports = {name: number for doc in docs for name, number in doc.pod.named.items()}
@@ -297,6 +302,10 @@ def apply_file(state: LabState, path: str | Path) -> list[str]:
     for doc in docs:
         if doc.kind == "Pod" and doc.pod.node is not None and doc.pod.node not in nodes:
             raise doc.error("spec.nodeName", f"lab {state.lab!r} has no node {doc.pod.node!r}; nodes: {', '.join(nodes)}")
+    ingress_docs = ingress_apply.parse(list(docs))
+    ingress_apply.admit(state, ingress_docs)
+    if dry_run:
+        return ingress_apply.dry_run(state, ingress_docs, services).splitlines()
     cluster.start(state)  # a lab without services yet gets kube-proxy, kube-dns and coredns first
     out: list[str] = []
     for doc in docs:
@@ -314,12 +323,17 @@ def apply_file(state: LabState, path: str | Path) -> list[str]:
         ignored = ignored_annotations(svc)
         if ignored:
             out.append(f"service/{svc.name}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
+    if ingress_docs:
+        out += ingress_apply.apply(state, ingress_docs)
     cluster.sync(state)
     status = {row["service"]: row for row in cluster.describe_services(state)}
     for svc in services:
         pending = (status.get(svc.key, {}).get("loadBalancer") or {}).get("pending")
         if pending:
             out.append(f"service/{svc.name}: EXTERNAL-IP <pending>: {pending}")
+    problem = ingress_apply.loaded(state) if ingress_docs else ""
+    if problem:
+        raise ConfigRejected("\n".join([*out, f"ingress-nginx did not load it: {problem}"]))
     return out
 
 

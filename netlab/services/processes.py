@@ -1,5 +1,6 @@
 """The servers a cluster runs: the cluster DNS (in ``coredns``), the hostname workload in every
-pod that backs a Service or declares container ports, MetalLB's speaker in every node (once
+pod that backs a Service or declares container ports (not in an ingress controller pod: that
+runs nginx, :mod:`netlab.services.ingress`), MetalLB's speaker in every node (once
 a LoadBalancer Service has an address) and the internet's authoritative DNS (once a Service
 asks ExternalDNS for a name).
 
@@ -22,6 +23,7 @@ from netlab.kernel import cgroup, processes
 from netlab.model.service import Service
 from netlab.services.endpoints import PodInfo, workload_ports
 from netlab.services.files import external_dns_path, records_path, speaker_config_path
+from netlab.services.ingress import is_controller
 from netlab.services.records import ClusterRecord, Server
 from netlab.state import LabState, state_dir
 
@@ -72,7 +74,7 @@ def start_workloads(state: LabState, record: ClusterRecord, services: list[Servi
     they change, stopped when none are left."""
     started = []
     for pod in pods:
-        if pod.name == DNS_POD or pod.host_network:
+        if pod.name == DNS_POD or pod.host_network or is_controller(pod.labels):  # these run their own server
             continue
         ports = workload_ports(services, pod)
         current = record.workloads.get(pod.name)

@@ -4,9 +4,20 @@ Run inside a pod's namespace (netlab starts it with ``ip netns exec``)::
 
     python -I netlab/services/workload.py --name web-1 --tcp 8080 --udp 5353
 
-- TCP: an HTTP request gets ``200`` with the pod name as the body (``GET /client`` answers
-  with the client's address as the pod saw it: ``203.0.113.1:40312``); anything else is
-  echoed back prefixed with ``<pod>: ``.
+- TCP: an HTTP request gets ``200`` and a body that tells the whole story of the request:
+  the pod's name on the first line, then the path and Host it was asked for, the client
+  address it saw, and the forwarding headers a proxy (an ingress controller) added::
+
+      web-2
+      path: /foo
+      host: foo.example.com
+      client: 10.244.3.2:51532
+      x-forwarded-for: 203.0.113.1
+      x-real-ip: 203.0.113.1
+      x-forwarded-proto: https
+
+  (``GET /client`` answers with just the client's address as the pod saw it:
+  ``203.0.113.1:40312``.) Anything else is echoed back prefixed with ``<pod>: ``.
 - UDP: each datagram is echoed back prefixed with ``<pod>: ``.
 Each connection is one line on stdout (``<client> <port>/<proto>``), so the log shows
 which clients reached the pod and from which address.
@@ -22,16 +33,29 @@ import threading
 from typing import Any
 
 HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
+FORWARDING = ("x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-original-forwarded-for")
 
 
 def http_reply(name: str, request: bytes, client: str) -> bytes:
-    path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b"/"
-    body = (client if path.startswith(b"/client") else name).encode() + b"\n"
-    head = (
+    lines = request.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("latin-1").split("\n")
+    parts = lines[0].split(" ")
+    path = parts[1] if len(parts) > 2 else "/"
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        key, sep, value = line.partition(":")
+        if sep:
+            headers.setdefault(key.strip().lower(), value.strip())
+    if path.startswith("/client"):
+        body = client.encode() + b"\n"
+    else:
+        story = [name, f"path: {path}", f"host: {headers.get('host', '')}", f"client: {client}"]
+        story += [f"{key}: {headers[key]}" for key in FORWARDING if key in headers]
+        body = "\n".join(story).encode("latin-1", "replace") + b"\n"
+    status = (
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
         f"Content-Length: {len(body)}\r\nX-Pod-Name: {name}\r\nX-Client: {client}\r\nConnection: close\r\n\r\n"
     ).encode()
-    return head + (b"" if request.startswith(b"HEAD ") else body)
+    return status + (b"" if request.startswith(b"HEAD ") else body)
 
 
 def _serve_tcp(name: str, conn: socket.socket, client: str) -> None:

@@ -126,12 +126,24 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
         for table in (render_services.load_balancers_table(rows), render_services.dns_table(cluster.describe_dns(state))):
             if table is not None:
                 out.print(table)
+        _print_ingress(out, state)
     return 0
 
 
+def _print_ingress(out: Console, state: LabState) -> None:
+    from netlab.services import ingress
+
+    info = ingress.describe(state)
+    if info:
+        out.print(render_services.ingress_table(info))
+        for warning in info["warnings"]:
+            out.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
+
 def _services_json(state: LabState) -> dict[str, Any]:
-    from netlab.services import cluster
+    from netlab.services import cluster, ingress
 
     if not records.has_services(state):
         return {}
-    return {"services": cluster.describe_services(state), "externalDNS": cluster.describe_dns(state)}
+    info = ingress.describe(state)
+    return {"services": cluster.describe_services(state), "externalDNS": cluster.describe_dns(state), **({"ingress": info} if info else {})}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from netlab import lab
 from netlab.cli.render import services as render_services
@@ -19,8 +21,8 @@ from netlab.state import LabState
 def cmd_apply(args: argparse.Namespace, out: Console, state: LabState) -> int:
     from netlab.services import manifests
 
-    for line in manifests.apply_file(state, args.filename):
-        out.print(line, highlight=False, markup=False)
+    for line in manifests.apply_file(state, args.filename, dry_run=args.dry_run):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
@@ -51,10 +53,13 @@ def cmd_delete(args: argparse.Namespace, out: Console, state: LabState) -> int:
 
 
 def cmd_scale(args: argparse.Namespace, out: Console, state: LabState) -> int:
-    from netlab.services import cluster
+    from netlab.services import cluster, ingress_apply
 
     deploy = cluster.scale(state, args.deployment, args.replicas)
     out.print(f"deployment.apps/{args.deployment} scaled to {args.replicas}: {', '.join(deploy.pods) or 'no pods'}", highlight=False, markup=False)
+    problem = ingress_apply.loaded(state)
+    if problem:
+        out.print(f"[yellow]warning:[/] the ingress controller did not load its new upstreams: {escape(problem)}")
     return 0
 
 
@@ -62,8 +67,15 @@ def cmd_requests(args: argparse.Namespace, out: Console, state: LabState) -> int
     from netlab.services.processes import program
 
     ep = lab.host(state, args.source)
-    argv = netns.exec_argv(ep.ns, [sys.executable, *program("client"), args.url, "-n", str(args.count)])
+    options = [f"--header={h}" for h in args.header] + [f"--resolve={r}" for r in args.resolve]
+    if args.cacert:
+        options.append(f"--cacert={os.path.abspath(args.cacert)}")
+    if args.insecure:
+        options.append("--insecure")
+    argv = netns.exec_argv(ep.ns, [sys.executable, *program("client"), args.url, "-n", str(args.count), *options])
     done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode == 2:
+        raise UsageError(done.stderr.strip().removeprefix("netlab-requests: "))
     if done.returncode != 0:
         raise EnvironmentProblem(f"the request client failed in {ep.ns}: {done.stderr.strip()[-500:]}")
     result = json.loads(done.stdout)

@@ -1,4 +1,4 @@
-"""A lab's Services (``netlab status``) and the tally of ``netlab requests``."""
+"""A lab's Services and Ingresses (``netlab status``) and the tally of ``netlab requests``."""
 
 from __future__ import annotations
 
@@ -53,11 +53,40 @@ def dns_table(dns: dict[str, Any]) -> Table | None:
     return table
 
 
+FIELD_ORDER = ("path", "host", "client", "x-forwarded-for", "x-real-ip", "x-forwarded-proto")  # the rest: --json
+
+
+def _values(seen: dict[str, int]) -> str:
+    """A field's values as one pod saw them: the value, or each with its count when they differ."""
+    if len(seen) == 1:
+        return escape(next(iter(seen)))
+    return "\n".join(f"{escape(v)} ({n})" for v, n in sorted(seen.items(), key=lambda kv: -kv[1]))
+
+
 def requests_table(result: dict[str, Any], count: int, source: str, url: str) -> Table:
-    """Which pod answered how many of ``count`` requests, and the errors (the request client's JSON)."""
-    table = Table("answered by", "requests", "share", title=escape(f"{count} requests {source} -> {url}"), title_justify="left")
+    """Which pod answered how many of ``count`` requests, what each saw (the path, Host, client
+    address and forwarding headers its answer reported), and the errors (the request client's JSON)."""
+    fields: dict[str, dict[str, dict[str, int]]] = result.get("fields", {})
+    present = {key for seen in fields.values() for key in seen}
+    columns = [k for k in FIELD_ORDER if k in present]
+    table = Table("answered by", "requests", "share", *columns, title=escape(f"{count} requests {source} -> {url}"), title_justify="left")
     for who, answered in result["answers"].items():
-        table.add_row(escape(str(who)), str(answered), f"{100 * answered / count:.1f}%")
+        seen = fields.get(who, {})
+        table.add_row(escape(str(who)), str(answered), f"{100 * answered / count:.1f}%", *(_values(seen.get(k, {})) for k in columns))
     if result["errors"]:
         table.add_row("[red]errors[/]", str(result["errors"]), escape(", ".join(map(str, result["error_kinds"]))))
+    return table
+
+
+def ingress_table(info: dict[str, Any]) -> Table:
+    """The controller and each Ingress's routes, as :func:`netlab.services.ingress.describe` gives them."""
+    ctl = info.get("controller")
+    title = "ingresses (no controller)"
+    if ctl:
+        nginx = f"nginx pid {ctl['nginx_pid']}" if ctl["nginx_pid"] else "[red]nginx not running[/]"
+        title = f"ingresses (ingress-nginx controller {ctl['namespace']}/{ctl['pod']}, {nginx}, config {escape(ctl['config'])})"
+    table = Table("ingress", "class", "hosts", "tls", "routes: host path -> service -> upstream (pod IPs)", title=title, title_justify="left")
+    for row in info.get("ingresses", []):
+        routes = "\n".join(escape(r) for r in row["routes"]) if row["served"] else f"[yellow]not served: {escape(row['why_not'])}[/]"
+        table.add_row(escape(row["ingress"]), escape(row["class"] or "<none>"), escape(" ".join(row["hosts"])), escape("\n".join(row["tls"])), routes)
     return table

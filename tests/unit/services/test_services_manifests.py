@@ -31,9 +31,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_unsupported_kind_is_named(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as info:
-        manifests.load(write(tmp_path, "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: b}\n"))
-    assert info.value.field == "documents[1] (Ingress b).kind"
-    assert "v1 Service" in info.value.message
+        manifests.load(write(tmp_path, "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: b}\n"))
+    assert info.value.field == "documents[1] (HTTPRoute b).kind"
+    assert "v1 Service" in info.value.message and "networking.k8s.io/v1 Ingress" in info.value.message
 
 
 def test_service_errors_name_the_spec_field(tmp_path: Path) -> None:
@@ -55,7 +55,13 @@ def test_api_server_bookkeeping_keys_are_ignored(tmp_path: Path) -> None:
 
 def test_hostname_server_reply() -> None:
     reply = http_reply("web-1", b"GET / HTTP/1.1\r\nHost: web\r\n\r\n", "10.244.1.3:5555")
-    assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"\r\n\r\nweb-1\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"\r\n\r\nweb-1\npath: /\nhost: web\nclient: 10.244.1.3:5555\n")
+    proxied = b"GET /api/v1?q=1 HTTP/1.1\r\nHost: foo.example.com\r\nX-Real-IP: 203.0.113.1\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-Proto: https\r\n\r\n"
+    body = http_reply("web-1", proxied, "10.244.3.2:40000").split(b"\r\n\r\n", 1)[1].decode()
+    assert body == (
+        "web-1\npath: /api/v1?q=1\nhost: foo.example.com\nclient: 10.244.3.2:40000\n"
+        "x-forwarded-for: 203.0.113.1\nx-real-ip: 203.0.113.1\nx-forwarded-proto: https\n"
+    )
     assert http_reply("web-1", b"GET /client HTTP/1.1\r\n\r\n", "203.0.113.1:4000").endswith(b"203.0.113.1:4000\n")
 
 
