@@ -55,6 +55,12 @@ def _dns_label(kind: str, value: str, pattern: re.Pattern[str] = _DNS1123) -> st
     return value
 
 
+def _subdomain(kind: str, value: str) -> str:
+    if not _SUBDOMAIN.match(value) or len(value) > 253:
+        raise ValueError(f"invalid {kind} {value!r}: a lowercase DNS subdomain (letters, digits, '-' and '.')")
+    return value
+
+
 def check_host(value: str) -> str:
     """An Ingress host: a DNS subdomain, optionally ``*.`` first; no IP address, no port."""
     bare = value[2:] if value.startswith("*.") else value
@@ -114,6 +120,8 @@ class HTTPIngressPath(_Spec):
     @model_validator(mode="after")
     def _path(self) -> HTTPIngressPath:
         path = self.path
+        if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+            raise ValueError(f"path {path!r} must not contain whitespace or control characters")
         if self.path_type in ("Exact", "Prefix"):
             if not path.startswith("/"):
                 raise ValueError(f"path {path!r} must be an absolute path (start with '/') for pathType {self.path_type}")
@@ -158,12 +166,22 @@ class IngressTLS(_Spec):
     def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(check_host(h) for h in value)
 
+    @field_validator("secret_name")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        return _subdomain("secretName", value) if value else value
+
 
 class IngressSpec(_Spec):
     ingress_class_name: str | None = Field(None, alias="ingressClassName")
     default_backend: IngressBackend | None = Field(None, alias="defaultBackend")
     tls: tuple[IngressTLS, ...] = ()
     rules: tuple[IngressRule, ...] = ()
+
+    @field_validator("ingress_class_name")
+    @classmethod
+    def _class(cls, value: str | None) -> str | None:
+        return _subdomain("ingressClassName", value) if value else value
 
     @model_validator(mode="after")
     def _something(self) -> IngressSpec:
@@ -183,9 +201,7 @@ class Ingress(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _SUBDOMAIN.match(value) or len(value) > 253:
-            raise ValueError(f"invalid Ingress name {value!r}: a lowercase DNS subdomain")
-        return value
+        return _subdomain("Ingress name", value)
 
     @field_validator("namespace")
     @classmethod

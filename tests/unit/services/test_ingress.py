@@ -67,6 +67,10 @@ def test_kubernetes_validation_names_the_field() -> None:
         ingress("a", [rule("", ("/a//b", "Exact", backend("web")))])
     with pytest.raises(ValidationError, match="IP address"):
         ingress("a", [rule("10.0.0.1", ("/", "Prefix", backend("web")))])
+    with pytest.raises(ValidationError, match="whitespace or control"):  # it would leave the quoted location in nginx.conf
+        ingress("a", [rule("", ('/x"\n}\nserver {', "ImplementationSpecific", backend("web")))])
+    with pytest.raises(ValidationError, match="secretName"):
+        ingress("a", [rule("", ("/", "Prefix", backend("web")))], tls=[{"secretName": "a;b"}])
     with pytest.raises(ValidationError, match="either defaultBackend or rules"):
         ingress("a", [])
     with pytest.raises(ValidationError, match="resource backends are not modelled"):
