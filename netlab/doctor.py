@@ -79,6 +79,8 @@ TOOLS = (
     ("ping", False, "the walkthrough and scenario ping steps", "apt install iputils-ping"),
     ("tcpdump", False, "reading pcaps by hand", "apt install tcpdump"),
     ("iperf3", False, "throughput measurements", "apt install iperf3"),
+    ("nginx", False, "the ingress-nginx controller (Ingress)", "apt install nginx (netlab runs its own nginx per lab, not the service)"),
+    ("openssl", False, "TLS Secrets and the ingress controller's default certificate", "apt install openssl"),
 )
 
 
