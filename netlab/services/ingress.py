@@ -228,8 +228,9 @@ def sync(state: LabState) -> None:
         os.replace(candidate, rejected)
         problem = problem.replace(str(candidate), str(rejected))
         keeps = "the previous configuration keeps serving" if running else "nginx is not running"
+        where = "" if str(rejected) in problem else f" (rendered file: {rejected})"
         ctl.last_error = (
-            f"nginx -t refused the configuration rendered for the Ingresses: {problem} (rendered file: {rejected}); {keeps}, "
+            f"nginx -t refused the configuration rendered for the Ingresses: {problem}{where}; {keeps}, "
             "and every change fails to load until the Ingress is fixed and applied again"
         )
         record.store(state)

@@ -333,7 +333,7 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
             out.append(f"service/{svc.name}: EXTERNAL-IP <pending>: {pending}")
     problem = ingress_apply.loaded(state) if ingress_docs else ""
     if problem:
-        raise ConfigRejected("\n".join([*out, f"ingress-nginx did not load it: {problem}"]))
+        raise ConfigRejected(f"ingress-nginx did not load the new configuration: {problem}\n  applied: {'; '.join(out)}")
     return out
 
 
