@@ -77,6 +77,7 @@ def lab_leftovers(lab: str) -> list[str]:
             left.append(f"state file {path}")
     if LabState.path_for(lab).parent.is_dir():
         left += [f"log {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.*.log")]
+        left += [f"ingress controller files {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.ingress")]
     group = cgroup.path(lab)
     if group is not None and group.exists():
         left.append(f"cgroup {group} (processes {cgroup.pids(lab)})")
