@@ -311,7 +311,7 @@ class IngressControllerSpec(_Spec):
     """``ingressController:`` in a topology: the ingress-nginx controller as a cluster add-on."""
 
     enabled: Literal["auto", True, False] = "auto"
-    type: Literal["NodePort", "LoadBalancer"] = "NodePort"  # LoadBalancer: a NodePort until netlab has LB addresses
+    type: Literal["NodePort", "LoadBalancer"] = "NodePort"  # LoadBalancer: an address from network.loadBalancerPool
     http_node_port: int | None = Field(None, alias="httpNodePort")
     https_node_port: int | None = Field(None, alias="httpsNodePort")
     external_traffic_policy: Literal["Cluster", "Local"] = Field("Cluster", alias="externalTrafficPolicy")

@@ -231,7 +231,7 @@ def sync(state: LabState) -> None:
         where = "" if str(rejected) in problem else f" (rendered file: {rejected})"
         ctl.last_error = (
             f"nginx -t refused the configuration rendered for the Ingresses: {problem}{where}; {keeps}, "
-            "and every change fails to load until the Ingress is fixed and applied again"
+            "and every change fails to load until the Ingress is fixed (apply it again) or deleted (netlab delete)"
         )
         record.store(state)
         return

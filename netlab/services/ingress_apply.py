@@ -16,8 +16,9 @@ the moment an Ingress it would serve is applied and none runs yet, like a cluste
 and says so; a topology can also install it at ``up`` (``ingressController: {enabled:
 true}``, :class:`IngressPhase`) or turn that off (``enabled: false``). The add-on is what the
 ingress-nginx Helm chart / bare-metal manifests install: a controller pod in namespace
-``ingress-nginx``, its Service ``ingress-nginx-controller`` (NodePort; a LoadBalancer type is
-kept but is a NodePort until netlab has LoadBalancer addresses), and IngressClass ``nginx``,
+``ingress-nginx``, its Service ``ingress-nginx-controller`` (NodePort, as the bare-metal
+manifests make it; or LoadBalancer, which gets its address from the lab's MetalLB pool like
+any other), and IngressClass ``nginx``,
 marked default (minikube's ingress add-on does the same) so Ingresses without a class are
 served too.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -105,7 +107,7 @@ def parse_ingress(doc: Document) -> Ingress:
     for key, value in annotations.items():
         if not isinstance(value, str):
             raise doc.error(
-                f"metadata.annotations[{key}]",
+                f"metadata.annotations.{key}",
                 f"annotation values are strings: quote it ({key}: \"{str(value).lower() if isinstance(value, bool) else value}\"), "
                 "as the API server refuses a bare value",
             )
@@ -120,7 +122,7 @@ def parse_ingress(doc: Document) -> Ingress:
     try:
         parse_annotations(ing.annotations)
     except AnnotationProblem as exc:
-        raise doc.error(f"metadata.annotations[{exc.key}]", str(exc)) from None
+        raise doc.error(f"metadata.annotations.{exc.key}", str(exc)) from None
     return ing
 
 
@@ -281,7 +283,11 @@ def install(state: LabState, reason: str) -> list[str]:
     record.store(state)
     cluster.sync(state)  # kube-proxy rules for the Service; ingress.sync starts nginx
     node_ports = ",".join(f"{p.port}:{p.node_port}/{p.protocol}" for p in svc.ports)
-    kind = spec.type + (" (a NodePort: netlab has no LoadBalancer addresses yet)" if spec.type == "LoadBalancer" else "")
+    kind: str = spec.type
+    if spec.type == "LoadBalancer":  # MetalLB (services/loadbalancer.py) gives it an address, or says why not
+        row = next((r for r in cluster.describe_services(state) if r["service"] == svc.key), {})
+        pending = (row.get("loadBalancer") or {}).get("pending")
+        kind += f" EXTERNAL-IP {row.get('externalIP', '<pending>')}" + (f" ({pending})" if pending else "")
     return [
         f"ingress-nginx controller installed ({reason}), as the ingress-nginx manifests install it:",
         f"  pod {NAMESPACE}/{pod} on {node} runs nginx (config {ingress.paths(state.lab).conf})",
@@ -359,6 +365,36 @@ def dry_run(state: LabState, parsed: Parsed, services: list[Service]) -> str:
     head = ["# netlab apply --dry-run: nothing was changed. Pods this file would create are not endpoints yet."]
     head += [f"# warning: {w}" for w in rendered.warnings]
     return "\n".join(head) + "\n" + rendered.text
+
+
+def delete(state: LabState, docs: list[Document]) -> list[str]:
+    """``kubectl delete -f`` for the file's Ingresses, IngressClasses and Secrets: all of them
+    must exist (else nothing is deleted); return kubectl's lines. The caller syncs the cluster."""
+    record = IngressRecord.load(state)
+    ingresses = {i.key for i in record.ingresses}
+    wanted = [(d.kind, f"{d.namespace}/{d.name}", d.name) for d in docs if d.kind in ("Ingress", "IngressClass", "Secret")]
+    missing = [
+        f"{kind} {key if kind != 'IngressClass' else name}" for kind, key, name in wanted
+        if (kind == "Ingress" and key not in ingresses) or (kind == "Secret" and key not in record.secrets)
+        or (kind == "IngressClass" and name not in record.classes)
+    ]
+    if missing:
+        raise TopologyError(docs[0].source, "", f"not found in lab {state.lab!r}: {', '.join(missing)}")
+    out = []
+    for kind, key, name in wanted:
+        if kind == "Ingress":
+            record.ingresses = [i for i in record.ingresses if i.key != key]
+            out.append(f'ingress.networking.k8s.io "{name}" deleted')
+        elif kind == "Secret":
+            secret = record.secrets.pop(key)
+            if secret.pem:
+                Path(secret.pem).unlink(missing_ok=True)  # journaled: down would remove it too
+            out.append(f'secret "{name}" deleted')
+        else:
+            record.classes.pop(name)
+            out.append(f'ingressclass.networking.k8s.io "{name}" deleted')
+    record.store(state)
+    return out
 
 
 def loaded(state: LabState) -> str:

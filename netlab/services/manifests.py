@@ -343,7 +343,8 @@ def ignored_annotations(svc: Service) -> list[str]:
 
 
 def delete_file(state: LabState, path: str | Path) -> list[str]:
-    """``kubectl delete -f``: delete the Services, Deployments and Pods a file names; return kubectl's lines."""
+    """``kubectl delete -f``: delete the Services, Deployments, Pods, Ingresses, IngressClasses
+    and Secrets a file names; return kubectl's lines."""
     docs = load(path)
     out: list[str] = []
     keys = {s.key for s in cluster.services_of(state)}
@@ -351,6 +352,9 @@ def delete_file(state: LabState, path: str | Path) -> list[str]:
     missing = [k for k in wanted if k not in keys]
     if missing:
         raise TopologyError(str(path), "", f"services not found in lab {state.lab!r}: {', '.join(missing)}")
+    ingress_docs = [d for d in docs if d.kind in ("Ingress", "IngressClass", "Secret")]
+    if ingress_docs:  # all found, or nothing is deleted
+        out += ingress_apply.delete(state, list(ingress_docs))
     if wanted:
         cluster.delete_services(state, wanted)
         out += [f'service "{k.split("/", 1)[1]}" deleted' for k in wanted]
@@ -364,7 +368,7 @@ def delete_file(state: LabState, path: str | Path) -> list[str]:
         elif doc.kind == "Pod":
             pods.remove(state, [doc.name])
             out.append(f'pod "{doc.name}" deleted')
-    if any(d.kind in ("Deployment", "Pod") for d in docs):
+    if any(d.kind in ("Deployment", "Pod", "Ingress", "IngressClass", "Secret") for d in docs):
         cluster.sync(state)
     return out
 

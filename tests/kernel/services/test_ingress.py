@@ -163,7 +163,9 @@ def test_hosts_paths_default_backend_pod_ip_upstreams_scale_and_missing_backend(
 def test_rewrite_tls_redirect_client_address_and_a_refused_configuration(lab_up, tmp_path: Path) -> None:
     before = nginx_processes()
     topology = load_topology(ROOT / "topologies" / "ingress.yaml")
-    spec = topology.ingress_controller.model_copy(update={"enabled": True, "external_traffic_policy": "Local", "node": "node2"})
+    spec = topology.ingress_controller.model_copy(
+        update={"enabled": True, "type": "LoadBalancer", "external_traffic_policy": "Local", "node": "node2"}
+    )
     state = lab_up(topology.model_copy(update={"ingress_controller": spec}), name="h12i-tls")
     record = IngressRecord.load(state)
     assert record.controller is not None and processes.alive(record.controller.pid)  # installed at up
@@ -180,6 +182,11 @@ def test_rewrite_tls_redirect_client_address_and_a_refused_configuration(lab_up,
     # externalTrafficPolicy Local: the controller sees the internet host itself, and passes it on
     seen = next(iter(rewritten["fields"].values()))
     assert set(seen["x-forwarded-for"]) == {"203.0.113.1"} and set(seen["x-real-ip"]) == {"203.0.113.1"}, seen
+    # type LoadBalancer: MetalLB's address for the controller Service reaches nginx too
+    row = next(r for r in cluster.describe_services(state) if r["service"] == "ingress-nginx/ingress-nginx-controller")
+    assert row["externalIP"] not in ("", "<pending>"), row
+    via_lb = requests(internet, f"http://{row['externalIP']}/something/new", 2, "-H", "Host: rewrite.example.com")
+    assert sum(via_lb["answers"].values()) == 2 and set(next(iter(via_lb["fields"].values()))["x-forwarded-for"]) == {"203.0.113.1"}
 
     made = subprocess.run([str(ROOT / "scripts/tls-secret.sh"), "secure-tls", "secure.example.com", "-o", str(tmp_path)],
                           capture_output=True, text=True)
@@ -215,6 +222,9 @@ def test_rewrite_tls_redirect_client_address_and_a_refused_configuration(lab_up,
     state = LabState.load(state.lab) or state
     assert IngressRecord.load(state).controller.pid == pid and processes.alive(pid)  # type: ignore[union-attr]
     assert sum(requests(internet, f"{base}/something/new", 2, "-H", "Host: rewrite.example.com")["answers"].values()) == 2
+    assert manifests.delete_file(state, bad) == ['ingress.networking.k8s.io "bad" deleted']  # deleting it unblocks nginx
+    state = LabState.load(state.lab) or state
+    assert IngressRecord.load(state).controller.last_error == ""  # type: ignore[union-attr]
     bad.write_text(bad.read_text().replace("/broken(", "/fixed"))
     manifests.apply_file(state, bad)  # fixed and applied again: nginx loads it
     state = LabState.load(state.lab) or state

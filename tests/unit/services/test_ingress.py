@@ -235,7 +235,7 @@ def test_ingress_errors_name_file_document_and_field(tmp_path: Path) -> None:
         "spec:\n  rules: [{host: a.example.com, http: {paths: [{path: /, backend: {service: {name: web, port: {number: 80}}}}]}}]\n":
             "documents[0] (Ingress web).spec.rules[0].http.paths[0].pathType",
         "  annotations: {nginx.ingress.kubernetes.io/ssl-redirect: true}\nspec: {defaultBackend: {service: {name: web, port: {number: 80}}}}\n":
-            "documents[0] (Ingress web).metadata.annotations[nginx.ingress.kubernetes.io/ssl-redirect]",
+            "documents[0] (Ingress web).metadata.annotations.nginx.ingress.kubernetes.io/ssl-redirect",
         "spec: {defaultBackend: {service: {name: web, port: {number: 80}}}, backend: {}}\n":
             "documents[0] (Ingress web).spec.backend",
     }
