@@ -176,10 +176,10 @@ def nginx_binary() -> str:
     return path
 
 
-def render_current(state: LabState, record: IngressRecord, extra: list[Any] | None = None) -> Rendered:
+def render_current(state: LabState, record: IngressRecord) -> Rendered:
     """nginx.conf for the lab as it is now (the Services' endpoints of this moment)."""
     cluster = ClusterRecord.load(state)
-    services = list(cluster.services) + list(extra or [])
+    services = list(cluster.services)
     running = pods_of(state, cluster)
     endpoints = endpoints_for(services, running)
     pod = record.controller.pod if record.controller else ""
