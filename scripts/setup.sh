@@ -37,13 +37,22 @@ apt_install() {  # install the packages of "$@" that are not installed yet
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # no service of a package installed here starts (Debian's nginx would listen on the host's
+    # port 80): netlab runs its own nginx inside a lab's namespaces; policy-rc.d is Debian's switch
+    local guard=no
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\n# netlab setup: no service starts while it installs packages\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 755 /usr/sbin/policy-rc.d
+      guard=yes
+    fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ "$guard" = yes ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+    if [ "$guard" = yes ]; then rm -f /usr/sbin/policy-rc.d; fi
   fi
 }
 
 # nginx: the ingress-nginx controller's data plane (netlab starts its own master per controller pod,
-# from its own configuration and state directory; a system nginx the package may start is not used);
+# from its own configuration and state directory; apt_install keeps the package's own service from starting);
 # openssl: the controller's default certificate and scripts/tls-secret.sh
 APT_PACKAGES=(iproute2 iptables util-linux iputils-ping tcpdump libpcap0.8 iperf3 sockperf ethtool nftables dnsutils curl ipvsadm python3 kmod time nginx openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES+=(python3-venv)
