@@ -66,3 +66,11 @@ def test_scripts_parse() -> None:
     for script in ("scripts/setup.sh", "scripts/test.sh", ".ci/run"):
         done = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
         assert done.returncode == 0, f"{script}: {done.stderr}"
+
+
+def test_test_file_names_are_unique() -> None:
+    """tests/ has no __init__.py: pytest imports test files by basename, so two files of one
+    name in different tiers break collection of the whole run."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
