@@ -21,16 +21,9 @@ from netlab.plan import AddAddress, AddBridge, AddRoute, Host, LinkUp, LoadIptab
 BRIDGE = "cni0"
 
 
-def node_number(topology: Topology, node: Node) -> int:
-    """1 for the first node in the file, 2 for the second, ..."""
-    return [n.name for n in topology.nodes].index(node.name) + 1
-
-
 def pod_block(topology: Topology, node: Node) -> ipaddress.IPv4Network:
     """The node's /24 of the cluster's podCIDR (node i -> 10.244.i.0/24)."""
-    cidr = topology.network.pod_cidr
-    start = cidr.network_address + node_number(topology, node) * 256
-    return ipaddress.IPv4Network(f"{start}/24")
+    return topology.pod_block(node)
 
 
 def ordinary_pods(node: Node) -> list[Pod]:

@@ -39,6 +39,7 @@ from netlab import names
 from netlab.datapaths import k8s
 from netlab.datapaths.underlay import Builder
 from netlab.model import DEFAULT_INSTANCE_TYPE, FIRST_NODE_HOST, INSTANCE_TYPES, Node, Pod, Subnet, Topology
+from netlab.model.limits import max_pods
 from netlab.plan import (
     AddAddress,
     AddNeighbour,
@@ -98,11 +99,11 @@ class NodeAllocation:
 
     @property
     def max_pods(self) -> int:
-        return self.max_enis * (self.ips_per_eni - 1) + 2
+        return max_pods(self.max_enis, self.ips_per_eni)[0]
 
     @property
     def formula(self) -> str:
-        return f"{self.max_enis} ENIs × ({self.ips_per_eni} − 1) + 2 = {self.max_pods}"
+        return max_pods(self.max_enis, self.ips_per_eni)[1]
 
 
 class _SubnetPool:

@@ -10,12 +10,11 @@ Nothing here touches the kernel; everything downstream (plans, labs, scenarios) 
 objects, never raw YAML.
 """
 
+from netlab.model.limits import DEFAULT_INSTANCE_TYPE, INSTANCE_TYPES
 from netlab.model.load import field_path, from_pydantic, load_topology, parse_topology, read_text
 from netlab.model.topology import (
-    DEFAULT_INSTANCE_TYPE,
     DOCKER_BRIDGE_CIDR,
     FIRST_NODE_HOST,
-    INSTANCE_TYPES,
     KNOWN_CNIS,
     POD_CNIS,
     RESERVED_NAMES,

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from netlab import names
 from netlab.errors import TopologyError
-from netlab.model import k8s_names
+from netlab.model import k8s_names, limits
 from netlab.model.ingress import IngressControllerSpec
+from netlab.model.limits import INSTANCE_TYPES, PodLimit
 from netlab.model.service import DNS_SERVICE_INDEX, IPVS_SCHEDULERS, KUBERNETES_SERVICE_INDEX, Service
 
 KNOWN_CNIS = ("docker0", "vxlan", "ipip", "host-gw", "vpc-native")
@@ -28,12 +29,6 @@ DOCKER_BRIDGE_CIDR = ipaddress.IPv4Network("172.17.0.0/16")
 DEFAULT_SUBNET = {"name": "lan", "cidr": "192.168.1.0/24"}
 FIRST_NODE_HOST = 11  # node addresses are .11, .12, ... of their subnet (gateway is .1)
 POD_CNIS = ("vxlan", "ipip", "host-gw")  # node i (1-based, file order) gets the i-th /24 of podCIDR
-# AWS instance types: (ENIs, IPv4 addresses per ENI), as in the EC2 docs (docs/experiments.md, experiment 6)
-INSTANCE_TYPES = {
-    "t3.nano": (2, 2), "t3.micro": (2, 2), "t3.small": (3, 4), "t3.medium": (3, 6),
-    "t3.large": (3, 12), "t3.xlarge": (4, 15), "t3.2xlarge": (4, 15),
-}
-DEFAULT_INSTANCE_TYPE = "t3.medium"  # vpc-native nodes without instanceType
 
 _PORT_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp))?")
 _DOMAIN_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -268,6 +263,21 @@ class Topology(_Frozen):
                 return node
         raise KeyError(name)
 
+    def pod_block(self, node: Node) -> ipaddress.IPv4Network:
+        """The node's /24 of ``network.podCIDR``: node i (1-based, file order) owns the i-th."""
+        return self._block([n.name for n in self.nodes].index(node.name))
+
+    def _block(self, index: int) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.network.pod_cidr.network_address + (index + 1) * 256}/24")
+
+    def pod_limit(self, node: Node, index: int | None = None) -> PodLimit:
+        """The most pods ``node`` (``nodes[index]``) can run: its bridge's ports, its pod block,
+        or max pods (:mod:`netlab.model.limits`)."""
+        block = None
+        if self.network.cni in POD_CNIS:
+            block = self.pod_block(node) if index is None else self._block(index)
+        return limits.pod_limit(self.network.cni, block, node.instance_type)
+
     def pods(self) -> Iterator[tuple[Node, Pod]]:
         for node in self.nodes:
             for pod in node.pods:
@@ -347,9 +357,7 @@ class Topology(_Frozen):
             for label, other in taken:  # name the range that collides: network.subnets[k].cidr or network.internet
                 field = label.split(" ")[0] + (".cidr" if label.startswith("network.subnets") else "")
                 self._no_overlap(field, other, [(f"docker0's bridge network {DOCKER_BRIDGE_CIDR}", DOCKER_BRIDGE_CIDR)])
-            for i, node in enumerate(self.nodes):
-                if len(node.pods) > DOCKER_BRIDGE_CIDR.num_addresses - 3:
-                    raise Problem(f"nodes[{i}].pods", "more containers than docker0's 172.17.0.0/16 holds")
+            self._check_pods_per_node()
         if (problem := check_services(self)) is not None:
             raise Problem(*problem)
         self._check_pool()
@@ -401,10 +409,7 @@ class Topology(_Frozen):
                 "nodes",
                 f"{len(self.nodes)} nodes but {net.pod_cidr} has room for {blocks} node /24 blocks; use a larger podCIDR",
             )
-        room = 255 if net.cni == "ipip" else 253  # calico: .1-.255 (.0 is tunl0); flannel: .2-.254 (.1 is cni0)
-        for i, node in enumerate(self.nodes):
-            if sum(1 for pod in node.pods if not pod.host_network) > room:
-                raise Problem(f"nodes[{i}].pods", f"more than {room} pods: a node's /24 block holds {room}")
+        self._check_pods_per_node()
         if net.cni == "host-gw":
             first = self.subnet_of(self.nodes[0])
             for i, node in enumerate(self.nodes):
@@ -415,6 +420,17 @@ class Topology(_Frozen):
                         f"{self.nodes[0].name} on {first.name}: no L2 adjacency, so a route 'via <node IP>' cannot work "
                         "(Flannel refuses this too); use cni vxlan, or ipip with mode CrossSubnet",
                     )
+
+    def _check_pods_per_node(self) -> None:
+        """No node has more pods than its bridge, pod block or max pods allow (netlab/model/limits.py).
+
+        vpc-native is not checked: pods beyond max pods are reported Pending, as on EKS.
+        """
+        for i, node in enumerate(self.nodes):
+            limit = self.pod_limit(node, i)
+            count = limit.counted(node.pods)
+            if count > limit.count:
+                raise Problem(f"nodes[{i}].pods", f"{node.name} has {count} pods, but {limit.why}; {limit.advice}")
 
     @staticmethod
     def _claim(seen: dict[str, str], name: str, field: str) -> None:
