@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -19,7 +20,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
-from netlab.kernel import iptables, netns, processes
+from netlab.kernel import iptables, limits, netns, processes
 from netlab.kernel.rtnl import Rtnl, sockets
 from netlab.plan import (
     AddAddress,
@@ -40,6 +41,7 @@ from netlab.plan import (
     SetTunnel,
 )
 
+MAX_OPEN_NAMESPACES = 16  # namespaces whose sockets stay open at once (2 descriptors each, 6 with IPRoute)
 RTNH_F_ONLINK = 4
 RT_SCOPE_LINK = 253
 RT_TABLE_MAIN = 254
@@ -96,13 +98,24 @@ class NetlinkBackend:
     up, addresses, routes) go through :class:`netlab.rtnl.Rtnl`, a lean client on the
     sockets opened when the namespace was created (interface indexes by ioctl, cached).
     Rarer operations use pyroute2's ``IPRoute`` on another socket in the same namespace.
+
+    Descriptors are bounded, not one set per namespace (a 15,000-namespace lab would run out
+    of them): a namespace's sockets are closed after the prepared plan's last operation in
+    it, and at most :data:`MAX_OPEN_NAMESPACES` stay open (least recently used closed first,
+    reopened from a helper thread if needed again). The soft ``RLIMIT_NOFILE`` is raised to
+    the hard limit when the backend is created.
     """
 
     def __init__(self) -> None:
+        limits.raise_nofile()
         self._ipr: dict[str, IPRoute] = {}
         self._rtnl: dict[str, Rtnl] = {}
-        self._index: dict[tuple[str, str], int] = {}
+        self._open: OrderedDict[str, None] = OrderedDict()  # namespaces with sockets, least recently used first
+        self._index: dict[str, dict[str, int]] = {}  # interface indexes per namespace (they outlive the sockets)
+        self._last: dict[str, int] = {}  # namespace -> number (1-based) of the prepared plan's last operation in it
+        self._done = 0  # operations applied since prepare()
         self._creator: netns.Creator[Rtnl] | None = None  # creates the plan's namespaces ahead
+        self._ahead: set[str] = set()  # the names it creates
         self._taken: set[str] = set()  # names someone else's namespace already had: never removed
 
     # ------------------------------------------------------------ plumbing
@@ -110,33 +123,48 @@ class NetlinkBackend:
         handle = self._ipr.get(ns)
         if handle is None:
             handle = self._ipr[ns] = IPRoute(use_socket=netns.netlink_socket(ns))
+            self._opened(ns)
         return handle
 
     def rtnl(self, ns: str) -> Rtnl:
         handle = self._rtnl.get(ns)
         if handle is None:
             handle = self._rtnl[ns] = Rtnl(*netns.run_in(ns, sockets))
+            self._opened(ns)
         return handle
 
+    def _opened(self, ns: str) -> None:
+        """``ns`` has sockets now: it is the most recently used; close the least recently used beyond the bound."""
+        self._open[ns] = None
+        self._open.move_to_end(ns)
+        while len(self._open) > MAX_OPEN_NAMESPACES:
+            self._release(next(iter(self._open)))
+
+    def _release(self, ns: str) -> None:
+        """Close ``ns``'s sockets (its interface indexes stay known)."""
+        self._open.pop(ns, None)
+        handle = self._ipr.pop(ns, None)
+        if handle is not None:
+            handle.close()
+        rtnl = self._rtnl.pop(ns, None)
+        if rtnl is not None:
+            rtnl.close()
+
     def index(self, ns: str, name: str) -> int:
-        key = (ns, name)
-        if key not in self._index:
+        known = self._index.setdefault(ns, {})
+        if name not in known:
             try:
-                self._index[key] = self.rtnl(ns).link_index(name)
+                known[name] = self.rtnl(ns).link_index(name)
             except NetlinkError as exc:
                 if exc.code == errno.ENODEV:
                     raise NetlinkError(errno.ENODEV, f"no interface {name!r} in namespace {ns}") from None
                 raise
-        return self._index[key]
+        return known[name]
 
     def close(self) -> None:
         self._stop_creating()
-        for handle in self._ipr.values():
-            handle.close()
-        for rtnl in self._rtnl.values():
-            rtnl.close()
-        self._ipr.clear()
-        self._rtnl.clear()
+        for ns in list(self._open):
+            self._release(ns)
         self._index.clear()
 
     def prepare(self, operations: Sequence[Operation]) -> bool:
@@ -150,9 +178,12 @@ class NetlinkBackend:
             rtnl.set_link(index=1, up=True)
             return rtnl
 
+        self._last = {op.ns: number for number, op in enumerate(operations, 1)}
+        self._done = 0
         names = [op.ns for op in operations if isinstance(op, CreateNamespace)]
         if names:
             self._creator = netns.Creator(names, then)
+            self._ahead = set(names)
         return True
 
     def _stop_creating(self) -> None:
@@ -164,6 +195,7 @@ class NetlinkBackend:
                 elif isinstance(result, FileExistsError):
                     self._taken.add(name)  # someone else's namespace: never removed
             self._creator = None
+            self._ahead = set()
 
     def namespace_exists(self, ns: str) -> bool:
         return netns.exists(ns)
@@ -172,24 +204,24 @@ class NetlinkBackend:
         self._stop_creating()
         if ns in self._taken:
             return False
-        handle = self._ipr.pop(ns, None)
-        if handle is not None:
-            handle.close()
-        rtnl = self._rtnl.pop(ns, None)
-        if rtnl is not None:
-            rtnl.close()
-        self._index = {k: v for k, v in self._index.items() if k[0] != ns}
+        self._release(ns)
+        self._index.pop(ns, None)
         return netns.remove(ns)
 
     # ------------------------------------------------------------ operations
     def apply(self, op: Operation) -> None:
+        if op.ns in self._open:
+            self._open.move_to_end(op.ns)
         self.HANDLERS[type(op)](self, op)
+        self._done += 1
+        if self._last.get(op.ns) == self._done:  # the plan has nothing more to do in this namespace
+            self._release(op.ns)
 
     def stop_processes(self, namespaces: Sequence[str]) -> list[int]:
         return processes.stop_in(namespaces)
 
     def _create_namespace(self, op: CreateNamespace) -> None:
-        if self._creator is not None and op.ns in self._creator.names:  # made ahead by prepare()
+        if self._creator is not None and op.ns in self._ahead:  # made ahead by prepare()
             try:
                 rtnl = self._creator.take(op.ns)
             except FileExistsError:
@@ -197,10 +229,12 @@ class NetlinkBackend:
                 raise
             assert rtnl is not None
             self._rtnl[op.ns] = rtnl
+            self._opened(op.ns)
             return
         socks = netns.create(op.ns, then=sockets)
         assert socks is not None
         rtnl = self._rtnl[op.ns] = Rtnl(*socks)
+        self._opened(op.ns)
         rtnl.set_link(index=1, up=True)
 
     def _add_veth(self, op: AddVeth) -> None:

@@ -130,7 +130,8 @@ def create(name: str, then: Callable[[], T] | None = None) -> T | None:
 
 
 class Creator(Generic[T]):
-    """Creates namespaces ahead of time in helper threads (default: one per CPU, at most 4).
+    """Creates namespaces ahead of time in helper threads (default: one per CPU, at most 4),
+    at most ``ahead`` of them created and not yet taken (each may hold ``then``'s sockets).
 
     Creating a namespace is kernel work that runs on several cores at once, and alongside
     the caller's own work. Each helper creates a namespace by entering it, runs ``then``
@@ -142,13 +143,18 @@ class Creator(Generic[T]):
     namespaces, so none appears afterwards. The caller's namespace never changes.
     """
 
-    def __init__(self, names: Sequence[str], then: Callable[[], T] | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self, names: Sequence[str], then: Callable[[], T] | None = None, workers: int | None = None, ahead: int = 16
+    ) -> None:
         _prepare_rundir()
         self.names = list(names)
         self._pending = list(reversed(self.names))
         self._results: dict[str, T | None | BaseException] = {}
         self._taken: set[str] = set()
+        self._started: set[str] = set()
+        self._urgent: str | None = None  # a name take() waits for that no helper has started: it goes next
         self._then = then
+        self._ahead = max(1, ahead)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         count = max(1, min(workers or os.cpu_count() or 1, 4, len(self.names)))
@@ -161,9 +167,18 @@ class Creator(Generic[T]):
         try:
             while not self._stop.is_set():
                 with self._cond:
-                    if not self._pending:
+                    while len(self._results) >= self._ahead and self._urgent is None and not self._stop.is_set():
+                        self._cond.wait()  # far enough ahead: wait until the caller takes one
+                    if self._stop.is_set():
                         return
-                    name = self._pending.pop()
+                    if self._urgent is not None:  # taken out of order (rare): create it now
+                        name, self._urgent = self._urgent, None
+                        self._pending.remove(name)
+                    elif self._pending:
+                        name = self._pending.pop()
+                    else:
+                        return
+                    self._started.add(name)
                 try:
                     result: T | None | BaseException = _create_here(name, self._then)
                 except BaseException as exc:  # handed to whoever takes this name
@@ -184,9 +199,14 @@ class Creator(Generic[T]):
             while name not in self._results:
                 if not any(thread.is_alive() for thread in self._threads):
                     raise OSError(errno.EAGAIN, f"namespace {name!r} was not created (the helper threads stopped)")
+                stuck = len(self._results) >= self._ahead and name not in self._started  # only when taken out of order
+                if stuck and self._urgent != name and name in self._pending:
+                    self._urgent = name
+                    self._cond.notify_all()
                 self._cond.wait(0.5)
             result = self._results.pop(name)
             self._taken.add(name)
+            self._cond.notify_all()  # room for a helper waiting to create the next
         if isinstance(result, BaseException):
             raise result
         return result
@@ -194,6 +214,8 @@ class Creator(Generic[T]):
     def stop(self) -> dict[str, T | None | BaseException]:
         """Stop creating, wait for the helpers; return the results nobody took."""
         self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
         for thread in self._threads:
             thread.join()
         with self._cond:
