@@ -48,10 +48,19 @@ class PodLimit:
     why: str  # "its pod block 10.244.1.0/24 holds 253 pods (...)"
     advice: str
     host_network: bool = False  # hostNetwork pods count against it too (max pods)
+    addresses: int | None = None  # vpc-native: pods with their own address, at most the ENIs' secondary IPs
 
     def counted(self, pods: Iterable[_Pod], skip: frozenset[str] | set[str] = frozenset()) -> int:
         """How many of a node's ``pods`` count against this limit (``skip``: deleted pods' free slots)."""
         return sum(1 for pod in pods if pod.name not in skip and (self.host_network or not pod.host_network))
+
+    def free(self, pods: Iterable[_Pod], skip: frozenset[str] | set[str] = frozenset()) -> int:
+        """How many more pods with their own address fit next to ``pods`` (``skip``: deleted pods' slots)."""
+        pods = list(pods)
+        room = self.count - self.counted(pods, skip)
+        if self.addresses is not None:
+            room = min(room, self.addresses - sum(1 for p in pods if p.name not in skip and not p.host_network))
+        return max(room, 0)
 
 
 class _Pod(Protocol):
@@ -80,12 +89,15 @@ def pod_limit(cni: str, block: ipaddress.IPv4Network | None, instance_type: str 
         )
     if cni == "vpc-native":
         kind = instance_type or DEFAULT_INSTANCE_TYPE
-        value, formula = max_pods(*INSTANCE_TYPES[kind])
+        enis, ips = INSTANCE_TYPES[kind]
+        value, formula = max_pods(enis, ips)
         return PodLimit(
             value,
-            f"a {kind} allows max pods {formula} (AWS VPC CNI: ENIs × (IPv4 addresses per ENI − 1) + 2, hostNetwork pods included)",
+            f"a {kind} allows max pods {formula} (AWS VPC CNI: ENIs × (IPv4 addresses per ENI − 1) + 2, hostNetwork "
+            f"pods included), and {enis} × {ips - 1} = {enis * (ips - 1)} of them get a secondary IP",
             "use a larger instanceType or add nodes",
             host_network=True,
+            addresses=enis * (ips - 1),
         )
     if cni == "ipip":
         return PodLimit(CALICO_BLOCK_PODS, f"its pod block {block} holds {CALICO_BLOCK_PODS} pods (.1-.255: .0 is tunl0's)", _MORE_NODES)
