@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from netlab import lab
 from netlab.datapaths import make_plan
+from netlab.kernel import limits
 from netlab.model import Topology
 from netlab.plan import Plan
 from netlab.services.cluster import ServicesPhase
@@ -27,5 +28,8 @@ def phases(topology: Topology) -> list[lab.Phase]:
 
 
 def up(topology: Topology, source: str = "", plan: Plan | None = None, progress: lab.Progress | None = None) -> LabState:
-    """Build ``topology`` (its ``plan`` if already made) and run its phases; roll back on failure."""
-    return lab.up(topology, plan or make_plan(topology, source), source, progress=progress, phases=phases(topology))
+    """Build ``topology`` (its ``plan`` if already made) and run its phases; roll back on failure.
+    A lab with more namespaces than this kernel will create is refused before anything is built."""
+    plan = plan or make_plan(topology, source)
+    limits.check_namespaces(len(plan.namespaces), f"lab {plan.lab!r}")
+    return lab.up(topology, plan, source, progress=progress, phases=phases(topology))
