@@ -22,6 +22,7 @@ it all. What it remembers is a :class:`~netlab.services.records.ClusterRecord`.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import subprocess
 import time
@@ -60,6 +61,7 @@ class ServicesPhase:
 
     def preflight(self, topology: Topology) -> None:
         require(topology)  # before anything is built
+        dns_room(topology)
 
     def start(self, state: LabState) -> None:
         topo = topology_of(state)
@@ -88,6 +90,19 @@ def require(topology: Topology) -> None:
         raise UsageError("Services need a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0")
     if topology.network.proxy_mode == "ipvs":
         ipvs.require()
+
+
+def dns_room(topology: Topology) -> None:
+    """Refuse a cluster whose first node has no room for the cluster DNS pod netlab adds there."""
+    if any(pod.name == DNS_POD for _node, pod in topology.pods()):
+        return
+    node = topology.nodes[0]
+    limit = topology.pod_limit(node, 0)
+    if not limit.free(node.pods):
+        raise UsageError(
+            f"{node.name} has no room for the cluster DNS pod netlab runs on the first node ({DNS_POD}): {limit.why}; "
+            f"move a pod to another node, or {limit.advice}"
+        )
 
 
 def start(state: LabState) -> None:
@@ -229,10 +244,13 @@ def upsert_services(state: LabState, services: list[Service]) -> list[Service]:
 
 
 def scale(state: LabState, name: str, replicas: int, deployment: Deployment | None = None) -> Deployment:
-    """Set a deployment's replica count: new pods on the least loaded nodes, removals newest first.
+    """Set a deployment's replica count: new pods on the least loaded nodes with room, removals newest first.
 
     ``deployment`` is a manifest's Deployment (``netlab apply``); without it, ``name`` must be
-    a known one (from a manifest, or topology pods labelled ``app: <name>``).
+    a known one (from a manifest, or topology pods labelled ``app: <name>``). The whole
+    request is checked against the nodes' room (:func:`pods.room`: pod blocks, bridge ports,
+    max pods) before the first pod is built, and all new pods are built in one journaled
+    apply; if anything fails after they are built, they are removed again.
     """
     if replicas < 0:
         raise UsageError("replicas must be 0 or more")
@@ -241,27 +259,54 @@ def scale(state: LabState, name: str, replicas: int, deployment: Deployment | No
     if deploy is None:
         raise UsageError(f"lab {state.lab!r} has no deployment {name!r}; known: {', '.join(known) or 'none'} (topology pods count by their label app)")
     current = list(deploy.pods)
+    added: list[str] = []
     if replicas > len(current):
+        more = replicas - len(current)
+        rooms = pods.room(state)
+        free = sum(r.free for r in rooms)
+        if more > free:
+            raise pods.no_room(
+                f"cannot scale deployment {name} to {replicas} replicas ({len(current)} now)", more, rooms,
+                f"scale to at most {len(current) + free}",
+            )
         taken = {h.name for h in state.host_objects()}
         template = {"labels": deploy.labels, "ports": [list(p) for p in deploy.ports]}
-        for _ in range(replicas - len(current)):
-            if deploy.implicit:  # topology pods web-1, web-2, ...: the next free number
-                new = next(f"{name}-{i}" for i in range(1, 10000) if f"{name}-{i}" not in taken)
-            else:
-                new = pods.pod_name(name, template, taken)
+        numbers = itertools.count(1)  # topology pods web-1, web-2, ...: the next free numbers
+        new_pods: list[tuple[str, dict[str, Any]]] = []
+        for node in pods.place(rooms, more):
+            new = next(f"{name}-{i}" for i in numbers if f"{name}-{i}" not in taken) if deploy.implicit else pods.pod_name(name, template, taken)
             taken.add(new)
-            pods.add(state, [(pods.least_loaded_node(state), {"name": new, "labels": dict(deploy.labels)})], deploy.namespace, deploy.ports)
-            current.append(new)
-    while len(current) > replicas:
-        pods.remove(state, [current.pop()])  # the newest first
-    deploy.pods = current
-    deploy.replicas = replicas
-    record = ClusterRecord.load(state)
-    if deployment is not None or name in record.deployments:
-        record.deployments[name] = deploy
-    record.store(state)
-    sync(state)
+            new_pods.append((node, {"name": new, "labels": dict(deploy.labels)}))
+        pods.add(state, new_pods, deploy.namespace, deploy.ports)  # all or nothing
+        added = [pod["name"] for _node, pod in new_pods]
+        current += added
+    try:
+        while len(current) > replicas:
+            pods.remove(state, [current.pop()])  # the newest first
+        deploy.pods = current
+        deploy.replicas = replicas
+        record = ClusterRecord.load(state)
+        if deployment is not None or name in record.deployments:
+            record.deployments[name] = deploy
+        record.store(state)
+        sync(state)
+    except BaseException:
+        if added:
+            _unscale(state, name, added)
+        raise
     return deploy
+
+
+def _unscale(state: LabState, name: str, added: list[str]) -> None:
+    """Remove the pods a failed scale built, and bring rules and DNS back to the lab without them."""
+    pods.remove(state, added)
+    record = ClusterRecord.load(state)
+    if name in record.deployments:
+        kept = record.deployments[name]
+        kept.pods = [p for p in kept.pods if p not in added]
+        kept.replicas = len(kept.pods)
+        record.store(state)
+    sync(state)
 
 
 def delete_services(state: LabState, keys: list[str]) -> list[str]:

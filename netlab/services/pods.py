@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import heapq
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from netlab import lab, names
 from netlab.datapaths import make_plan
-from netlab.errors import UsageError
-from netlab.kernel import netns, processes
+from netlab.errors import TopologyError, UsageError
+from netlab.kernel import limits, netns, processes
 from netlab.kernel.backend import NetlinkBackend
 from netlab.model import parse_topology
-from netlab.plan import Host, LoadIptables, Operation, Plan
+from netlab.model.limits import PodLimit
+from netlab.plan import AddVeth, Host, LoadIptables, Operation, Plan
 from netlab.services.files import remove_resolv_conf
 from netlab.services.processes import DNS_POD
 from netlab.services.records import ClusterRecord, Deployment, Port, pods_of, topology_of
@@ -34,8 +36,10 @@ def add(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace: str 
     """Add pods (``(node, {"name":..., "labels":...})``) with the datapath's own operations.
 
     A pod takes the slot of a deleted pod on its node if there is one (so it gets the freed
-    address), else the next one. Raises :class:`~netlab.errors.BuildError` (nothing of these
-    pods left) when the kernel refuses.
+    address), else the next one. All of them are checked before the first is built, and built
+    in one journaled apply: :class:`~netlab.errors.UsageError` (nothing built) when they do not
+    fit (a limit of :mod:`netlab.model.limits`, an address, vpc-native's max pods, the kernel's
+    namespaces), :class:`~netlab.errors.BuildError` (none of them left) when the kernel refuses.
     """
     record = ClusterRecord.load(state)
     source = state.source or state.lab
@@ -57,14 +61,30 @@ def add(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace: str 
             slots[index] = pod
         else:
             slots.append(pod)
-    new_topo = parse_topology(data, source)
-    old_plan, new_plan = make_plan(old_topo, source), make_plan(new_topo, source)
+    what = f"cannot add {len(pods)} pod(s) to lab {state.lab!r}"
+    try:
+        new_topo = parse_topology(data, source)
+        old_plan, new_plan = make_plan(old_topo, source), make_plan(new_topo, source)
+    except TopologyError as exc:  # a limit the new pods cross: the file is not to blame
+        raise UsageError(f"{what}: the lab's topology with them would be refused at {exc.field}: {exc.message}; nothing was built") from None
     recorded = {h.name: h for h in state.host_objects()}
+    placed = {h.name: h for h in new_plan.hosts}
     for host in new_plan.hosts:
         before = recorded.get(host.name)
         if before is not None and before.ip != host.ip:
             raise UsageError(f"adding pods would renumber {host.name} ({before.ip} -> {host.ip}); netlab cannot do that to a running lab")
+    for name in recorded:
+        if name not in placed:
+            raise UsageError(f"{what}: {name} would lose its address (vpc-native hands out the subnet in node order); nothing was built")
+    pending = [p["name"] for _n, p in pods if p["name"] not in placed]
+    if pending:  # vpc-native: no free IP, or max pods reached
+        why = next((note.split(" is Pending: ", 1)[1] for note in new_plan.notes if note.startswith(f"pod {pending[0]} on ")), "")
+        raise UsageError(
+            f"{what}: {pending[0]} would not run ({why}; Kubernetes would leave it Pending)"
+            + (f", nor would {len(pending) - 1} more" if len(pending) > 1 else "") + "; nothing was built"
+        )
     ops = incremental_ops(old_plan, new_plan, {names.namespace(state.lab, name) for name in reused})
+    limits.check_namespaces(len(set(new_plan.namespaces) - set(old_plan.namespaces)), f"adding {len(pods)} pod(s) to lab {state.lab!r}")
     kernel = NetlinkBackend()
     try:
         lab.apply(state, ops, kernel)
@@ -91,13 +111,15 @@ def incremental_ops(old: Plan, new: Plan, reused: set[str]) -> list[Operation]:
     ``reused`` are namespaces of deleted pods whose slots new pods take: their operations
     count as not built. Rules a datapath loads into existing namespaces are not reloaded.
     """
-    known = {op for op in old.operations if not _belongs(op, reused, old.operations)}
+    veths = {(o.ns, o.name) for o in old.operations if isinstance(o, AddVeth) and o.peer_ns in reused}
+    known = {op for op in old.operations if not _belongs(op, reused, veths)}
     fresh = set(new.namespaces) - set(old.namespaces) | reused
     return [op for op in new.operations if op not in known and not (isinstance(op, LoadIptables) and op.ns not in fresh)]
 
 
-def _belongs(op: Any, namespaces: set[str], plan_ops: tuple[Any, ...]) -> bool:
-    """Is ``op`` part of building a pod whose namespace is in ``namespaces``?
+def _belongs(op: Any, namespaces: set[str], veths: set[tuple[str, str]]) -> bool:
+    """Is ``op`` part of building a pod whose namespace is in ``namespaces`` (``veths``: the
+    plan's veths to them, as ``(namespace, name)``)?
 
     Its own namespace's operations, the veth to it, and what the node does with that veth
     (enslave, up, routes through it). Node-wide state that outlives the pod (policy rules)
@@ -107,7 +129,6 @@ def _belongs(op: Any, namespaces: set[str], plan_ops: tuple[Any, ...]) -> bool:
         return False
     if getattr(op, "ns", None) in namespaces or getattr(op, "peer_ns", None) in namespaces:
         return True
-    veths = {(o.ns, o.name) for o in plan_ops if getattr(o, "peer_ns", None) in namespaces}
     ns = getattr(op, "ns", None)
     return any((ns, getattr(op, attr, None)) in veths for attr in ("name", "dev"))
 
@@ -137,11 +158,64 @@ def remove(state: LabState, pod_names: list[str]) -> None:
     record.store(state)
 
 
-def least_loaded_node(state: LabState) -> str:
-    """Where the scheduler puts the next pod: the node with the fewest pods (file order on ties)."""
+@dataclass(frozen=True)
+class NodeRoom:
+    """How many more pods a node of a running lab can take, and the limit that says so."""
+
+    node: str
+    load: int  # its pods with their own namespace: what the scheduler balances
+    free: int  # how many more fit
+    limit: PodLimit
+
+
+def room(state: LabState) -> list[NodeRoom]:
+    """Each node's room for more pods (file order), by :meth:`netlab.model.Topology.pod_limit`;
+    a deleted pod's slot is free again."""
     topo = topology_of(state)
-    deleted = ClusterRecord.load(state).deleted_pods
-    return min(topo.nodes, key=lambda n: sum(1 for p in n.pods if not p.host_network and p.name not in deleted)).name
+    deleted = set(ClusterRecord.load(state).deleted_pods)
+    out = []
+    for i, node in enumerate(topo.nodes):
+        limit = topo.pod_limit(node, i)
+        load = sum(1 for pod in node.pods if not pod.host_network and pod.name not in deleted)
+        out.append(NodeRoom(node.name, load, limit.free(node.pods, deleted), limit))
+    return out
+
+
+def place(rooms: list[NodeRoom], count: int) -> list[str]:
+    """Nodes for ``count`` new pods as the scheduler picks them: each time the node with the
+    fewest pods that still has room (file order on ties). The caller checked the room."""
+    free = [r.free for r in rooms]
+    heap = [(r.load, i) for i, r in enumerate(rooms) if r.free > 0]
+    heapq.heapify(heap)
+    out = []
+    for _ in range(count):
+        load, i = heapq.heappop(heap)  # IndexError: more pods than room
+        out.append(rooms[i].node)
+        free[i] -= 1
+        if free[i]:
+            heapq.heappush(heap, (load + 1, i))
+    return out
+
+
+def no_room(what: str, count: int, rooms: list[NodeRoom], instead: str = "") -> UsageError:
+    """The refusal of ``count`` more pods than ``rooms`` hold: which limit, where from, what to do."""
+    total = sum(r.free for r in rooms)
+    shown = ", ".join(f"{r.node} {r.free}" for r in rooms[:8]) + (f", … ({len(rooms) - 8} more nodes)" if len(rooms) > 8 else "")
+    full = next((r for r in rooms if r.free == 0), rooms[0])
+    return UsageError(
+        f"{what}: {count} more pod(s), but the nodes have room for {total} ({shown}): {full.node} runs at most "
+        f"{full.limit.count} pods: {full.limit.why}. Nothing was built; "
+        + (f"{instead}, or {full.limit.advice}" if instead else full.limit.advice)
+    )
+
+
+def least_loaded_node(state: LabState) -> str:
+    """Where the scheduler puts the next pod: the node with the fewest pods that has room
+    (file order on ties); :class:`UsageError` when every node is full."""
+    rooms = room(state)
+    if not any(r.free for r in rooms):
+        raise no_room(f"cannot add a pod to lab {state.lab!r}", 1, rooms)
+    return place(rooms, 1)[0]
 
 
 def pod_name(deployment: str, template: dict[str, Any], taken: set[str]) -> str:
