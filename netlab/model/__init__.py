@@ -3,6 +3,8 @@
 - :mod:`~netlab.model.topology`: nodes, pods, subnets, the pod network, Services, and the
   checks across fields;
 - :mod:`~netlab.model.service`: a Kubernetes Service as netlab reads it;
+- :mod:`~netlab.model.limits`: the limits a node's pods run into (bridge ports, pod blocks,
+  max pods), with where each comes from;
 - :mod:`~netlab.model.load`: YAML in, every problem a :class:`~netlab.errors.TopologyError`
   that names the file and the field.
 
