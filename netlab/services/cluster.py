@@ -272,11 +272,16 @@ def scale(state: LabState, name: str, replicas: int, deployment: Deployment | No
         taken = {h.name for h in state.host_objects()}
         template = {"labels": deploy.labels, "ports": [list(p) for p in deploy.ports]}
         numbers = itertools.count(1)  # topology pods web-1, web-2, ...: the next free numbers
-        new_pods: list[tuple[str, dict[str, Any]]] = []
-        for node in pods.place(rooms, more):
+        fresh: list[str] = []
+        for _ in range(more):
             new = next(f"{name}-{i}" for i in numbers if f"{name}-{i}" not in taken) if deploy.implicit else pods.pod_name(name, template, taken)
             taken.add(new)
-            new_pods.append((node, {"name": new, "labels": dict(deploy.labels)}))
+            fresh.append(new)
+        back = ClusterRecord.load(state).deleted_pods  # a deleted pod's name comes back on its node
+        nodes = pods.place(rooms, [back.get(new) or None for new in fresh])
+        new_pods: list[tuple[str, dict[str, Any]]] = [
+            (node, {"name": new, "labels": dict(deploy.labels)}) for node, new in zip(nodes, fresh, strict=True)
+        ]
         pods.add(state, new_pods, deploy.namespace, deploy.ports)  # all or nothing
         added = [pod["name"] for _node, pod in new_pods]
         current += added

@@ -181,19 +181,29 @@ def room(state: LabState) -> list[NodeRoom]:
     return out
 
 
-def place(rooms: list[NodeRoom], count: int) -> list[str]:
-    """Nodes for ``count`` new pods as the scheduler picks them: each time the node with the
-    fewest pods that still has room (file order on ties). The caller checked the room."""
+def place(rooms: list[NodeRoom], wanted: list[str | None]) -> list[str]:
+    """Nodes for new pods: ``wanted[i]`` is the node pod ``i`` must go to (a deleted pod's name
+    comes back to its slot there) or None, and then the scheduler picks: each time the node with
+    the fewest pods that still has room (file order on ties). The caller checked the room."""
+    index = {r.node: i for i, r in enumerate(rooms)}
     free = [r.free for r in rooms]
-    heap = [(r.load, i) for i, r in enumerate(rooms) if r.free > 0]
+    load = [r.load for r in rooms]
+    for node in wanted:
+        if node is not None and node in index:
+            free[index[node]] -= 1
+            load[index[node]] += 1
+    heap = [(load[i], i) for i in range(len(rooms)) if free[i] > 0]
     heapq.heapify(heap)
     out = []
-    for _ in range(count):
-        load, i = heapq.heappop(heap)  # IndexError: more pods than room
+    for node in wanted:
+        if node is not None:
+            out.append(node)
+            continue
+        current, i = heapq.heappop(heap)  # IndexError: more pods than room
         out.append(rooms[i].node)
         free[i] -= 1
-        if free[i]:
-            heapq.heappush(heap, (load + 1, i))
+        if free[i] > 0:
+            heapq.heappush(heap, (current + 1, i))
     return out
 
 
@@ -215,7 +225,7 @@ def least_loaded_node(state: LabState) -> str:
     rooms = room(state)
     if not any(r.free for r in rooms):
         raise no_room(f"cannot add a pod to lab {state.lab!r}", 1, rooms)
-    return place(rooms, 1)[0]
+    return place(rooms, [None])[0]
 
 
 def pod_name(deployment: str, template: dict[str, Any], taken: set[str]) -> str:

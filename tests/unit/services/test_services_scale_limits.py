@@ -114,6 +114,19 @@ def test_scale_to_the_nodes_room_builds_every_pod_in_one_apply(kernel: Kernel) -
         pods.least_loaded_node(state)
 
 
+def test_deleted_pods_names_come_back_on_their_nodes_within_the_room(kernel: Kernel) -> None:
+    state = running(two_nodes())
+    cluster.scale(state, "web", 254)  # web-251..253 on n0, web-254 on n1: both full
+    cluster.scale(state, "web", 252)  # web-254 and web-253 removed: their slots are free again
+    assert [r.free for r in pods.room(state)] == [1, 1]
+    cluster.scale(state, "web", 254)
+    nodes = {h.name: h.node for h in state.host_objects()}
+    assert (nodes["web-253"], nodes["web-254"]) == ("n0", "n1")
+    assert kernel.created()[-2:] == ["l-web-253", "l-web-254"]
+    with pytest.raises(UsageError, match="room for 0"):
+        cluster.scale(state, "web", 255)
+
+
 def test_a_failure_after_the_pods_are_built_removes_them(kernel: Kernel) -> None:
     state = running(two_nodes())
     kernel.fail_sync = 1
