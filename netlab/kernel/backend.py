@@ -42,6 +42,7 @@ from netlab.plan import (
 )
 
 MAX_OPEN_NAMESPACES = 16  # namespaces whose sockets stay open at once (2 descriptors each, 6 with IPRoute)
+CREATE_AHEAD = 16  # namespaces created ahead (2 sockets each), at least; more where descriptors allow
 RTNH_F_ONLINK = 4
 RT_SCOPE_LINK = 253
 RT_TABLE_MAIN = 254
@@ -102,8 +103,9 @@ class NetlinkBackend:
     Descriptors are bounded, not one set per namespace (a 15,000-namespace lab would run out
     of them): a namespace's sockets are closed after the prepared plan's last operation in
     it, and at most :data:`MAX_OPEN_NAMESPACES` stay open (least recently used closed first,
-    reopened from a helper thread if needed again). The soft ``RLIMIT_NOFILE`` is raised to
-    the hard limit when the backend is created.
+    reopened from a helper thread if needed again); namespaces are created ahead only as far as
+    an eighth of the free descriptors allows. The soft ``RLIMIT_NOFILE`` is raised to the hard
+    limit when the backend is created.
     """
 
     def __init__(self) -> None:
@@ -182,7 +184,11 @@ class NetlinkBackend:
         self._done = 0
         names = [op.ns for op in operations if isinstance(op, CreateNamespace)]
         if names:
-            self._creator = netns.Creator(names, then)
+            # ahead as far as an eighth of the free descriptors allows (2 sockets a namespace): far
+            # enough that creating (mounting) is done before this thread opens the namespaces'
+            # paths, which a mount in progress slows down
+            ahead = max(CREATE_AHEAD, limits.descriptors_free() // 16)
+            self._creator = netns.Creator(names, then, ahead=ahead)
             self._ahead = set(names)
         return True
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 
 from netlab.errors import EnvironmentProblem
@@ -31,6 +32,16 @@ def raise_nofile() -> int:
         except (ValueError, OSError):  # not allowed here: keep what we have
             pass
     return soft
+
+
+def descriptors_free() -> int:
+    """How many more files this process may open (its soft limit less those open now)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        used = 64
+    return (1 << 30 if soft == resource.RLIM_INFINITY else soft) - used
 
 
 def _read_int(path: str) -> int | None:
