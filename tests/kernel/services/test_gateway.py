@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from rich.console import Console
 
 from netlab import lab
 from netlab.kernel import netns, processes
-from netlab.services import gateway, manifests
+from netlab.services import cluster, gateway, manifests
 from netlab.services.gateway import GatewayRecord
 from netlab.services.processes import program
 from netlab.state import LabState
@@ -145,4 +146,80 @@ def test_header_match_and_weighted_canary_within_bounds(lab_up, tmp_path: Path) 
     assert set(got) == {"v1", "v2"} and sum(got.values()) == n, got
     sigma = math.sqrt(n * 0.1 * 0.9)
     assert abs(got["v2"] - 100) <= 6 * sigma, got  # binomial(1000, 0.1): 100 +- 6 sigma (57)
+    down_leaves_nothing(state, before)
+
+
+TLS_GATEWAY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coffee}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: coffee}}
+  template:
+    metadata: {labels: {app: coffee}}
+    spec: {containers: [{name: coffee, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: coffee}
+spec:
+  selector: {app: coffee}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: secure}
+spec:
+  gatewayClassName: nginx
+  listeners:
+    - {name: http, port: 80, protocol: HTTP, hostname: secure.example.com}
+    - name: https
+      port: 443
+      protocol: HTTPS
+      hostname: secure.example.com
+      tls: {mode: Terminate, certificateRefs: [{kind: Secret, name: secure-tls}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: secure}
+spec:
+  parentRefs: [{name: secure}]
+  rules:
+    - matches: [{path: {type: PathPrefix, value: /}}]
+      backendRefs: [{name: coffee, port: 80}]
+"""
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl missing: run scripts/setup.sh")
+def test_https_listener_terminates_tls(lab_up, tmp_path: Path) -> None:
+    before = nginx_processes()
+    state = lab_up("host-gw.yaml", name="t12g-tls")
+    made = subprocess.run([str(ROOT / "scripts/tls-secret.sh"), "secure-tls", "secure.example.com", "-o", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    assert manifests.apply_file(state, tmp_path / "secure-tls.yaml") == ["secret/secure-tls created"]
+    (tmp_path / "gateway.yaml").write_text(TLS_GATEWAY)
+    manifests.apply_file(state, tmp_path / "gateway.yaml")
+    state = LabState.load(state.lab) or state
+    plane = GatewayRecord.load(state).planes["default/secure"]
+    assert processes.alive(plane.pid) and not plane.last_error, plane
+    client = ns_of(state, "client")
+    row = next(r for r in cluster.describe_services(state) if r["service"] == "default/secure-nginx")
+    resolve = ("--resolve", f"secure.example.com:443:{row['clusterIP']}")
+
+    https = requests(client, "https://secure.example.com/menu", 4, *resolve, "--cacert", str(tmp_path / "ca.crt"))
+    assert https["errors"] == 0 and sum(https["answers"].values()) == 4 and all(a.startswith("coffee-") for a in https["answers"]), https
+    seen = {k: v for a in https["answers"] for k, v in fields(https, a).items()}
+    assert set(seen["x-forwarded-proto"]) == {"https"} and set(seen["path"]) == {"/menu"} and set(seen["host"]) == {"secure.example.com"}, seen
+    assert set(seen["x-forwarded-port"]) == {"443"}, seen
+    unverified = requests(client, "https://secure.example.com/", 1, *resolve)  # no CA: the certificate is refused
+    assert unverified["errors"] == 1 and "CERTIFICATE_VERIFY_FAILED" in next(iter(unverified["error_kinds"])), unverified
+    # another name: the HTTPS default_server rejects the handshake (ssl_reject_handshake on)
+    other = requests(client, f"https://{row['clusterIP']}/", 1, "-k")
+    assert other["errors"] == 1, other
+    plain = requests(client, "http://secure-nginx.default/", 1, "-H", "Host: secure.example.com")
+    assert set(next(iter(plain["fields"].values()))["x-forwarded-proto"]) == {"http"}, plain
+    listeners = gateway.describe(state)["gateways"][0]
+    assert "Programmed=True (Programmed)" in listeners["conditions"], listeners
     down_leaves_nothing(state, before)
