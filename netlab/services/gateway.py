@@ -14,7 +14,10 @@ journaled like the ingress controller's (:mod:`.ingress`), so ``netlab down`` le
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from typing import Any
 from netlab.errors import EnvironmentProblem
 from netlab.kernel import processes
 from netlab.model.gateway import NGF_CONTROLLER, Gateway, GatewayClass, HTTPRoute
+from netlab.model.service import Service
 from netlab.services import ingress
 from netlab.services.endpoints import endpoints_for
 from netlab.services.gateway_nginx import ANY_HOST, Condition, Rendered, render
@@ -109,9 +113,11 @@ def prepare(state: LabState, gw_key: str) -> Paths:
     return p
 
 
-def render_gateway(state: LabState, record: GatewayRecord, gw: Gateway) -> Rendered:
+def render_gateway(state: LabState, record: GatewayRecord, gw: Gateway, extra: Sequence[Service] = ()) -> Rendered:
+    """nginx.conf for ``gw``; ``extra``: Services a file would add or replace (``--dry-run``)."""
     cluster = ClusterRecord.load(state)
-    services = list(cluster.services)
+    replaced = {s.key for s in extra}
+    services = [s for s in cluster.services if s.key not in replaced] + list(extra)
     endpoints = endpoints_for(services, pods_of(state, cluster))
     plane = record.planes.get(gw.key)
     return render(gw, record.routes_of(gw), services, endpoints, IngressRecord.load(state).certs(), paths(state.lab, gw.key),
@@ -169,6 +175,14 @@ def stop(state: LabState, plane: DataPlane) -> None:
     if processes.alive(plane.pid):
         processes.terminate(plane.pid)
     plane.pid = 0
+
+
+def remove_files(state: LabState, gw_key: str) -> None:
+    """A deleted Gateway's directory (its nginx is stopped), and the lab's when it is empty;
+    their journal entries are then simply gone at ``down``."""
+    shutil.rmtree(paths(state.lab, gw_key).prefix, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        directory(state.lab).rmdir()
 
 
 def describe(state: LabState) -> dict[str, Any]:

@@ -17,6 +17,7 @@ else NodePort.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,8 +165,9 @@ def apply(state: LabState, parsed: Parsed) -> list[str]:
     return out
 
 
-def dry_run(state: LabState, parsed: Parsed) -> list[str]:
-    """The nginx.conf of each Gateway the file touches, with the file applied (nothing changes)."""
+def dry_run(state: LabState, parsed: Parsed, services: Sequence[Service] = ()) -> list[str]:
+    """The nginx.conf of each Gateway the file touches, with the file (its ``services`` too)
+    applied; nothing changes."""
     record = GatewayRecord.load(state)
     record.classes.setdefault(NGF_CLASS, _ngf_class())
     record.classes.update({c.name: c for _d, c in parsed.classes})
@@ -175,10 +177,11 @@ def dry_run(state: LabState, parsed: Parsed) -> list[str]:
         record.routes = [r for r in record.routes if r.key != route.key] + [route]
     touched = {gw.key for _d, gw in parsed.gateways} | {
         f"{p.namespace or r.namespace}/{p.name}" for _d, r in parsed.routes for p in r.spec.parent_refs}
-    out = [f"# warning: {line}" for line in parsed.ignored]
+    out = ["# netlab apply --dry-run: nothing was changed. Pods this file would create are not endpoints yet."]
+    out += [f"# warning: {line}" for line in parsed.ignored]
     for gw in record.gateways:
         if gw.key in touched and record.ours(gw):
-            rendered = gateway.render_gateway(state, record, gw)
+            rendered = gateway.render_gateway(state, record, gw, services)
             out += [f"# warning: {w}" for w in rendered.warnings] + rendered.text.splitlines()
     return out
 
@@ -207,6 +210,7 @@ def delete(state: LabState, docs: list[Document]) -> list[str]:
             record.store(state)
             if plane is not None:
                 gateway.stop(state, plane)
+                gateway.remove_files(state, key)
                 pods.remove(state, [plane.pod])
                 cluster.delete_services(state, [plane.service])
                 record = GatewayRecord.load(state)

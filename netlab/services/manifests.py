@@ -307,7 +307,7 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
     gateway_docs = gateway_apply.parse(list(docs))
     if dry_run:
         lines = ingress_apply.dry_run(state, ingress_docs, services).splitlines() if ingress_docs or not gateway_docs else []
-        return lines + (gateway_apply.dry_run(state, gateway_docs) if gateway_docs else [])
+        return lines + (gateway_apply.dry_run(state, gateway_docs, services) if gateway_docs else [])
     cluster.start(state)  # a lab without services yet gets kube-proxy, kube-dns and coredns first
     out: list[str] = []
     for doc in docs:

@@ -192,7 +192,7 @@ spec:
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl missing: run scripts/setup.sh")
-def test_https_listener_terminates_tls(lab_up, tmp_path: Path) -> None:
+def test_https_listener_dry_run_and_delete(lab_up, tmp_path: Path) -> None:
     before = nginx_processes()
     state = lab_up("host-gw.yaml", name="t12g-tls")
     made = subprocess.run([str(ROOT / "scripts/tls-secret.sh"), "secure-tls", "secure.example.com", "-o", str(tmp_path)],
@@ -200,6 +200,21 @@ def test_https_listener_terminates_tls(lab_up, tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert manifests.apply_file(state, tmp_path / "secure-tls.yaml") == ["secret/secure-tls created"]
     (tmp_path / "gateway.yaml").write_text(TLS_GATEWAY)
+    from netlab.cli import main
+
+    # --dry-run prints what the Gateway's nginx would load and changes nothing
+    services_before = {s.key for s in cluster.services_of(state)}
+    text = io.StringIO()
+    assert main(["apply", state.lab, "-f", str(tmp_path / "gateway.yaml"), "--dry-run"], Console(file=text, width=250)) == 0
+    printed = text.getvalue()
+    assert printed.startswith("# netlab apply --dry-run: nothing was changed."), printed[:300]
+    assert "listen 443 ssl;" in printed and "ssl_certificate " in printed and "server_name secure.example.com;" in printed, printed
+    assert "upstream default_coffee_80 {" in printed and "BackendNotFound" not in printed, printed  # the file's Service counts
+    after = LabState.load(state.lab) or state
+    assert not GatewayRecord.load(after).gateways and not GatewayRecord.load(after).classes
+    assert {s.key for s in cluster.services_of(after)} == services_before and not gateway.directory(state.lab).exists()
+    assert set(nginx_processes()) == set(before) and not any(h.name.startswith("secure-nginx-") for h in after.host_objects())
+
     manifests.apply_file(state, tmp_path / "gateway.yaml")
     state = LabState.load(state.lab) or state
     plane = GatewayRecord.load(state).planes["default/secure"]
@@ -222,4 +237,18 @@ def test_https_listener_terminates_tls(lab_up, tmp_path: Path) -> None:
     assert set(next(iter(plain["fields"].values()))["x-forwarded-proto"]) == {"http"}, plain
     listeners = gateway.describe(state)["gateways"][0]
     assert "Programmed=True (Programmed)" in listeners["conditions"], listeners
-    down_leaves_nothing(state, before)
+
+    # netlab delete of the Gateway: its nginx stops, its pod's namespace and its Service go, no file is left
+    pod_ns = ns_of(state, plane.pod)
+    only = tmp_path / "only-gateway.yaml"
+    only.write_text("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: secure}\n"
+                    "spec: {gatewayClassName: nginx, listeners: [{name: http, port: 80, protocol: HTTP}]}\n")
+    assert main(["delete", state.lab, "-f", str(only)], Console(file=io.StringIO(), width=250)) == 0
+    state = LabState.load(state.lab) or state
+    assert not processes.alive(plane.pid) and set(nginx_processes()) == set(before)
+    assert not Path(f"/run/netns/{pod_ns}").exists() and plane.pod not in {h.name for h in state.host_objects()}
+    assert "default/secure-nginx" not in {s.key for s in cluster.services_of(state)}
+    assert not gateway.paths(state.lab, "default/secure").prefix.exists() and not gateway.directory(state.lab).exists()
+    record = GatewayRecord.load(state)
+    assert not record.gateways and not record.planes and [r.key for r in record.routes] == ["default/secure"]
+    lab.down(state.lab)
