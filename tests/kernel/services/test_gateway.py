@@ -238,6 +238,17 @@ def test_https_listener_dry_run_and_delete(lab_up, tmp_path: Path) -> None:
     listeners = gateway.describe(state)["gateways"][0]
     assert "Programmed=True (Programmed)" in listeners["conditions"], listeners
 
+    # from the internet, through the Service's LoadBalancer address (MetalLB's pool; externalTrafficPolicy Local)
+    external = row["externalIP"]
+    assert external not in ("", "<pending>"), row
+    internet = ns_of(state, "internet")
+    via_lb = requests(internet, "https://secure.example.com/lb", 3, "--resolve", f"secure.example.com:443:{external}",
+                      "--cacert", str(tmp_path / "ca.crt"))
+    assert via_lb["errors"] == 0 and sum(via_lb["answers"].values()) == 3, via_lb
+    seen = {k: v for a in via_lb["answers"] for k, v in fields(via_lb, a).items()}
+    assert set(seen["x-forwarded-for"]) == {"203.0.113.1"} and set(seen["x-forwarded-proto"]) == {"https"}, seen
+    http_lb = requests(internet, f"http://{external}/", 1, "-H", "Host: secure.example.com")
+    assert sum(http_lb["answers"].values()) == 1 and all(a.startswith("coffee-") for a in http_lb["answers"]), http_lb
     # netlab delete of the Gateway: its nginx stops, its pod's namespace and its Service go, no file is left
     pod_ns = ns_of(state, plane.pod)
     only = tmp_path / "only-gateway.yaml"
