@@ -78,6 +78,7 @@ def lab_leftovers(lab: str) -> list[str]:
     if LabState.path_for(lab).parent.is_dir():
         left += [f"log {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.*.log")]
         left += [f"ingress controller files {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.ingress")]
+        left += [f"gateway data-plane files {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.gateway")]
     group = cgroup.path(lab)
     if group is not None and group.exists():
         left.append(f"cgroup {group} (processes {cgroup.pids(lab)})")

@@ -178,7 +178,7 @@ COMMANDS: tuple[Command, ...] = (
             LAB,
             arg("-f", "--filename", required=True, metavar="FILE",
                 help="YAML manifests (v1 Service, Pod, Secret, apps/v1 Deployment, networking.k8s.io/v1 Ingress, IngressClass)"),
-            arg("--dry-run", action="store_true", help="change nothing: print the nginx.conf the ingress controller would load"),
+            arg("--dry-run", action="store_true", help="change nothing: print the nginx.conf the ingress controller or a Gateway would load"),
             WAIT,
         ),
         needs_root=True, needs_lab=True, changes_lab=True,

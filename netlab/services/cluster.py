@@ -12,7 +12,8 @@ whenever Services or pods change (:func:`sync`), it
 5. gives LoadBalancer Services an address and a leader node (MetalLB, :mod:`.loadbalancer`),
    whose speaker answers ARP for it, and publishes annotated Services in the internet's DNS
    (ExternalDNS, :mod:`.externaldns`).
-6. brings the ingress controller's nginx up to date, if the lab has one (:mod:`.ingress`).
+6. brings the ingress controller's nginx up to date, if the lab has one (:mod:`.ingress`), and each
+   Gateway's nginx (:mod:`.gateway`).
 
 Pods come and go through :mod:`.pods`. Everything it starts runs inside the lab's
 namespaces, and every file it writes outside them is journaled, so ``netlab down`` removes
@@ -43,6 +44,7 @@ from netlab.services.files import (
     write_speaker_config,
     write_zones,
 )
+from netlab.services.gateway import sync as sync_gateways
 from netlab.services.ingress import sync as sync_ingress_controller
 from netlab.services.kubeproxy import Endpoint
 from netlab.services.loadbalancer import Assignment
@@ -157,6 +159,7 @@ def sync(state: LabState) -> None:
     _publish(state, record, topo, services, ingress, endpoints)
     record.store(state)
     sync_ingress_controller(state)  # the ingress controller's upstreams follow the endpoints
+    sync_gateways(state)  # so do the Gateways' (NGINX Gateway Fabric)
 
 
 def _announce(state: LabState, record: ClusterRecord, topo: Topology, previous: dict[str, Assignment], now: dict[str, Assignment]) -> None:

@@ -186,7 +186,7 @@ def render_current(state: LabState, record: IngressRecord) -> Rendered:
     return render(record.served(), services, endpoints, record.certs(), paths(state.lab), pod)
 
 
-def _test(nginx: str, conf: Path, p: Paths) -> str | None:
+def test_nginx(nginx: str, conf: Path, p: Paths) -> str | None:
     """``nginx -t`` on ``conf``: None if nginx accepts it, else nginx's own message."""
     done = subprocess.run(
         [nginx, "-t", "-q", "-c", str(conf), "-p", f"{p.prefix}/", "-e", str(p.error_log)],
@@ -223,7 +223,7 @@ def sync(state: LabState) -> None:
     candidate = p.prefix / "nginx.conf.next"  # journaled by prepare()
     candidate.write_text(rendered.text)
     rejected = p.prefix / "nginx.conf.rejected"
-    problem = _test(nginx, candidate, p)
+    problem = test_nginx(nginx, candidate, p)
     if problem is not None:
         os.replace(candidate, rejected)
         problem = problem.replace(str(candidate), str(rejected))
@@ -239,9 +239,9 @@ def sync(state: LabState) -> None:
     rejected.unlink(missing_ok=True)
     try:
         if running:
-            _reload(ctl.pid, p)
+            reload_nginx(ctl.pid, p)
         else:
-            ctl.pid = _start(state, host.ns, nginx, p)
+            ctl.pid = start_nginx(state, host.ns, nginx, p)
     except EnvironmentProblem as exc:
         ctl.last_error = str(exc)
         record.store(state)
@@ -251,9 +251,9 @@ def sync(state: LabState) -> None:
     record.store(state)
 
 
-def _start(state: LabState, ns: str, nginx: str, p: Paths) -> int:
+def start_nginx(state: LabState, ns: str, nginx: str, p: Paths, log_name: str = "ingress-nginx", where: str = "the ingress controller pod") -> int:
     """Start nginx's master in the controller pod (the lab's cgroup); return its pid once it listens."""
-    log = state_dir() / f"{state.lab}.ingress-nginx.log"
+    log = state_dir() / f"{state.lab}.{log_name}.log"
     if not log.exists():
         state.will_write(log)
     argv = [nginx, "-c", str(p.conf), "-p", f"{p.prefix}/", "-e", str(p.error_log), "-g", "daemon off; master_process on;"]
@@ -267,13 +267,13 @@ def _start(state: LabState, ns: str, nginx: str, p: Paths) -> int:
             processes.terminate(pid)
             output = (log.read_text() if log.exists() else "").strip() or _tail(p.error_log)
             raise EnvironmentProblem(
-                f"nginx did not start in the ingress controller pod: {output[-600:] or 'no output'} "
+                f"nginx did not start in {where}: {output[-600:] or 'no output'} "
                 f"(configuration: {p.conf}, error log: {p.error_log})"
             )
         time.sleep(0.02)
 
 
-def _reload(pid: int, p: Paths) -> None:
+def reload_nginx(pid: int, p: Paths) -> None:
     """SIGHUP, as ``nginx -s reload``; wait until the old workers are gone and new ones serve."""
     old = set(processes.children(pid))
     os.kill(pid, signal.SIGHUP)

@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from netlab.errors import ConfigRejected, TopologyError
 from netlab.model import from_pydantic, k8s_names, read_text
 from netlab.model.service import Service
-from netlab.services import cluster, externaldns, ingress_apply, loadbalancer, pods
+from netlab.services import cluster, externaldns, gateway_apply, ingress_apply, loadbalancer, pods
 from netlab.services.records import ClusterRecord, Deployment, topology_of
 from netlab.state import LabState
 
@@ -57,7 +57,7 @@ IGNORED_SERVICE_KEYS = {
     "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
     "publishNotReadyAddresses", "healthCheckNodePort", "externalIPs",
 }
-KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")} | ingress_apply.KINDS
+KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")} | ingress_apply.KINDS | gateway_apply.KINDS
 POD_NAME_SUFFIX = 17  # a Deployment's pods are <name>-<10 chars>-<5 chars>, and pod names have at most 63
 
 
@@ -304,8 +304,10 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
             raise doc.error("spec.nodeName", f"lab {state.lab!r} has no node {doc.pod.node!r}; nodes: {', '.join(nodes)}")
     ingress_docs = ingress_apply.parse(list(docs))
     ingress_apply.admit(state, ingress_docs)
+    gateway_docs = gateway_apply.parse(list(docs))
     if dry_run:
-        return ingress_apply.dry_run(state, ingress_docs, services).splitlines()
+        lines = ingress_apply.dry_run(state, ingress_docs, services).splitlines() if ingress_docs or not gateway_docs else []
+        return lines + (gateway_apply.dry_run(state, gateway_docs, services) if gateway_docs else [])
     cluster.start(state)  # a lab without services yet gets kube-proxy, kube-dns and coredns first
     out: list[str] = []
     for doc in docs:
@@ -325,6 +327,8 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
             out.append(f"service/{svc.name}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
     if ingress_docs:
         out += ingress_apply.apply(state, ingress_docs)
+    if gateway_docs:
+        out += gateway_apply.apply(state, gateway_docs)
     cluster.sync(state)
     status = {row["service"]: row for row in cluster.describe_services(state)}
     for svc in services:
@@ -332,6 +336,9 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
         if pending:
             out.append(f"service/{svc.name}: EXTERNAL-IP <pending>: {pending}")
     problem = ingress_apply.loaded(state) if ingress_docs else ""
+    gateway_problem = gateway_apply.loaded(state) if gateway_docs else ""
+    if gateway_problem:
+        raise ConfigRejected(f"NGINX Gateway Fabric did not load the new configuration: {gateway_problem}\n  applied: {'; '.join(out)}")
     if problem:
         raise ConfigRejected(f"ingress-nginx did not load the new configuration: {problem}\n  applied: {'; '.join(out)}")
     return out
@@ -355,6 +362,9 @@ def delete_file(state: LabState, path: str | Path) -> list[str]:
     ingress_docs = [d for d in docs if d.kind in ("Ingress", "IngressClass", "Secret")]
     if ingress_docs:  # all found, or nothing is deleted
         out += ingress_apply.delete(state, list(ingress_docs))
+    gateway_docs = [d for d in docs if (str(d.data.get("apiVersion", "")), d.kind) in gateway_apply.KINDS]
+    if gateway_docs:
+        out += gateway_apply.delete(state, list(gateway_docs))
     if wanted:
         cluster.delete_services(state, wanted)
         out += [f'service "{k.split("/", 1)[1]}" deleted' for k in wanted]
@@ -368,7 +378,7 @@ def delete_file(state: LabState, path: str | Path) -> list[str]:
         elif doc.kind == "Pod":
             pods.remove(state, [doc.name])
             out.append(f'pod "{doc.name}" deleted')
-    if any(d.kind in ("Deployment", "Pod", "Ingress", "IngressClass", "Secret") for d in docs):
+    if gateway_docs or any(d.kind in ("Deployment", "Pod", "Ingress", "IngressClass", "Secret") for d in docs):
         cluster.sync(state)
     return out
 

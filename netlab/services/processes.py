@@ -23,6 +23,7 @@ from netlab.kernel import cgroup, processes
 from netlab.model.service import Service
 from netlab.services.endpoints import PodInfo, workload_ports
 from netlab.services.files import external_dns_path, records_path, speaker_config_path
+from netlab.services.gateway import is_data_plane
 from netlab.services.ingress import is_controller
 from netlab.services.records import ClusterRecord, Server
 from netlab.state import LabState, state_dir
@@ -74,7 +75,7 @@ def start_workloads(state: LabState, record: ClusterRecord, services: list[Servi
     they change, stopped when none are left."""
     started = []
     for pod in pods:
-        if pod.name == DNS_POD or pod.host_network or is_controller(pod.labels):  # these run their own server
+        if pod.name == DNS_POD or pod.host_network or is_controller(pod.labels) or is_data_plane(pod.labels):  # these run their own server
             continue
         ports = workload_ports(services, pod)
         current = record.workloads.get(pod.name)

@@ -16,6 +16,7 @@ Run inside a pod's namespace (netlab starts it with ``ip netns exec``)::
       x-real-ip: 203.0.113.1
       x-forwarded-proto: https
 
+  Headers named ``X-Lab-*`` are echoed as well (what a gateway's header filter added).
   (``GET /client`` answers with just the client's address as the pod saw it:
   ``203.0.113.1:40312``.) Anything else is echoed back prefixed with ``<pod>: ``.
 - UDP: each datagram is echoed back prefixed with ``<pod>: ``.
@@ -33,6 +34,7 @@ import threading
 from typing import Any
 
 HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
+ECHOED = "x-lab-"  # headers the server echoes too (e.g. one an HTTPRoute's RequestHeaderModifier sets)
 FORWARDING = ("x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-original-forwarded-for")
 
 
@@ -50,6 +52,7 @@ def http_reply(name: str, request: bytes, client: str) -> bytes:
     else:
         story = [name, f"path: {path}", f"host: {headers.get('host', '')}", f"client: {client}"]
         story += [f"{key}: {headers[key]}" for key in FORWARDING if key in headers]
+        story += [f"{key}: {value}" for key, value in headers.items() if key.startswith(ECHOED)]
         body = "\n".join(story).encode("latin-1", "replace") + b"\n"
     status = (
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"

@@ -138,12 +138,50 @@ def _print_ingress(out: Console, state: LabState) -> None:
         out.print(render_services.ingress_table(info))
         for warning in info["warnings"]:
             out.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    _print_gateway(out, state)
+
+
+def _print_gateway(out: Console, state: LabState) -> None:
+    """Gateway API objects with their conditions, as ``kubectl describe`` shows them."""
+    from netlab.services import gateway
+
+    info = gateway.describe(state)
+    if not info:
+        return
+    out.print("[bold]Gateway API[/] (NGINX Gateway Fabric)")
+    for klass in info["gatewayClasses"]:
+        out.print(escape(f"  GatewayClass {klass['name']} (controllerName {klass['controller']}): {', '.join(klass['conditions']) or 'no status'}"), soft_wrap=True)
+    for gw in info["gateways"]:
+        out.print(escape(f"  Gateway {gw['gateway']} (class {gw['class']})"), soft_wrap=True)
+        plane = gw["dataPlane"]
+        if plane:
+            out.print(escape(f"    data plane: pod {plane['pod']}, service {plane['service']}, nginx pid {plane['nginx_pid']}, "
+                             f"generation {plane['generation']}, config {plane['config']}"), soft_wrap=True)
+        for cond in gw["conditions"]:
+            out.print(escape(f"    {cond}"), soft_wrap=True)
+        for lis in gw["listeners"]:
+            out.print(escape(f"    listener {lis['name']}: {lis['protocol']} :{lis['port']} {lis['hostname']}, attachedRoutes {lis['attachedRoutes']}"), soft_wrap=True)
+            for cond in lis["conditions"]:
+                out.print(escape(f"      {cond}"), soft_wrap=True)
+    for route in info["httproutes"]:
+        out.print(escape(f"  HTTPRoute {route['httproute']} (hostnames {', '.join(route['hostnames'])})"), soft_wrap=True)
+        for parent in route["parents"]:
+            section = f" section {parent['sectionName']}" if parent["sectionName"] else ""
+            out.print(escape(f"    parent gateway {parent['parent']}{section}:"), soft_wrap=True)
+            for cond in parent["conditions"]:
+                out.print(escape(f"      {cond}"), soft_wrap=True)
+        for line in route["routes"]:
+            out.print(escape(f"    {line}"), soft_wrap=True)
+    for warning in info["warnings"]:
+        out.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
 def _services_json(state: LabState) -> dict[str, Any]:
-    from netlab.services import cluster, ingress
+    from netlab.services import cluster, gateway, ingress
 
     if not records.has_services(state):
         return {}
     info = ingress.describe(state)
-    return {"services": cluster.describe_services(state), "externalDNS": cluster.describe_dns(state), **({"ingress": info} if info else {})}
+    gw = gateway.describe(state)
+    return {"services": cluster.describe_services(state), "externalDNS": cluster.describe_dns(state), **({"ingress": info} if info else {}),
+            **({"gatewayAPI": gw} if gw else {})}

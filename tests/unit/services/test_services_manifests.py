@@ -31,8 +31,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_unsupported_kind_is_named(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as info:
-        manifests.load(write(tmp_path, "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: b}\n"))
-    assert info.value.field == "documents[1] (HTTPRoute b).kind"
+        manifests.load(write(tmp_path, "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: b}\n"))
+    assert info.value.field == "documents[1] (GRPCRoute b).kind"
     assert "v1 Service" in info.value.message and "networking.k8s.io/v1 Ingress" in info.value.message
 
 
