@@ -51,11 +51,11 @@ from netlab.state import LabState
 
 SERVICE_SPEC_KEYS = {
     "type", "selector", "ports", "sessionAffinity", "sessionAffinityConfig", "clusterIP", "externalTrafficPolicy", "externalName",
-    "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass", "allocateLoadBalancerNodePorts",
+    "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass", "allocateLoadBalancerNodePorts", "healthCheckNodePort",
 }
 IGNORED_SERVICE_KEYS = {
     "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
-    "publishNotReadyAddresses", "healthCheckNodePort", "externalIPs",
+    "publishNotReadyAddresses", "externalIPs",
 }
 KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")} | ingress_apply.KINDS
 POD_NAME_SUFFIX = 17  # a Deployment's pods are <name>-<10 chars>-<5 chars>, and pod names have at most 63
