@@ -376,10 +376,13 @@ def describe_dns(state: LabState) -> dict[str, Any]:
     ingress = loadbalancer.ingress({k: Assignment.from_json(v) for k, v in record.load_balancers.items()})
     node_ips = {n.name: str(topo.node_ip(n)) for n in topo.nodes}
     endpoints = endpoints_for(record.services, pods_of(state, record))
-    wanted, notes = externaldns.service_endpoints(record.services, ingress, node_ips, endpoints)
+    balancers = nlbrun.balancers_of(state)
+    hostnames = {k: [b["dns"]] for k, b in balancers.items() if not b.get("pending")}
+    wanted, notes = externaldns.service_endpoints(record.services, ingress, node_ips, endpoints, hostnames)
     skipped = externaldns.plan(wanted, topo.external_dns.domain_filter, topo.external_dns.txt_owner_id, topo.external_dns.txt_prefix,
                                record.dns_owners).skipped
     if wanted and topo.network.internet_host is None:
         notes.append("no outside world in this lab (network.internet): ExternalDNS publishes nothing")
-    return {"zones": list(topo.external_dns.domain_filter), "nameserver": str(topo.network.internet_host or ""),
+    zones = list(topo.external_dns.domain_filter) + ([nlb.ZONE] if balancers else [])
+    return {"zones": zones, "nameserver": str(topo.network.internet_host or ""),
             "records": records, "notes": notes + skipped}
