@@ -146,8 +146,8 @@ def balancers(
         before = previous.get(svc.key, {})
         ip = str(before["ip"]) if before.get("ip") else next(free, "")
         lb = Balancer(svc.key, name, dns_name(name), ip, conf.scheme, conf.target_type, ignored=list(conf.ignored))
-        if aws_lb.PROXY_PROTOCOL in svc.annotations:
-            lb.ignored.append(f"{aws_lb.PROXY_PROTOCOL} (proxy protocol v2 is not modelled: targets get the plain stream)")
+        lb.ignored = [f"{k} (proxy protocol v2 is not modelled: targets get the plain stream)" if k == aws_lb.PROXY_PROTOCOL else k
+                      for k in lb.ignored]
         if not ip:
             lb.pending = "no free address left in the subnet for the NLB"
         elif conf.target_type == "instance" and not svc.has_node_ports:
