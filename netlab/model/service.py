@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from netlab.model import k8s_names
+from netlab.model import aws_lb, k8s_names
 
 NODEPORT_RANGE = range(30000, 32768)
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, Kubernetes' default for sessionAffinity: ClientIP
@@ -86,6 +86,8 @@ class Service(_Spec):
     load_balancer_source_ranges: tuple[ipaddress.IPv4Network, ...] = Field((), alias="loadBalancerSourceRanges")
     load_balancer_class: str | None = Field(None, alias="loadBalancerClass")
     allocate_load_balancer_node_ports: bool = Field(True, alias="allocateLoadBalancerNodePorts")
+    # type LoadBalancer with externalTrafficPolicy Local: kube-proxy answers /healthz on it on every node
+    health_check_node_port: int | None = Field(None, alias="healthCheckNodePort")
     # metadata.annotations (MetalLB's and ExternalDNS's are read; others are reported as ignored)
     annotations: dict[str, str] = Field(default_factory=dict)
     # netlab's own: endpoints that are not pods (the API server on a node's address)
@@ -159,6 +161,13 @@ class Service(_Spec):
                 raise ValueError(f"{item!r} is not an IPv4 CIDR (e.g. 203.0.113.0/24)") from None
         return out
 
+    @field_validator("health_check_node_port")
+    @classmethod
+    def _hc_node_port(cls, value: int | None) -> int | None:
+        if value is not None and value not in NODEPORT_RANGE:
+            raise ValueError(f"healthCheckNodePort {value} is outside the NodePort range 30000-32767")
+        return value
+
     @field_validator("load_balancer_ip", "load_balancer_source_ranges", "load_balancer_class", "allocate_load_balancer_node_ports")
     @classmethod
     def _only_load_balancer(cls, value: Any, info: ValidationInfo) -> Any:
@@ -178,6 +187,10 @@ class Service(_Spec):
             raise ValueError(f"service {self.name!r} needs at least one port (ports: [{{port: 80, targetPort: 8080}}])")
         if self.external_traffic_policy == "Local" and self.type not in ("NodePort", "LoadBalancer"):
             raise ValueError("externalTrafficPolicy Local applies only to type NodePort or LoadBalancer")
+        if self.health_check_node_port is not None and not self.needs_health_check_node_port:
+            raise ValueError("healthCheckNodePort needs type LoadBalancer with externalTrafficPolicy Local")
+        if self.type == "LoadBalancer" and aws_lb.claimed(self.annotations, self.load_balancer_class):
+            aws_lb.settings(self.annotations, self.external_traffic_policy)  # ValueError names the annotation
         if self.headless and self.type != "ClusterIP":
             raise ValueError("a headless service (clusterIP: None) must be type ClusterIP")
         seen: set[tuple[int, str]] = set()
@@ -208,6 +221,11 @@ class Service(_Spec):
     def has_node_ports(self) -> bool:
         """Does it get NodePorts? NodePort always; LoadBalancer unless allocateLoadBalancerNodePorts is false."""
         return self.type == "NodePort" or (self.type == "LoadBalancer" and self.allocate_load_balancer_node_ports)
+
+    @property
+    def needs_health_check_node_port(self) -> bool:
+        """kube-proxy's healthCheckNodePort: LoadBalancer with externalTrafficPolicy Local."""
+        return self.type == "LoadBalancer" and self.external_traffic_policy == "Local"
 
     @property
     def affinity_timeout(self) -> int | None:

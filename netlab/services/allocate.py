@@ -46,6 +46,7 @@ def allocate(services: list[Service], cidr: ipaddress.IPv4Network, existing: lis
     taken_ports = {p.node_port for s in existing for p in s.ports if p.node_port}
     taken_ips |= {s.cluster_ip for s in services if s.cluster_ip and not s.headless}
     taken_ports |= {p.node_port for s in services for p in s.ports if p.node_port}
+    taken_ports |= {s.health_check_node_port for s in [*existing, *services] if s.health_check_node_port}
     out = []
     for svc in services:
         before = kept.get(svc.key)
@@ -71,5 +72,9 @@ def allocate(services: list[Service], cidr: ipaddress.IPv4Network, existing: lis
                     port = port.model_copy(update={"node_port": number})
                 ports.append(port)
             update["ports"] = tuple(ports)
+        if svc.needs_health_check_node_port and svc.health_check_node_port is None:
+            number = (before.health_check_node_port if before else None) or allocate_node_port(f"{svc.key}:healthz", taken_ports)
+            taken_ports.add(number)
+            update["health_check_node_port"] = number
         out.append(svc.model_copy(update=update) if update else svc)
     return out

@@ -32,9 +32,9 @@ from typing import Any
 from netlab import names
 from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import iptables, netns
-from netlab.model import Topology
+from netlab.model import Topology, aws_lb
 from netlab.model.service import Service, system_services
-from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer, pods
+from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer, nlb, nlbrun, pods
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import cluster_cidr, endpoints_for
 from netlab.services.files import (
@@ -75,9 +75,11 @@ class ServicesPhase:
 def notes(state: LabState, topo: Topology) -> list[str]:
     """What ``up`` says about the topology's Services: annotations without effect, LB addresses pending."""
     out = []
-    modelled = (*loadbalancer.MODELLED, *externaldns.MODELLED)
+    modelled = (*loadbalancer.MODELLED, *externaldns.MODELLED, *aws_lb.MODELLED)
     for svc in topo.services:
         ignored = sorted(k for k in svc.annotations if k not in modelled)
+        if aws_lb.PROXY_PROTOCOL in svc.annotations:
+            ignored = [k if k != aws_lb.PROXY_PROTOCOL else f"{k} (proxy protocol v2 is not modelled)" for k in ignored]
         if ignored:
             out.append(f"service {svc.key}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
     for key, data in ClusterRecord.load(state).load_balancers.items():
@@ -156,6 +158,7 @@ def sync(state: LabState) -> None:
     start_dns(state, record, running)
     start_workloads(state, record, services, running)
     _announce(state, record, topo, previous, assignments)
+    nlbrun.sync(state, topo, services, endpoints)
     _publish(state, record, topo, services, ingress, endpoints)
     record.store(state)
     sync_ingress_controller(state)  # the ingress controller's upstreams follow the endpoints
@@ -184,12 +187,18 @@ def _publish(
     config = topo.external_dns
     inet = topo.network.internet_host
     node_ips = {n.name: str(topo.node_ip(n)) for n in topo.nodes}
-    wanted, _notes = externaldns.service_endpoints(services, ingress, node_ips, endpoints)
-    if inet is None or (not wanted and record.external_dns is None):
+    balancers = nlbrun.balancers_of(state)
+    hostnames = {k: [b["dns"]] for k, b in balancers.items() if not b.get("pending")}
+    wanted, _notes = externaldns.service_endpoints(services, ingress, node_ips, endpoints, hostnames)
+    if inet is None or (not wanted and not balancers and record.external_dns is None):
         return  # no outside world, or nothing was ever published
     published = externaldns.plan(wanted, config.domain_filter, config.txt_owner_id, config.txt_prefix, record.dns_owners)
     record.dns_owners = published.owners
-    write_zones(state, {"zones": list(config.domain_filter), "nameserver": str(inet), "serial": int(time.time()), "records": published.records})
+    zones, records = list(config.domain_filter), list(published.records)
+    if balancers:  # AWS's own zone for the NLBs' names (what elb.<region>.amazonaws.com answers)
+        zones.append(nlb.ZONE)
+        records += [{"name": b["dns"], "type": "A", "ttl": 60, "value": b["ip"]} for b in balancers.values() if b.get("ip") and not b.get("pending")]
+    write_zones(state, {"zones": zones, "nameserver": str(inet), "serial": int(time.time()), "records": records})
     internet = names.namespace(state.lab, names.INTERNET)
     write_internet_resolv_conf(state, internet, str(inet))
     start_external_dns(state, record, internet, str(inet))
@@ -338,6 +347,8 @@ def describe_services(state: LabState) -> list[dict[str, Any]]:
     record = ClusterRecord.load(state)
     endpoints = endpoints_for(record.services, pods_of(state, record))
     rows = []
+    balancers = nlbrun.balancers_of(state)
+    target_health = nlbrun.health(state)
     for svc in record.services:
         lb = Assignment.from_json(record.load_balancers.get(svc.key, {}))
         ports = []
@@ -357,7 +368,30 @@ def describe_services(state: LabState) -> list[dict[str, Any]]:
                 **_lb_fields(svc, lb),
             }
         )
+        if svc.health_check_node_port:
+            rows[-1]["healthCheckNodePort"] = svc.health_check_node_port
+        if svc.key in balancers:
+            rows[-1].update(_nlb_fields(balancers[svc.key], target_health))
     return rows
+
+
+def _nlb_fields(balancer: dict[str, Any], target_health: dict[str, Any]) -> dict[str, Any]:
+    """An NLB's Service: its hostname as status.loadBalancer.ingress, and describe-target-health."""
+    pending = balancer.get("pending", "")
+    return {
+        "externalIP": "<pending>" if pending else balancer["dns"],
+        "status": {"loadBalancer": {} if pending else {"ingress": [{"hostname": balancer["dns"]}]}},
+        "loadBalancer": {"pending": pending, "nlb": {
+            "name": balancer["name"], "dns": balancer["dns"], "address": balancer["ip"], "scheme": balancer["scheme"],
+            "targetType": balancer["target_type"], "ignored": balancer.get("ignored", []),
+            "targetGroups": [
+                {"name": g["name"], "port": g["port"], "protocol": g["protocol"].upper(), "preserveClientIp": g["preserve_client_ip"],
+                 "deregistrationDelay": g["deregistration_delay"], "healthCheck": g["health"],
+                 "TargetHealthDescriptions": target_health.get("groups", {}).get(g["name"], [])}
+                for g in balancer.get("groups", [])
+            ],
+        }},
+    }
 
 
 def _external_ip(svc: Service, lb: Assignment) -> str:
@@ -395,10 +429,13 @@ def describe_dns(state: LabState) -> dict[str, Any]:
     ingress = loadbalancer.ingress({k: Assignment.from_json(v) for k, v in record.load_balancers.items()})
     node_ips = {n.name: str(topo.node_ip(n)) for n in topo.nodes}
     endpoints = endpoints_for(record.services, pods_of(state, record))
-    wanted, notes = externaldns.service_endpoints(record.services, ingress, node_ips, endpoints)
+    balancers = nlbrun.balancers_of(state)
+    hostnames = {k: [b["dns"]] for k, b in balancers.items() if not b.get("pending")}
+    wanted, notes = externaldns.service_endpoints(record.services, ingress, node_ips, endpoints, hostnames)
     skipped = externaldns.plan(wanted, topo.external_dns.domain_filter, topo.external_dns.txt_owner_id, topo.external_dns.txt_prefix,
                                record.dns_owners).skipped
     if wanted and topo.network.internet_host is None:
         notes.append("no outside world in this lab (network.internet): ExternalDNS publishes nothing")
-    return {"zones": list(topo.external_dns.domain_filter), "nameserver": str(topo.network.internet_host or ""),
+    zones = list(topo.external_dns.domain_filter) + ([nlb.ZONE] if balancers else [])
+    return {"zones": zones, "nameserver": str(topo.network.internet_host or ""),
             "records": records, "notes": notes + skipped}

@@ -100,8 +100,12 @@ def service_endpoints(
     ingress: Mapping[str, Sequence[str]],
     node_ips: Mapping[str, str],
     endpoints: Mapping[str, list[Endpoint]],
+    hostnames_of: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[DNSEndpoint], list[str]]:
-    """external-dns's service source: the endpoints the annotated Services want, and notes."""
+    """external-dns's service source: the endpoints the annotated Services want, and notes.
+
+    ``hostnames_of`` are ``status.loadBalancer.ingress`` *hostnames* (a cloud load balancer's,
+    e.g. the emulated NLB's): a CNAME to each, as external-dns does for an ingress hostname."""
     out: list[DNSEndpoint] = []
     notes: list[str] = []
     for svc in services:
@@ -116,6 +120,8 @@ def service_endpoints(
         record, targets = "A", []
         if svc.type == "LoadBalancer":
             targets = list(ingress.get(svc.key, []))
+            if not targets and (hostnames_of or {}).get(svc.key):
+                record, targets = "CNAME", list((hostnames_of or {})[svc.key])
             if not targets:
                 notes.append(f"{resource}: no record yet: EXTERNAL-IP is <pending>")
         elif svc.type == "NodePort":

@@ -13,8 +13,9 @@ What MetalLB v0.16 does in layer-2 mode, and netlab with it:
   ``metallb.universe.tf/loadBalancerIPs``, or ``spec.loadBalancerIP``; both at once is an
   error, controller/service.go). A Service with a ``loadBalancerClass`` is another
   controller's (MetalLB runs without ``--lb-class``), and stays ``<pending>``, as does every
-  LoadBalancer Service on vpc-native: MetalLB's ARP cannot work on an AWS VPC, and the AWS
-  Load Balancer Controller is not modelled.
+  LoadBalancer Service on vpc-native: MetalLB's ARP cannot work on an AWS VPC. There the
+  AWS Load Balancer Controller's emulated NLB (:mod:`netlab.services.nlb`) serves the Services
+  it claims; the others stay pending.
 - **The leader** (speaker/layer2_controller.go ``ShouldAnnounce``): one node answers ARP for
   each address. Candidates are the nodes running a speaker (all of them) when the Service
   has any ready endpoint; with ``externalTrafficPolicy: Local`` only the nodes with a ready
@@ -50,7 +51,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from netlab.model import Topology
+from netlab.model import Topology, aws_lb
 from netlab.model.service import Service
 from netlab.services.kubeproxy import Endpoint
 
@@ -121,8 +122,9 @@ def assign(topology: Topology, services: Sequence[Service], previous: Mapping[st
 
     def ineligible(svc: Service) -> str:
         if topology.network.cni == "vpc-native":
-            return ("no load-balancer controller for vpc-native: MetalLB's ARP does not work on an AWS VPC, "
-                    "and the AWS Load Balancer Controller (NLB) is not modelled")
+            return ("no load-balancer controller claims it: on vpc-native netlab emulates the AWS Load Balancer Controller's NLB, "
+                    f"which claims Services annotated {aws_lb.TYPE}: external (or loadBalancerClass {aws_lb.LB_CLASS}); "
+                    "MetalLB's ARP does not work on an AWS VPC")
         if svc.load_balancer_class:
             return f"loadBalancerClass {svc.load_balancer_class!r}: no controller in this lab claims it (MetalLB runs without --lb-class)"
         pool_name = _annotation(svc, ANNOTATION_POOL)
@@ -133,6 +135,8 @@ def assign(topology: Topology, services: Sequence[Service], previous: Mapping[st
         return ""
 
     # keep what is still valid first, so a new Service never takes a kept address
+    if topology.network.cni == "vpc-native":  # the AWS Load Balancer Controller's (netlab/services/nlb.py)
+        balancers = [s for s in balancers if not aws_lb.claimed(s.annotations, s.load_balancer_class)]
     for svc in balancers:
         why = ineligible(svc)
         want, bad = requested(svc)

@@ -43,7 +43,7 @@ import yaml
 from pydantic import ValidationError
 
 from netlab.errors import ConfigRejected, TopologyError
-from netlab.model import from_pydantic, k8s_names, read_text
+from netlab.model import aws_lb, from_pydantic, k8s_names, read_text
 from netlab.model.service import Service
 from netlab.services import cluster, externaldns, gateway_apply, ingress_apply, loadbalancer, pods
 from netlab.services.records import ClusterRecord, Deployment, topology_of
@@ -51,11 +51,11 @@ from netlab.state import LabState
 
 SERVICE_SPEC_KEYS = {
     "type", "selector", "ports", "sessionAffinity", "sessionAffinityConfig", "clusterIP", "externalTrafficPolicy", "externalName",
-    "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass", "allocateLoadBalancerNodePorts",
+    "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass", "allocateLoadBalancerNodePorts", "healthCheckNodePort",
 }
 IGNORED_SERVICE_KEYS = {
     "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
-    "publishNotReadyAddresses", "healthCheckNodePort", "externalIPs",
+    "publishNotReadyAddresses", "externalIPs",
 }
 KINDS = {("v1", "Service"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Namespace")} | ingress_apply.KINDS | gateway_apply.KINDS
 POD_NAME_SUFFIX = 17  # a Deployment's pods are <name>-<10 chars>-<5 chars>, and pod names have at most 63
@@ -76,7 +76,7 @@ class DeploymentSpec:
     replicas: int
     labels: dict[str, str]  # the pod template's
     pod: PodSpec
-MODELLED_ANNOTATIONS = (*loadbalancer.MODELLED, *externaldns.MODELLED)
+MODELLED_ANNOTATIONS = (*loadbalancer.MODELLED, *externaldns.MODELLED, *aws_lb.MODELLED)
 
 
 class _Doc:
@@ -346,7 +346,11 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
 
 def ignored_annotations(svc: Service) -> list[str]:
     """``svc``'s annotations that have no effect in netlab (listed, never dropped silently)."""
-    return sorted(k for k in svc.annotations if k not in MODELLED_ANNOTATIONS)
+    out = sorted(k for k in svc.annotations if k not in MODELLED_ANNOTATIONS)
+    if aws_lb.claimed(svc.annotations, svc.load_balancer_class) and svc.type == "LoadBalancer":
+        attributes = aws_lb.settings(svc.annotations, svc.external_traffic_policy).ignored
+        out += [a for a in attributes if a.startswith(aws_lb.TG_ATTRIBUTES + ":")]
+    return [f"{k} (proxy protocol v2 is not modelled)" if k == aws_lb.PROXY_PROTOCOL else k for k in out]
 
 
 def delete_file(state: LabState, path: str | Path) -> list[str]:

@@ -123,7 +123,8 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
         mode = state.topology.get("network", {}).get("proxyMode", "iptables")
         rows = cluster.describe_services(state)
         out.print(render_services.services_table(mode, rows))
-        for table in (render_services.load_balancers_table(rows), render_services.dns_table(cluster.describe_dns(state))):
+        tables = (render_services.load_balancers_table(rows), *render_services.nlb_tables(rows), render_services.dns_table(cluster.describe_dns(state)))
+        for table in tables:
             if table is not None:
                 out.print(table)
         _print_ingress(out, state)

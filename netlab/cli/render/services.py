@@ -22,7 +22,7 @@ def services_table(mode: str, rows: Sequence[dict[str, Any]]) -> Table:
 
 def load_balancers_table(rows: Sequence[dict[str, Any]]) -> Table | None:
     """LoadBalancer Services: address, pool, the node answering ARP for it and the election order."""
-    balancers = [r for r in rows if r["type"] == "LoadBalancer"]
+    balancers = [r for r in rows if r["type"] == "LoadBalancer" and "nlb" not in (r.get("loadBalancer") or {})]
     if not balancers:
         return None
     table = Table("external-ip", "service", "pool", "leader", "candidates (election order)", "who may lead",
@@ -38,6 +38,37 @@ def load_balancers_table(rows: Sequence[dict[str, Any]]) -> Table | None:
                  ", ".join(lb.get("candidates") or []), why)
         table.add_row(*(escape(text) for text in cells))
     return table
+
+
+def nlb_tables(rows: Sequence[dict[str, Any]]) -> list[Table]:
+    """The emulated AWS NLBs: one table each, its target groups' targets as
+    ``aws elbv2 describe-target-health`` shows them."""
+    out = []
+    for row in rows:
+        nlb = (row.get("loadBalancer") or {}).get("nlb")
+        if not nlb:
+            continue
+        title = (f"AWS NLB {nlb['name']} ({nlb['scheme']}, target type {nlb['targetType']}) for {row['service']}: "
+                 f"{nlb['dns']} -> {nlb['address']}")
+        table = Table("target group", "listener", "target", "port", "health-check port", "state", "reason", "description",
+                      title=escape(title), title_justify="left")
+        for group in nlb["targetGroups"]:
+            hc = group["healthCheck"]
+            listener = (f"{group['port']}/{group['protocol']} client IP {'preserved' if group['preserveClientIp'] else 'not preserved'}, "
+                        f"{hc['protocol']} check every {hc['interval']} s ({hc['healthy']} up, {hc['unhealthy']} down), "
+                        f"deregistration delay {group['deregistrationDelay']} s")
+            targets = group["TargetHealthDescriptions"] or [{}]
+            for target in targets:
+                health = target.get("TargetHealth", {})
+                cells = (group["name"], listener, str(target.get("Target", {}).get("Id", "<no targets>")),
+                         str(target.get("Target", {}).get("Port", "")), str(target.get("HealthCheckPort", "")),
+                         health.get("State", ""), health.get("Reason", ""), health.get("Description", ""))
+                table.add_row(*(escape(text) for text in cells))
+                listener = ""
+        for note in nlb.get("ignored", []):
+            table.add_row("[yellow]ignored[/]", escape(note))
+        out.append(table)
+    return out
 
 
 def dns_table(dns: dict[str, Any]) -> Table | None:
