@@ -73,8 +73,9 @@ def add(state: LabState, pods: list[tuple[str, dict[str, Any]]], namespace: str 
         before = recorded.get(host.name)
         if before is not None and before.ip != host.ip:
             raise UsageError(f"adding pods would renumber {host.name} ({before.ip} -> {host.ip}); netlab cannot do that to a running lab")
+    planned = {h.name for h in old_plan.hosts}  # hosts added beside the datapath (the NLB's) are not the plan's to move
     for name in recorded:
-        if name not in placed:
+        if name in planned and name not in placed:
             raise UsageError(f"{what}: {name} would lose its address (vpc-native hands out the subnet in node order); nothing was built")
     pending = [p["name"] for _n, p in pods if p["name"] not in placed]
     if pending:  # vpc-native: no free IP, or max pods reached

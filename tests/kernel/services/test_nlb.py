@@ -66,7 +66,7 @@ def wait_for(state: LabState, key: str, wanted: dict[str, str], seconds: float =
 def test_nlb_ip_and_instance_targets(lab_up) -> None:
     # node2 a t3.medium, not a t3.micro: the scheduler puts web-3 there, and a t3.micro has no IP left for it
     topology = load_topology(TOPOLOGY)
-    nodes = [n.model_copy(update={"instance_type": "t3.medium"}) if n.name == "node2" else n for n in topology.nodes]
+    nodes = tuple(n.model_copy(update={"instance_type": "t3.medium"}) if n.name == "node2" else n for n in topology.nodes)
     state = lab_up(topology.model_copy(update={"nodes": nodes}), name="t12n-nlb")
     internet = lab.host(state, "internet").ns
     underlay = f"{state.lab}-underlay"
