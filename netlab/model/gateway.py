@@ -49,7 +49,7 @@ class _Spec(BaseModel):
 
 
 def _subdomain(kind: str, value: str) -> str:
-    if not _SUBDOMAIN.match(value) or len(value) > 253:
+    if not _SUBDOMAIN.fullmatch(value) or len(value) > 253:
         raise ValueError(f"invalid {kind} {value!r}: a lowercase DNS subdomain (letters, digits, '-' and '.')")
     return value
 
@@ -57,14 +57,14 @@ def _subdomain(kind: str, value: str) -> str:
 def check_hostname(value: str) -> str:
     """A Gateway API Hostname: a DNS name, optionally with a leading ``*.``; no IP, no port."""
     bare = value[2:] if value.startswith("*.") else value
-    if "*" in bare or not _SUBDOMAIN.match(bare) or len(value) > 253 or re.fullmatch(r"[\d.]+", value):
+    if "*" in bare or not _SUBDOMAIN.fullmatch(bare) or len(value) > 253 or re.fullmatch(r"[\d.]+", value):
         raise ValueError(f"invalid hostname {value!r}: a lowercase DNS name (e.g. foo.example.com), optionally with a leading '*.'")
     return value
 
 
 def check_path(value: str) -> str:
     """An HTTPRoute path (match or replacement), in netlab's alphabet for nginx.conf."""
-    if not _PATH.match(value) or len(value) > 1024:
+    if not _PATH.fullmatch(value) or len(value) > 1024:
         raise ValueError(f"path {value!r}: an absolute path of letters, digits and . _ ~ - / % (netlab renders no other into nginx.conf)")
     for bad in ("//", "/./", "/../", "%2f", "%2F"):
         if bad in value:
@@ -75,7 +75,7 @@ def check_path(value: str) -> str:
 
 
 def check_value(kind: str, value: str) -> str:
-    if not _VALUE.match(value):
+    if not _VALUE.fullmatch(value):
         raise ValueError(
             f"{kind} {value!r}: netlab renders only printable ASCII without quotes, backslashes, '$', '{{', '}}' or ';' "
             "(1-4096 characters) into nginx.conf"
@@ -108,7 +108,7 @@ class SecretObjectReference(_Spec):
         if self.group not in ("", "core") or self.kind != "Secret":
             raise ValueError(f"certificateRefs to {self.group or 'core'}/{self.kind} are not modelled (netlab reads kubernetes.io/tls Secrets)")
         _subdomain("Secret name", self.name)
-        if self.namespace is not None and not _DNS1123.match(self.namespace):
+        if self.namespace is not None and not _DNS1123.fullmatch(self.namespace):
             raise ValueError(f"invalid namespace {self.namespace!r}")
         return self
 
@@ -144,7 +144,7 @@ class Listener(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if len(value) > 253 or not _SUBDOMAIN.match(value):
+        if len(value) > 253 or not _SUBDOMAIN.fullmatch(value):
             raise ValueError(f"invalid listener name {value!r}: a SectionName (lowercase letters, digits, '-' and '.')")
         return value
 
@@ -227,7 +227,7 @@ class HTTPHeaderMatch(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _HEADER_NAME.match(value):
+        if not _HEADER_NAME.fullmatch(value):
             raise ValueError(f"header name {value!r}: letters, digits and '-' (nginx drops headers with '_'; netlab renders no others)")
         return value
 
@@ -245,7 +245,7 @@ class HTTPQueryParamMatch(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _QUERY_NAME.match(value):
+        if not _QUERY_NAME.fullmatch(value):
             raise ValueError(f"query parameter name {value!r}: letters, digits and '_' (nginx's $arg_<name>)")
         return value
 
@@ -278,7 +278,7 @@ class HTTPHeader(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _HEADER_NAME.match(value):
+        if not _HEADER_NAME.fullmatch(value):
             raise ValueError(f"header name {value!r}: letters, digits and '-'")
         return value
 
@@ -297,7 +297,7 @@ class HTTPHeaderFilter(_Spec):
     @classmethod
     def _remove(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"header name {name!r}: letters, digits and '-'")
         return value
 
@@ -382,9 +382,9 @@ class HTTPBackendRef(_Spec):
 
     @model_validator(mode="after")
     def _service(self) -> HTTPBackendRef:
-        if len(self.name) > 253 or not _SUBDOMAIN.match(self.name):
+        if len(self.name) > 253 or not _SUBDOMAIN.fullmatch(self.name):
             raise ValueError(f"invalid backend name {self.name!r}")
-        if self.namespace is not None and not _DNS1123.match(self.namespace):
+        if self.namespace is not None and not _DNS1123.fullmatch(self.namespace):
             raise ValueError(f"invalid namespace {self.namespace!r}")
         if self.group in ("", "core") and self.kind == "Service" and self.port is None:
             raise ValueError("port is required when the backend is a Service (the Gateway API's validation)")

@@ -50,13 +50,13 @@ class _Spec(BaseModel):
 
 
 def _dns_label(kind: str, value: str, pattern: re.Pattern[str] = _DNS1123) -> str:
-    if not pattern.match(value) or len(value) > 63:
+    if not pattern.fullmatch(value) or len(value) > 63:
         raise ValueError(f"invalid {kind} {value!r}: a DNS label (lowercase letters, digits and '-', at most 63)")
     return value
 
 
 def _subdomain(kind: str, value: str) -> str:
-    if not _SUBDOMAIN.match(value) or len(value) > 253:
+    if not _SUBDOMAIN.fullmatch(value) or len(value) > 253:
         raise ValueError(f"invalid {kind} {value!r}: a lowercase DNS subdomain (letters, digits, '-' and '.')")
     return value
 
@@ -64,9 +64,9 @@ def _subdomain(kind: str, value: str) -> str:
 def check_host(value: str) -> str:
     """An Ingress host: a DNS subdomain, optionally ``*.`` first; no IP address, no port."""
     bare = value[2:] if value.startswith("*.") else value
-    if _IPV4.match(value):
+    if _IPV4.fullmatch(value):
         raise ValueError(f"host {value!r} is an IP address; Ingress hosts are DNS names (leave host out to match any)")
-    if "*" in bare or not _SUBDOMAIN.match(bare) or len(value) > 253:
+    if "*" in bare or not _SUBDOMAIN.fullmatch(bare) or len(value) > 253:
         raise ValueError(
             f"invalid host {value!r}: a lowercase DNS name (e.g. foo.example.com), optionally with a leading '*.'"
         )
@@ -81,7 +81,7 @@ class ServiceBackendPort(_Spec):
     def _one(self) -> ServiceBackendPort:
         if (self.number is None) == (self.name is None):
             raise ValueError("give exactly one of port.number or port.name")
-        if self.name is not None and (not _PORT_NAME.match(self.name) or len(self.name) > 15):
+        if self.name is not None and (not _PORT_NAME.fullmatch(self.name) or len(self.name) > 15):
             raise ValueError(f"invalid port name {self.name!r}: lowercase letters, digits and '-', at most 15")
         return self
 
@@ -278,7 +278,7 @@ def parse_annotations(annotations: dict[str, str]) -> NginxAnnotations:
         if "\n" in value or "\r" in value:
             raise AnnotationProblem(key, "must be a single line")
         if name == "rewrite-target":
-            if not _REWRITE_TARGET.match(value):
+            if not _REWRITE_TARGET.fullmatch(value):
                 raise AnnotationProblem(
                     key, f"{value!r} is not a path with capture groups such as /$2 (ingress-nginx allows letters, digits, -._~/:$)"
                 )
@@ -298,7 +298,7 @@ def nginx_path_problem(path: str, path_type: str) -> str | None:
     """ingress-nginx's admission check of a path (strict-validate-path-type, on by default):
     Exact and Prefix paths may hold only letters, digits and ``. _ - /``; regular expressions
     need pathType ImplementationSpecific (with use-regex or rewrite-target)."""
-    if path and path_type != "ImplementationSpecific" and not _NGINX_PATH.match(path):
+    if path and path_type != "ImplementationSpecific" and not _NGINX_PATH.fullmatch(path):
         return (
             f"ingress contains invalid paths: path {path} cannot be used with pathType {path_type} "
             "(ingress-nginx's admission check; a regular expression needs pathType ImplementationSpecific)"

@@ -203,7 +203,7 @@ class ExternalDNS(_Frozen):
         out = []
         for item in items:
             name = str(item).strip().rstrip(".").lower()
-            if not _DOMAIN_RE.match(name):
+            if not _DOMAIN_RE.fullmatch(name):
                 raise ValueError(f"{item!r} is not a DNS domain (e.g. example.test)")
             out.append(name)
         return tuple(out)

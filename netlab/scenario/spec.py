@@ -42,7 +42,7 @@ class _Frozen(BaseModel):
 
 
 def duration_us(text: str) -> int:
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if not match:
         raise ValueError(f"bad duration {text!r}: use e.g. 500us, 5ms, 1s")
     scale = {"us": 1, "ms": 1000, "s": 1_000_000}[match.group(2)]
@@ -139,13 +139,13 @@ class ImpairStep(_Step):
     def _check(self) -> ImpairStep:
         if ":" not in self.at:
             raise ValueError(f"at: {self.at!r} must be TARGET:IFACE, e.g. node1:eth0")
-        if self.rate is not None and not _RATE.match(self.rate):
+        if self.rate is not None and not _RATE.fullmatch(self.rate):
             raise ValueError(f"rate: bad rate {self.rate!r}: use e.g. 100mbit, 1gbit")
         for name in ("delay", "jitter"):
             value = getattr(self, name)
             if value is not None:
                 duration_us(value)
-        if self.loss is not None and not _PERCENT.match(self.loss):
+        if self.loss is not None and not _PERCENT.fullmatch(self.loss):
             raise ValueError(f"loss: bad loss {self.loss!r}: use e.g. 1%")
         if not self.clear and not (self.rate or self.delay or self.loss):
             raise ValueError("give rate, delay and/or loss (or clear: true)")

@@ -77,7 +77,7 @@ def ttl_of(svc: Service) -> tuple[int, str]:
         return DEFAULT_TTL, ""
     if text.isdigit():
         return max(1, int(text)), ""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if match and any(match.groups()):
         h, m, s = (int(g or 0) for g in match.groups())
         return max(1, h * 3600 + m * 60 + s), ""

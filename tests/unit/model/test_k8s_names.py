@@ -100,3 +100,21 @@ def test_messages_read_like_kubernetes() -> None:
     assert k8s.problem("namespace", "ok", k8s.is_dns1123_label) is None
     with pytest.raises(ValueError, match="invalid label key"):
         k8s.require_labels("label", {"a b": "c"})
+
+
+def test_a_trailing_newline_never_passes_any_name_rule_of_the_new_kinds() -> None:
+    """``re.match('^...$')`` lets ``value\\n`` through (``$`` matches before a final newline):
+    every rule of the Ingress, Gateway API, topology and ExternalDNS models uses fullmatch."""
+    from pydantic import ValidationError
+
+    from netlab.model.gateway import HTTPHeaderMatch, HTTPQueryParamMatch
+    from netlab.model.ingress import ServiceBackendPort
+
+    for build in (
+        lambda: HTTPHeaderMatch(name="X-A\n", value="v"),
+        lambda: HTTPHeaderMatch(name="X-A", value="v\n"),
+        lambda: HTTPQueryParamMatch(name="q\n", value="v"),
+        lambda: ServiceBackendPort(name="http\n"),
+    ):
+        with pytest.raises(ValidationError):
+            build()
