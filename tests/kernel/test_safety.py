@@ -30,7 +30,7 @@ CLI = "import sys; from netlab.cli.app import main; sys.exit(main())"
 def netlab(*args: str) -> subprocess.Popen[str]:
     """A ``netlab`` command as its own process (same state directory, same interpreter)."""
     return subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=dict(os.environ))
+                            text=True, env=dict(os.environ), start_new_session=True)  # a session: killpg reaches it all
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:

@@ -15,23 +15,20 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from netlab import build, lab, locks
-from netlab.kernel import cgroup, netns, processes
+from netlab.kernel import cgroup
 from netlab.model import load_topology
 from netlab.services import cluster
 from netlab.state import LabState
 from tests.conftest import TOPOLOGIES, assert_host_unchanged, host_snapshot, lab_leftovers
+from tests.kernel.test_safety import consistent, finish, netlab, topology_file, workload_processes
 
-CLI = "import sys; from netlab.cli.app import main; sys.exit(main())"
 pytestmark = pytest.mark.stress
 
 
@@ -54,54 +51,12 @@ def guarded(root: None) -> Iterator[None]:
     assert_host_unchanged(before)
 
 
-def netlab(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=dict(os.environ), start_new_session=True)
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
-
-
-def servers() -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if (b"netlab/services/workload.py" in cmdline or b"netlab/services/dns.py" in cmdline) and processes.alive(int(entry)):
-                found.add(int(entry))
-    return found
-
-
 def leftovers(name: str) -> list[str]:
     left = lab_leftovers(name)
     etc = Path("/etc/netns")
     if etc.is_dir():
         left += [f"/etc/netns/{d.name}" for d in etc.iterdir() if d.name.startswith(f"{name}-")]
     return left
-
-
-def topology_file(tmp_path: Path, base: str, name: str) -> Path:
-    doc = yaml.safe_load((TOPOLOGIES / base).read_text())
-    doc["name"] = name
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def consistent(name: str) -> None:
-    state = LabState.load(name)
-    assert state is not None and state.status == "up", state
-    on_kernel = {n for n in netns.list_names() if n.startswith(f"{name}-")}
-    assert set(state.namespaces) == on_kernel, sorted(set(state.namespaces) ^ on_kernel)
-    pods = [h for h in state.host_objects() if h.kind == "pod" and not h.host_network]
-    assert {p.ns for p in pods} <= on_kernel
-    addresses = [str(p.ip) for p in pods]
-    assert len(addresses) == len(set(addresses)), sorted(addresses)
 
 
 MANIFEST = """apiVersion: apps/v1
@@ -127,7 +82,7 @@ def test_sigkill_at_random_points_then_clean_leaves_nothing(guarded: None, tmp_p
     path = topology_file(tmp_path, "services.yaml", "t11-kill")
     manifest = tmp_path / "burst.yaml"
     manifest.write_text(MANIFEST)
-    before = servers()
+    before = set(workload_processes())
     kills = []
     for round_ in range(8 * scale):
         command = ["up", "down", "apply", "scale"][round_ % 4]
@@ -149,7 +104,7 @@ def test_sigkill_at_random_points_then_clean_leaves_nothing(guarded: None, tmp_p
         code, out = finish(netlab("clean"))
         assert code == 0, out
         assert leftovers("t11-kill") == [], f"after SIGKILL of {command} at {delay:.2f} s"
-        assert servers() - before == set(), f"servers left after SIGKILL of {command} at {delay:.2f} s"
+        assert set(workload_processes()) - before == set(), f"servers left after SIGKILL of {command} at {delay:.2f} s"
     print("killed:", ", ".join(kills))
 
 
@@ -191,7 +146,7 @@ def test_services_cycles_leak_nothing(guarded: None, scale: int) -> None:
     topology = load_topology(TOPOLOGIES / "services.yaml").model_copy(update={"name": "t11-cyc"})
     fds = len(os.listdir("/proc/self/fd"))
     threads = sorted(t for t in os.listdir("/proc/self/task"))
-    before = servers()
+    before = set(workload_processes())
     files = sorted(LabState.path_for("t11-cyc").parent.iterdir()) if LabState.path_for("t11-cyc").parent.is_dir() else []
     for cycle in range(20 * scale):
         state = build.up(topology, "services.yaml")
@@ -200,7 +155,7 @@ def test_services_cycles_leak_nothing(guarded: None, scale: int) -> None:
             cluster.scale(state, "web", 4)
         lab.down("t11-cyc")
         assert leftovers("t11-cyc") == [], f"cycle {cycle}"
-    assert servers() - before == set()
+    assert set(workload_processes()) - before == set()
     assert len(os.listdir("/proc/self/fd")) == fds
     deadline = time.monotonic() + 5  # reaper threads end when their server does
     while len(os.listdir("/proc/self/task")) > len(threads) and time.monotonic() < deadline:
