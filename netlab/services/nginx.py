@@ -115,6 +115,17 @@ class Paths:
     def temp(self, name: str) -> Path:
         return self.prefix / f"{name}-temp"
 
+    def temp_directives(self) -> list[str]:
+        """The ``http {}`` lines that keep every nginx temp file in this controller's own
+        directory (netlab's, not upstream's: the Ingress and Gateway configurations share them)."""
+        return [
+            f"    client_body_temp_path {self.temp('client-body')};",
+            f"    proxy_temp_path       {self.temp('proxy')};",
+            f"    fastcgi_temp_path     {self.temp('fastcgi')};",
+            f"    uwsgi_temp_path       {self.temp('uwsgi')};",
+            f"    scgi_temp_path        {self.temp('scgi')};",
+        ]
+
 
 @dataclass
 class Upstream:
@@ -565,11 +576,7 @@ def render(
         "}",
         "",
         "http {",
-        f"    client_body_temp_path {paths.temp('client-body')};",
-        f"    proxy_temp_path       {paths.temp('proxy')};",
-        f"    fastcgi_temp_path     {paths.temp('fastcgi')};",
-        f"    uwsgi_temp_path       {paths.temp('uwsgi')};",
-        f"    scgi_temp_path        {paths.temp('scgi')};",
+        *paths.temp_directives(),
         "    default_type text/html;",
         "    aio                 threads;",
         "    aio_write           on;",
