@@ -153,9 +153,11 @@ COMMANDS: tuple[Command, ...] = (
         (
             LAB,
             arg("src", metavar="SRC", help="pod, node or internet"),
-            arg("dst", metavar="DST", help="pod, node, internet, or an IPv4 address"),
+            arg("dst", metavar="DST", help="pod, node, Service, internet, an IPv4 address (a LoadBalancer's EXTERNAL-IP), or a DNS name SRC resolves"),
             arg("--proto", choices=("icmp", "udp", "tcp"), default="icmp"),
             arg("--port", type=PORT, help="UDP/TCP destination port, 1-65535 (default 8080; a listener answers in DST)"),
+            arg("--host", metavar="NAME", help="TCP: send an HTTP request with this Host header (an Ingress or Gateway host rule; default: DST)"),
+            arg("--path", metavar="PATH", help="TCP: send an HTTP request for PATH (default /)"),
             arg("--timeout", type=seconds, default=3.0, metavar="S", help="wait S seconds for the reply"),
             JSON,
             arg("-w", "--write", metavar="DIR", help="keep one pcap per hop in DIR"),

@@ -61,7 +61,7 @@ def cmd_trace(args: argparse.Namespace, out: Console, state: LabState) -> int:
         if not args.json:
             out.print(escape(f"tracing {args.proto} {args.src} -> {args.dst} in lab {state.lab}: capturing on {len(path.hops)} interface(s)"), style="dim")
 
-    result = tr.trace(state, args.src, args.dst, args.proto, args.port, timeout=args.timeout, on_start=started)
+    result = tr.trace(state, args.src, args.dst, args.proto, args.port, timeout=args.timeout, on_start=started, host=args.host, path=args.path)
     written = result.write(args.write) if args.write else []
     if args.json:
         data = result.as_dict()

@@ -23,7 +23,9 @@ Every socket and thread is closed on any exit (also Ctrl-C); the lab is only rea
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -31,7 +33,9 @@ from typing import Any
 
 from netlab.errors import UsageError
 from netlab.observe.capture import Capture
-from netlab.observe.trace.path import Hop, HopPath, branch, find_path, taken
+from netlab.observe.trace import northsouth
+from netlab.observe.trace.lookup import lookup
+from netlab.observe.trace.path import Hop, HopPath, branch, chain_branch, find_path, taken
 from netlab.observe.trace.probe import PROBE_PORT, TraceProbe, send_probe
 from netlab.observe.trace.rows import Row, Trace, build_rows, replies_seen, verdict
 from netlab.observe.trace.targets import Target, dnat_targets, resolve
@@ -61,31 +65,55 @@ def trace(
     timeout: float = 3.0,
     settle: float = 0.3,
     on_start: Callable[[HopPath], None] | None = None,
+    host: str | None = None,
+    path: str | None = None,
 ) -> Trace:
-    """Trace one probe from ``src`` to ``dst`` across a built lab."""
+    """Trace one probe from ``src`` to ``dst`` across a built lab.
+
+    ``dst`` may also be a DNS name the source resolves (an ExternalDNS record, an NLB's
+    name). ``host``/``path``: send the TCP probe as an HTTP request with that Host header
+    and path (it is one anyway when a proxy, ingress-nginx or a Gateway, is on the way)."""
     if proto not in ("icmp", "udp", "tcp"):
         raise UsageError(f"unknown probe protocol {proto!r}; use icmp, udp or tcp")
+    if (host or path) and proto != "tcp":
+        raise UsageError("--host and --path make the probe an HTTP request: use --proto tcp")
+    if path is not None and (not path.startswith("/") or any(c.isspace() or not c.isprintable() for c in path)):
+        raise UsageError(f"--path {path!r}: a path starts with / and has no spaces or control characters")
+    if host is not None and not _HOST.fullmatch(host):
+        raise UsageError(f"--host {host!r}: not a DNS name or address")
     src_ep, src_ip, src_kind = resolve(state, src)
     if src_ep is None:
         raise UsageError(f"the source must be a node, pod or lab host, not an address ({src})")
-    dst_ep, dst_ip, dst_kind = resolve(state, dst)
+    named = _is_dns_name(state, dst)
+    if named:
+        dst_ep, dst_ip, dst_kind = None, lookup(src_ep.ns, dst), "name"
+    else:
+        dst_ep, dst_ip, dst_kind = resolve(state, dst)
     probe_port = None if proto == "icmp" else (port or PROBE_PORT)
     kind, targets = dnat_targets(state, dst_ip, proto, probe_port) if probe_port else ("", [])
+    ways = [c for c in northsouth.chains(state, dst_ip, probe_port, proto, _exits(targets)) if c.waypoints] if probe_port else []
+    if ways:
+        kind = _entry_kind(ways[0])
+        targets = [Target(c.end.endpoint, c.end.port, c.end.why) for c in ways]
+        paths = [chain_branch(state, src_ep, src_ip, c) for c in ways]
+    else:
+        paths = [branch(state, src_ep, src_ip, dst_ip, dst_ep, None)]
+        paths += [branch(state, src_ep, src_ip, dst_ip, dst_ep, t) for t in targets]
+        if targets and dst_ep is None:
+            paths = paths[1:]  # a Service address itself is on no interface: only the DNAT branches
     dst_kind = kind or dst_kind
-    paths = [branch(state, src_ep, src_ip, dst_ip, dst_ep, None)]
-    paths += [branch(state, src_ep, src_ip, dst_ip, dst_ep, t) for t in targets]
-    if targets and dst_ep is None:
-        paths = paths[1:]  # a Service address itself is on no interface: only the DNAT branches
     listeners: list[tuple[str, int]] = [(t.endpoint.ns, t.port or probe_port) for t in targets] if probe_port else []
     if dst_ep is not None and probe_port:
         listeners.append((dst_ep.ns, probe_port))
     ident = int.from_bytes(os.urandom(2), "big") or 1
     marker = f"netlab-trace-{os.urandom(6).hex()}".encode()
     probe = TraceProbe(proto, src_ip, dst_ip, probe_port, marker, ident)
-    probe.target_ports = tuple(t.port for t in targets if t.port)
+    probe.target_ports = tuple(sorted({t.port for t in targets if t.port} | {w.port for c in ways for w in c.waypoints if w.port}))
+    if host or path or any(w.proxy for c in ways for w in c.waypoints):
+        probe.http_request(host or (dst if named else dst_ip), path or "/")
     union = HopPath([], [], [])
-    for path in paths:
-        union.hops += [h for h in path.points if h.point not in {x.point for x in union.hops}]
+    for way in paths:
+        union.hops += [h for h in way.points if h.point not in {x.point for x in union.hops}]
     if on_start:
         on_start(union)
     captures: dict[str, Capture] = {}
@@ -96,13 +124,37 @@ def trace(
             captures[str(hop.point)] = cap.start()
         send_probe(src_ep.ns, listeners, probe, timeout)
         time.sleep(settle)
-    path = taken(paths, captures, probe)
-    rows = build_rows(path.hops, path.back, captures, probe)
-    for other in path.other_backs:
-        alternative = build_rows(path.hops, other, captures, probe)
+    went = taken(paths, captures, probe)
+    rows = build_rows(went.hops, went.back, captures, probe)
+    for other in went.other_backs:
+        alternative = build_rows(went.hops, other, captures, probe)
         if replies_seen(alternative) > replies_seen(rows):
-            path.back, rows = other, alternative
-    result = Trace(state.lab, src, dst, src_kind, dst_kind, probe, path.hops, rows, path.notes, path.back, path.via, captures=captures)
+            went.back, rows = other, alternative
+    result = Trace(state.lab, src, dst, src_kind, dst_kind, probe, went.hops, rows, went.notes, went.back, went.via, captures=captures)
+    result.chain = went.chain
     result.verdict = verdict(result)
     return result
 
+
+
+_HOST = re.compile(r"[A-Za-z0-9*]([A-Za-z0-9.*-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
+
+
+def _is_dns_name(state: Any, name: str) -> bool:
+    """A name with a dot that is neither an address nor a lab name: look it up in DNS."""
+    if "." not in name or any(h.name == name for h in state.host_objects()):
+        return False
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return True
+    return False
+
+
+def _exits(targets: list[Target]) -> list[northsouth.Exit]:
+    return [northsouth.Exit(t.endpoint, str(t.endpoint.ip), t.port, t.why) for t in targets if t.endpoint.ip is not None]
+
+
+def _entry_kind(chain: northsouth.Chain) -> str:
+    """What the traced address is: the first waypoint's kind."""
+    return chain.waypoints[0].kind or "service"

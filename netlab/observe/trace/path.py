@@ -22,6 +22,7 @@ from typing import Any
 from netlab.kernel.inspect import Inspector, Link
 from netlab.observe.capture import Capture, Point
 from netlab.observe.decode import decode
+from netlab.observe.trace.northsouth import Chain
 from netlab.observe.trace.probe import TraceProbe
 from netlab.observe.trace.targets import Target
 from netlab.plan import Host
@@ -47,6 +48,7 @@ class HopPath:
     back: list[Hop] = field(default_factory=list)  # the reply's path, in its order
     other_backs: list[list[Hop]] = field(default_factory=list)  # other ways the reply may take
     via: str = ""  # the DNAT behind the address, e.g. "service web -> web-3"
+    chain: Chain | None = None  # a north-south path: the waypoints (LB, node, proxy) on the way
 
     @property
     def points(self) -> list[Hop]:
@@ -68,6 +70,7 @@ class _Walker:
         self.hops: list[Hop] = []
         self.notes: list[str] = []
         self.l2_mac: str | None = None  # the next hop's MAC, as the last router resolved it
+        self.announced: dict[str, str] = {}  # address -> namespace answering ARP for it (MetalLB)
 
     # names
     def target(self, ns: str) -> Host | None:
@@ -95,7 +98,12 @@ class _Walker:
         return "veth" if peer_ep is not None and peer_ep.kind == "pod" else "uplink"
 
     def owner(self, ip: str) -> tuple[str, Link] | None:
-        """The namespace and interface that hold address ``ip``."""
+        """The namespace and interface that hold address ``ip`` (or answer ARP for it)."""
+        if ip in self.announced:
+            ns = self.announced[ip]
+            link = next((link for link in self.kernel.links(ns) if link.addresses and link.name != "lo"), None)
+            if link is not None:
+                return ns, link
         for ns in self._search_order():
             for link in self.kernel.links(ns):
                 if ip in link.addresses:
@@ -151,7 +159,7 @@ class _Walker:
                 in_link = master
             # routed (or delivered) in this namespace
             here = self.kernel.links(ns)
-            if any(current in link.addresses for link in here):
+            if any(current in link.addresses for link in here) or (not outer and self.announced.get(current) == ns):
                 if not outer:
                     if ns == src.ns and not self.hops:
                         self.notes.append(
@@ -291,13 +299,89 @@ def branch(state: Any, src_ep: Host, src_ip: str, dst_ip: str, dst_ep: Host | No
 
 
 def taken(paths: list[HopPath], captures: dict[str, Capture], probe: TraceProbe) -> HopPath:
-    """The branch the probe took: the longest whose last hop saw it (else the first)."""
-    for path in sorted(paths, key=lambda p: -len(p.hops)):
-        if not path.hops:
+    """The branch the probe took: the one whose hops saw it most (a branch to another target
+    shares the first hops, then misses), the longer one on a tie (else the first)."""
+    saw: dict[str, bool] = {}
+
+    def seen(point: str) -> bool:
+        if point not in saw:
+            saw[point] = False
+            for frame_seen in captures[point].frames:
+                frame = decode(frame_seen.packet)
+                if frame is not None and probe.matches(frame) == "request":
+                    saw[point] = True
+                    break
+        return saw[point]
+
+    best, score = paths[0], None
+    for path in paths:
+        if not path.hops or not seen(str(path.hops[-1].point)):
             continue
-        cap = captures[str(path.hops[-1].point)]
-        for seen in cap.frames:
-            frame = decode(seen.packet)
-            if frame is not None and probe.matches(frame) == "request":
-                return path
-    return paths[0]
+        hits = sum(1 for h in path.hops if seen(str(h.point)))
+        key = (hits - (len(path.hops) - hits), len(path.hops))
+        if score is None or key > score:
+            best, score = path, key
+    return best
+
+
+def chain_branch(state: Any, src_ep: Host, src_ip: str, chain: Chain, kernel: Inspector | None = None) -> HopPath:
+    """The request's path along a north-south ``chain``: to each waypoint in turn (an LB, a
+    node's NodePort, a proxy), from where the previous one rewrote it, then to the pod.
+
+    A proxy's new connection starts in the proxy's namespace; its first hop has the role
+    ``proxy``. The reply follows the request back (conntrack undoes every NAT where it was
+    done; a proxy answers on the first connection), except behind an NLB that kept the
+    client's address, where the VPC router turns it back to the NLB first."""
+    walker = _Walker(state, kernel or Inspector())
+    walker.announced = {w.address: w.endpoint.ns for w in chain.waypoints if w.announced}
+    sender, sender_ip, start = src_ep, src_ip, None
+    steps = [(w.endpoint, w.address, w) for w in chain.waypoints] + [(chain.end.endpoint, chain.end.address, None)]
+    for host, address, waypoint in steps:
+        first = len(walker.hops)
+        walker.walk(sender, sender_ip, address, _tunnel_remote(walker, host), start)
+        if start is None and sender is not src_ep and len(walker.hops) > first:
+            walker.hops[first] = Hop(walker.hops[first].point, "proxy")  # the proxy's new connection
+        if walker.notes or not walker.hops:
+            break
+        if walker.hops[-1].point.ns != host.ns:
+            walker.notes.append(f"the walk to {address} ended at {walker.hops[-1].point}, not at {host.name}")
+            break
+        if waypoint is not None and waypoint.proxy:
+            sender, sender_ip, start = host, str(host.ip), None
+        else:
+            start = walker.hops[-1]
+    labels = [w.label for w in chain.waypoints]
+    path = HopPath(walker.hops, walker.notes, back=list(reversed(walker.hops)), chain=chain)
+    path.via = " -> ".join([*labels, f"{chain.end.endpoint.name}:{chain.end.port}" if chain.end.port else chain.end.endpoint.name])
+    nlb = chain.waypoints[0] if chain.waypoints and chain.waypoints[0].kind == "nlb" else None
+    if nlb is not None and not walker.notes:
+        detour = _vpc_router_detour(state, walker.kernel, chain.end.endpoint, src_ip, nlb.endpoint)
+        if detour:
+            path.other_backs = [detour]
+    return path
+
+
+def _vpc_router_detour(state: Any, kernel: Inspector, target: Host, client_ip: str, nlb: Host) -> list[Hop]:
+    """The reply's way when the NLB kept the client's address: the target answers the client
+    directly, the VPC router (the lab's gateway) turns it back to the NLB (an fwmark rule, as
+    AWS's fabric does), and the NLB un-NATs it and sends it out."""
+    to_client = find_path(state, target, client_ip, None, kernel)
+    gateway = next((e.ns for e in state.host_objects() if e.kind == "gateway"), None)
+    cut = next((i for i, h in enumerate(to_client.hops) if h.point.ns == gateway), None)
+    if cut is None or nlb.ip is None:
+        return []
+    walker = _Walker(state, kernel)
+    walker.hops = to_client.hops[: cut + 1]
+    walker.walk(target, str(target.ip), str(nlb.ip), None, walker.hops[-1])
+    if walker.notes or walker.hops[-1].point.ns != nlb.ns:
+        return []
+    walker.walk(nlb, str(nlb.ip), client_ip, None, walker.hops[-1])
+    return [] if walker.notes else walker.hops
+
+
+def _tunnel_remote(walker: _Walker, host: Host) -> str | None:
+    """Where a tunnel on the way to ``host`` sends it: its node's address (a pod) or its own."""
+    if host.kind == "pod" and host.node:
+        node = next((e for e in walker.hosts if e.name == host.node), None)
+        return str(node.ip) if node and node.ip else None
+    return str(host.ip) if host.kind == "node" and host.ip else None

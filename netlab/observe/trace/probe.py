@@ -45,6 +45,35 @@ class TraceProbe:
     target_ports: tuple[int, ...] = ()  # where a DNAT may send it
     replied: bool = False
     detail: str = ""
+    http: bytes = b""  # TCP: an HTTP request carrying the marker (for proxies), else the bare marker
+    answer: bytes = b""  # what came back (TCP, UDP)
+
+    def http_request(self, host: str, path: str) -> None:
+        """Send an HTTP GET for ``path`` to ``host`` instead of the bare marker. The marker rides
+        in the query string and in an ``X-Lab-Trace`` header (the hostname workload echoes
+        ``X-Lab-*`` headers), so it survives a proxy's new connection and a path rewrite."""
+        mark = self.marker.decode()
+        target = f"{path}{'&' if '?' in path else '?'}netlab-trace={mark}"
+        self.http = (
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netlab-trace\r\n"
+            f"X-Lab-Trace: {mark}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        ).encode()
+
+    def answer_fields(self) -> dict[str, str]:
+        """An HTTP answer's status and the hostname workload's story (pod, client, x-forwarded-for...)."""
+        if not self.answer.startswith(b"HTTP/"):
+            return {}
+        head, _, body = self.answer.replace(b"\r\n", b"\n").partition(b"\n\n")
+        lines = head.decode("latin-1").split("\n")
+        fields = {"status": " ".join(lines[0].split(" ")[1:3])}
+        story = body.decode("latin-1", "replace").splitlines()
+        if story and ":" not in story[0]:
+            fields["pod"] = story[0].strip()
+        for line in story[1:]:
+            key, sep, value = line.partition(": ")
+            if sep and key in ("client", "x-forwarded-for", "x-real-ip", "host", "path"):
+                fields[key] = value.strip()
+        return fields
 
     def matches(self, frame: Frame) -> str | None:
         """'request', 'reply' or None: is ``frame`` this probe (at any hop, after any NAT)?"""
@@ -108,13 +137,30 @@ def send_probe(src_ns: str, listeners: Sequence[tuple[str, int]], probe: TracePr
                 data = client.recv(65535)
             else:
                 client.connect((probe.dst_ip, probe.port))
-                client.sendall(probe.marker)
-                data = client.recv(65535)
+                client.sendall(probe.http or probe.marker)
+                data = _read_answer(client, bool(probe.http))
             probe.replied = bool(data)
-            if data and probe.marker not in data:
+            probe.answer = data
+            if probe.http and data:
+                probe.detail = f"HTTP {probe.answer_fields().get('status', '?')}"
+            elif data and probe.marker not in data:
                 probe.detail = "answered by a server that is not an echo"
         except OSError as exc:
             probe.detail = exc.strerror or str(exc)
+
+
+def _read_answer(client: socket.socket, whole: bool, limit: int = 65536) -> bytes:
+    """The first data back, or (HTTP, ``Connection: close``) everything until the server closes."""
+    data = client.recv(limit)
+    while whole and data and len(data) < limit:
+        try:
+            more = client.recv(limit - len(data))
+        except OSError:
+            break
+        if not more:
+            break
+        data += more
+    return data
 
 
 def _listener(kind: int, port: int) -> socket.socket | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from netlab.observe.capture import Capture
 from netlab.observe.decode import Frame, decode
+from netlab.observe.trace.northsouth import Chain
 from netlab.observe.trace.path import Hop
 from netlab.observe.trace.probe import TraceProbe
 
@@ -66,6 +67,7 @@ class Trace:
     via: str = ""
     verdict: str = ""
     captures: dict[str, Capture] = field(default_factory=dict, repr=False)
+    chain: Chain | None = None  # a north-south path's waypoints (LB, node, proxy)
 
     def seen(self, direction: str = "request") -> list[Row]:
         """The rows of ``direction`` where the probe was seen."""
@@ -92,6 +94,9 @@ class Trace:
             "rows": [r.as_dict() for r in self.rows],
             "notes": self.notes,
             "via": self.via or None,
+            "waypoints": [{"label": w.label, "kind": w.kind, "at": w.endpoint.name, "address": w.address, "port": w.port}
+                          for w in self.chain.waypoints] if self.chain else [],
+            "answer": self.probe.answer_fields() or None,
             "verdict": self.verdict,
         }
 
@@ -132,7 +137,12 @@ def build_rows(hops: Sequence[Hop], back: Sequence[Hop], captures: dict[str, Cap
             passes[key] = turn + 1
             hit = hits[turn] if turn < len(hits) else None
             row = Row(hop, direction, *(hit if hit else (None, None, None)))
-            if row.frame is not None and previous is not None and previous.frame is not None:
+            if row.frame is not None and previous is not None and previous.frame is not None and _proxied(direction, previous, hop):
+                f = row.frame
+                how = "new connection" if direction == "request" else "answered on the first connection"
+                row.changes = [f"proxied: {how} {f.inner_src}:{f.sport} -> {f.inner_dst}:{f.dport}"]
+                row.where = hop.point.target
+            elif row.frame is not None and previous is not None and previous.frame is not None:
                 row.changes = _diff(previous.frame, row.frame)
                 if row.changes:
                     same = previous.hop.point.ns == hop.point.ns
@@ -142,6 +152,11 @@ def build_rows(hops: Sequence[Hop], back: Sequence[Hop], captures: dict[str, Cap
             rows.append(row)
     _name_reverse_nat(rows)
     return rows
+
+
+def _proxied(direction: str, previous: Row, hop: Hop) -> bool:
+    """Is this the other side of a proxy (a new connection, not a rewrite of the same packet)?"""
+    return (hop.role == "proxy") if direction == "request" else (previous.hop.role == "proxy" and hop.role != "proxy")
 
 
 def _diff(before: Frame, after: Frame) -> list[str]:
@@ -184,6 +199,8 @@ def _name_reverse_nat(rows: list[Row]) -> None:
 
 def verdict(t: Trace) -> str:
     """One line: the kind of path, the encapsulation, the NAT on the way, and whether a reply came."""
+    if t.chain is not None:
+        return north_south_verdict(t, t.chain)
     kind = f"{t.src_kind}-to-{t.dst_kind}" + (f" ({t.via})" if t.via and t.seen("request") else "")
     requests = t.seen("request")
     if not requests:
@@ -209,3 +226,72 @@ def replies_seen(rows: list[Row]) -> int:
     """How many reply rows saw the probe's reply (to pick the reply path that was taken)."""
     return sum(1 for r in rows if r.direction == "reply" and r.frame is not None)
 
+
+
+def north_south_verdict(t: Trace, chain: Chain) -> str:
+    """One line for a request from outside: the way it went (LB, node, DNAT, proxy, pod), where
+    the client's address was lost (or that the pod saw it), and whether an answer came."""
+    kind = f"{t.src_kind}-to-{t.dst_kind}"
+    requests = t.seen("request")
+    if not requests:
+        why = "; ".join(t.notes) or t.probe.detail
+        return f"{kind}: the probe was not seen on any hop" + (f": {why}" if why else "")
+    changes = t.changes("request")
+    steps = []
+    for w in chain.waypoints:
+        if w.proxy:
+            steps.append(f"{w.label} in {w.endpoint.name} (new connection)")
+            continue
+        steps.append(w.label)
+        if any(c.startswith("DNAT") and where == w.endpoint.name for c, where in changes):
+            steps.append(f"DNAT at {w.endpoint.name}")
+    steps.append(f"{chain.end.endpoint.name}:{chain.end.port}" if chain.end.port else chain.end.endpoint.name)
+    words = [f"{kind}: " + " -> ".join(steps)]
+    encaps = sorted({r.frame.short_encap() for r in requests if r.frame is not None and r.frame.encapsulated})
+    if encaps:
+        words.append("via " + ", ".join(encaps))
+    words.append(_client_seen(t, chain))
+    last = requests[-1]
+    if t.probe.replied:
+        answer = t.probe.answer_fields()
+        status = f" (HTTP {answer['status']}" + (f" from {answer['pod']})" if answer.get("pod") else ")") if answer else ""
+        words.append("reply received" + status)
+    elif last.hop is t.hops[-1] and not t.notes:
+        words.append(f"reached {last.hop.point} but no reply" + (f" ({t.probe.detail})" if t.probe.detail else ""))
+    else:
+        words.append(f"NOT delivered: last seen at {last.hop.point}")
+    return ", ".join(words)
+
+
+def _client_seen(t: Trace, chain: Chain) -> str:
+    """Which address the pod (and a proxy before it) saw, and where the client's was lost."""
+    legs: list[list[Row]] = [[]]
+    for row in t.seen("request"):
+        if row.hop.role == "proxy":
+            legs.append([])
+        legs[-1].append(row)
+    client = t.probe.src_ip
+
+    def leg_words(leg: list[Row], who: str) -> tuple[str, bool]:
+        arrived = leg[-1].frame
+        assert arrived is not None
+        if arrived.inner_src == client:
+            return f"{who} saw the client's address {client}", True
+        snat = next(((c, r.where) for r in leg for c in r.changes if c.startswith("SNAT")), None)
+        if snat is not None:
+            to = snat[0].split("->")[-1].split(":")[0]
+            return f"client address lost at {snat[1]} (SNAT to {to}): {who} saw {arrived.inner_src}", False
+        return f"{who} saw {arrived.inner_src}", False
+
+    end = chain.end.endpoint.name
+    if len(legs) == 1:
+        return leg_words(legs[0], end)[0]
+    proxy = next(w for w in chain.waypoints if w.proxy)
+    first, kept = leg_words(legs[0], proxy.endpoint.name)
+    xff = t.probe.answer_fields().get("x-forwarded-for")
+    tail = f"X-Forwarded-For {xff}" if xff else "no X-Forwarded-For"
+    if xff and client in [a.strip() for a in xff.split(",")]:
+        tail += " (the client's)"
+    elif kept is False:
+        tail += " (not the client's)"
+    return f"{first}; {end} saw {proxy.endpoint.name}'s own address (a new connection), {tail}"

@@ -259,8 +259,10 @@ def test_services_clusterip_and_nodeport(lab_up) -> None:
     assert t.verdict.endswith("reply received (un-DNAT at node1)")
     # NodePort on a node without a web pod: SNAT + DNAT there, out the same eth0, and back
     n = trace(state, "internet", "node3", proto="tcp", port=30080)
-    assert "SNAT 203.0.113.1:" in n.verdict and "-> 192.168.1.13:" in n.verdict and "at node3" in n.verdict
-    assert n.verdict.endswith("reply received (un-DNAT at node3, un-SNAT at node3)")
+    assert n.dst_kind == "nodeport" and n.verdict.startswith("internet-to-nodeport: NodePort node3:30080 -> DNAT at node3 -> web-")
+    assert "client address lost at node3 (SNAT to 192.168.1.13)" in n.verdict and n.verdict.endswith("reply received")
+    undone = sorted(c.split()[0] for c, where in n.changes("reply") if c.startswith("un-") and where == "node3")
+    assert undone == ["un-DNAT", "un-SNAT"], n.changes("reply")
     seen = [(str(r.hop.point), r.outgoing) for r in n.rows if r.direction == "request" and r.frame is not None]
     assert ("node3:eth0", False) in seen and ("node3:eth0", True) in seen, "a hairpin: in and out of node3's eth0"
 
