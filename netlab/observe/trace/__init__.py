@@ -34,7 +34,7 @@ from typing import Any
 from netlab.errors import UsageError
 from netlab.observe.capture import Capture
 from netlab.observe.trace import northsouth
-from netlab.observe.trace.lookup import lookup
+from netlab.observe.trace.dnsname import lookup
 from netlab.observe.trace.path import Hop, HopPath, branch, chain_branch, find_path, taken
 from netlab.observe.trace.probe import PROBE_PORT, TraceProbe, send_probe
 from netlab.observe.trace.rows import Row, Trace, build_rows, replies_seen, verdict
@@ -72,7 +72,8 @@ def trace(
 
     ``dst`` may also be a DNS name the source resolves (an ExternalDNS record, an NLB's
     name). ``host``/``path``: send the TCP probe as an HTTP request with that Host header
-    and path (it is one anyway when a proxy, ingress-nginx or a Gateway, is on the way)."""
+    and path. It is one anyway when a proxy (ingress-nginx, a Gateway) is on the way or
+    ``dst`` is a name (with the name as Host), as curl would send it."""
     if proto not in ("icmp", "udp", "tcp"):
         raise UsageError(f"unknown probe protocol {proto!r}; use icmp, udp or tcp")
     if (host or path) and proto != "tcp":
@@ -109,7 +110,7 @@ def trace(
     marker = f"netlab-trace-{os.urandom(6).hex()}".encode()
     probe = TraceProbe(proto, src_ip, dst_ip, probe_port, marker, ident)
     probe.target_ports = tuple(sorted({t.port for t in targets if t.port} | {w.port for c in ways for w in c.waypoints if w.port}))
-    if host or path or any(w.proxy for c in ways for w in c.waypoints):
+    if proto == "tcp" and (host or path or named or any(w.proxy for c in ways for w in c.waypoints)):
         probe.http_request(host or (dst if named else dst_ip), path or "/")
     union = HopPath([], [], [])
     for way in paths:
