@@ -9,7 +9,8 @@ must see, its requests in interleaved rounds, and how many hops its request take
 - **Requests** are sent by the client behind ``netlab requests``
   (:mod:`netlab.services.client`), inside the source namespace, with a new TCP connection per
   request (like curl in a loop). Each request's time covers connect, request and the whole
-  answer. The pods' answers carry the client address they saw and the forwarding headers.
+  answer; each batch starts with one request that counts nowhere (a new process's first
+  request pays for Python's lazy imports). The pods' answers carry the client address they saw and the forwarding headers.
 - **Expected addresses**: ``node`` (any node: kube-proxy's SNAT), ``load-balancer`` (the
   address the path connects to: an NLB that does not preserve the client), ``service:NS/NAME``
   (a ready endpoint of that Service: the nginx pod of an ingress controller or a gateway), or a
@@ -152,7 +153,7 @@ def sampler(ns: str, target: Target, seen: Seen, timeout: float) -> Callable[[in
     """``n`` requests of ``target`` from ``ns``: their times in µs; what the pods reported goes to ``seen``."""
 
     def take(n: int) -> list[float]:
-        argv = [sys.executable, *program("client"), target.url, "-n", str(n), "--timeout", str(timeout), "--latencies", *target.options]
+        argv = [sys.executable, *program("client"), target.url, "-n", str(n), "--timeout", str(timeout), "--latencies", "--warmup", "1", *target.options]
         done = subprocess.run(netns.exec_argv(ns, argv), capture_output=True, text=True, timeout=60 + n * timeout)
         if done.returncode != 0:
             raise EnvironmentProblem(f"the request client failed in {ns}: {done.stderr.strip()[-500:]}")

@@ -83,12 +83,17 @@ def http_rows(steps: list[StepResult]) -> list[dict[str, str]]:
 def _seen(counts: dict[str, int], expected: dict[str, Any] | None, hide_none: bool = False) -> str:
     shown = [a for a in sorted(counts) if a != "-"]
     if not shown:
-        return "-" if hide_none and expected is None else "none" + (f" (want {expected['role']}) ✗" if expected else "")
+        return "-" if hide_none and expected is None else "none" + (f" (want {_role(expected['role'])}) ✗" if expected else "")
     text = ", ".join(shown) + (" (and none)" if "-" in counts else "")
     if expected is None:
         return text
     ok = all(a in expected["addresses"] for a in shown) and "-" not in counts
-    return f"{text} = {expected['role']} {'✓' if ok else '✗'}"
+    return f"{text} = {_role(expected['role'])} {'✓' if ok else '✗'}"
+
+
+def _role(role: str) -> str:
+    """``service:NS/NAME`` as ``pod of NAME`` (the table stays narrow); other roles as they are."""
+    return f"pod of {role.rsplit('/', 1)[1]}" if role.startswith("service:") else role
 
 
 def _ci(value: float | None, ci: Any) -> str:

@@ -54,7 +54,7 @@ def test_north_south_scenario_reports_each_paths_client_address(root: None, tmp_
     column = rows["path"].index("pod saw (client)")
     assert rows["NLB instance Local"][column] == f"{INTERNET} = internet ✓"
     assert rows["NLB ip"][column] == f"{nlb_ip} = load-balancer ✓"
-    assert rows["NodePort"][column].endswith("= node ✓") and rows["Ingress"][column].endswith("= service:ingress-nginx/ingress-nginx-controller ✓")
+    assert rows["NodePort"][column].endswith("= node ✓") and rows["Ingress"][column].endswith("= pod of ingress-nginx-controller ✓")
     assert (out / "http-step1.png").stat().st_size > 0
     assert lab_leftovers("nss-kt") == []
     assert_host_unchanged(before)
