@@ -13,8 +13,8 @@ must see, its requests in interleaved rounds, and how many hops its request take
   request pays for Python's lazy imports). The pods' answers carry the client address they saw and the forwarding headers.
 - **Expected addresses**: ``node`` (any node: kube-proxy's SNAT), ``load-balancer`` (the
   address the path connects to: an NLB that does not preserve the client), ``service:NS/NAME``
-  (a ready endpoint of that Service: the nginx pod of an ingress controller or a gateway), or a
-  host of the lab (``internet``).
+  (a ready endpoint of that Service: the nginx pod of an ingress controller or a gateway), a
+  host of the lab (``internet``) or an IPv4 address.
 - **Hops**: :func:`netlab.observe.trace.trace` with a TCP probe to the same address and port;
   the number of namespaces the request crossed after the source, counted only when the trace
   reached a pod that answered the requests. Otherwise ``None`` (shown as ``?``), with the reason.
@@ -136,7 +136,10 @@ def _addresses(state: LabState, role: str, connect: str) -> set[str]:
     if role.startswith("service:"):
         key = role.removeprefix("service:")
         return {e.ip for e in cluster.endpoints_of(state).get(key, [])}
-    return {str(lab.host(state, role).ip)}
+    try:
+        return {str(ipaddress.IPv4Address(role))}
+    except ValueError:
+        return {str(lab.host(state, role).ip)}
 
 
 def lookup(ns: str, name: str) -> str:
@@ -153,6 +156,8 @@ def sampler(ns: str, target: Target, seen: Seen, timeout: float) -> Callable[[in
     """``n`` requests of ``target`` from ``ns``: their times in µs; what the pods reported goes to ``seen``."""
 
     def take(n: int) -> list[float]:
+        if n <= 0:
+            return []
         argv = [sys.executable, *program("client"), target.url, "-n", str(n), "--timeout", str(timeout), "--latencies", "--warmup", "1", *target.options]
         done = subprocess.run(netns.exec_argv(ns, argv), capture_output=True, text=True, timeout=60 + n * timeout)
         if done.returncode != 0:

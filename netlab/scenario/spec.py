@@ -187,7 +187,7 @@ def service_ref(value: str) -> tuple[str, str]:
 def check_address_role(value: str) -> str:
     """An http step's expected address: ``node`` (any node's address), ``load-balancer`` (the
     address the path connects to), ``service:NAMESPACE/NAME`` (a ready endpoint of that Service)
-    or a host of the lab (``internet``, a node or pod name; checked against the lab later)."""
+    a host of the lab (``internet``, a node or pod name; checked against the lab later) or an IPv4 address."""
     if value in ADDRESS_ROLES:
         return value
     if value.startswith("service:"):

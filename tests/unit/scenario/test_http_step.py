@@ -207,3 +207,54 @@ def test_the_request_client_times_each_answered_request() -> None:
     seen = Seen()
     seen.add(result)
     assert seen.answers == {"web-1": 4} and seen.clients == {"127.0.0.1": 4} and seen.forwarded == {"203.0.113.1": 4}
+
+
+def test_the_runner_interleaves_paths_checks_clients_and_compares_with_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The http step without a kernel: paths sampled in rounds, the warm-up forgotten, a wrong
+    client address fails its path only, p50/p99 CIs and the comparison with the first path."""
+    import ipaddress
+
+    from netlab.plan import Host
+    from netlab.scenario import http_paths
+    from netlab.scenario.runner import Runner
+
+    spec, labs = load_scenario(ROOT / "scenarios" / "north-south.yaml")
+    step = spec.steps[0].spec
+    assert isinstance(step, HttpStep)
+    step = step.model_copy(update={"paths": step.paths[:3], "warmup": 5})
+    clients = {"NodePort": "192.168.1.11", "NLB instance Cluster": "192.168.1.12", "NLB instance Local": "192.168.1.11"}  # Local: wrong
+    base = {"NodePort": 600.0, "NLB instance Cluster": 650.0, "NLB instance Local": 610.0}
+    calls: list[tuple[str, int]] = []
+
+    def resolve(state: object, ns: str, path: object) -> Target:
+        name = path.name  # type: ignore[attr-defined]
+        role = path.expect.client  # type: ignore[attr-defined]
+        allowed = {"node": {"192.168.1.11", "192.168.1.12"}, "internet": {"203.0.113.1"}}[role]
+        return Target(name, f"http://{name}/", "192.168.1.253", 80, [], {"client": (role, allowed)})
+
+    def sampler(ns: str, target: Target, seen: Seen, timeout: float):  # type: ignore[no-untyped-def]
+        def take(n: int) -> list[float]:
+            calls.append((target.name, n))
+            seen.add(answer(clients[target.name], n=n))
+            return [base[target.name] + i % 7 for i in range(n)]
+
+        return take
+
+    monkeypatch.setattr(http_paths, "resolve_target", resolve)
+    monkeypatch.setattr(http_paths, "sampler", sampler)
+    monkeypatch.setattr(http_paths, "count_hops", lambda *a: (None, "the trace stops at nlb"))
+    runner = Runner(spec, labs, "ns.yaml", samples=50)
+    runner.up = {"ns": object()}  # type: ignore[dict-item]
+    monkeypatch.setattr(runner, "_ep", lambda lab, name: Host(name, "internet", "ns-internet", ipaddress.IPv4Address("203.0.113.1")))
+    results = runner._step_http(0, step, ["ns"])
+
+    assert calls[:3] == [("NodePort", 5), ("NLB instance Cluster", 5), ("NLB instance Local", 5)]  # the warm-up
+    assert [n for name, n in calls[3:] if name == "NodePort" and n] == [10] * 5  # 50 requests: 5 rounds of 10
+    assert [r.lab for r in results] == ["NodePort", "NLB instance Cluster", "NLB instance Local"]
+    assert [r.status for r in results] == ["pass", "pass", "fail"]
+    assert "client 192.168.1.11 is not internet (203.0.113.1)" in results[2].detail and "hops ?" in results[2].detail
+    first, second = results[0].data, results[1].data
+    assert first["clients"] == {"192.168.1.11": 50}, "the warm-up's answers are not counted"
+    assert first["stats"]["n"] == 50 and first["p50_ci"][0] <= first["stats"]["p50"] <= first["p50_ci"][1]
+    assert "vs_baseline" not in first and second["baseline"] == "NodePort"
+    assert second["vs_baseline"]["diff_p50"] == pytest.approx(50.0)
