@@ -249,8 +249,8 @@ class Runner:
             problems = http_paths.check(target, seen)
             if values:
                 stats = measure.Stats.of(values)
-                p50, p50_ci = measure.percentile_ci(rounds[key], 50)
-                p99, p99_ci = measure.percentile_ci(rounds[key], 99)
+                _p50, p50_ci = measure.percentile_ci(rounds[key], 50)
+                _p99, p99_ci = measure.percentile_ci(rounds[key], 99)
                 # no CPU warning: the client's back-to-back requests are the load (the machine is busy by design)
                 data.update(stats=asdict(stats), p50_ci=p50_ci, p99_ci=p99_ci, warnings=measure.warnings_for(stats, min_samples=500))
                 if base_key and key != base_key and measure.flat(rounds[base_key]):
