@@ -3,6 +3,8 @@
 - :mod:`~netlab.scenario.spec`: the scenario file's schema and loading (validated, immutable);
 - :mod:`~netlab.scenario.runner`: builds the labs, runs the steps, always tears down;
 - :mod:`~netlab.scenario.measure`: RTT, request/response and throughput, with statistics;
+- :mod:`~netlab.scenario.http_paths`: an ``http`` step's paths into a lab (where each connects,
+  the client addresses its pods may report, its requests, its hops);
 - :mod:`~netlab.scenario.results`: what a run produces (plain data; :mod:`netlab.cli` renders it);
 - :mod:`~netlab.scenario.plots`: the run's files: report.json and PNG plots (matplotlib).
 

@@ -114,6 +114,22 @@ def compare(
     )
 
 
+def percentile_ci(
+    rounds: Sequence[Sequence[float]], q: float, resamples: int = 2000, seed: int = 1
+) -> tuple[float, tuple[float, float]]:
+    """The ``q``-th percentile of samples taken in rounds, with a 95% CI from a block bootstrap
+    over whole rounds (as :func:`compare` resamples them): drift between rounds widens it."""
+    kept = [np.asarray(r, dtype=float) for r in rounds if len(r)]
+    if not kept:
+        raise MeasurementError("no samples: nothing came back")
+    value = float(np.percentile(np.concatenate(kept), q))
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(kept), (resamples, len(kept)))
+    boot = np.array([np.percentile(np.concatenate([kept[i] for i in pick]), q) for pick in picks])
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return value, (float(low), float(high))
+
+
 def warnings_for(stats: Stats, cpu_busy: float | None = None, min_samples: int = 1000) -> list[str]:
     """Reasons not to trust a result."""
     out = []

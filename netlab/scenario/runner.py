@@ -24,10 +24,11 @@ from netlab.kernel import cgroup, netns, tc
 from netlab.kernel.inspect import inspect_namespace
 from netlab.observe import expect
 from netlab.plan import Host
-from netlab.scenario import measure, plots
+from netlab.scenario import http_paths, measure, plots
 from netlab.scenario.results import LabOutcome, ScenarioReport, StepResult
 from netlab.scenario.spec import (
     CaptureStep,
+    HttpStep,
     ImpairStep,
     PingStep,
     RttStep,
@@ -103,7 +104,17 @@ class Runner:
             self.notify(f"skipped {item.name}: {exc}")
             return LabOutcome(item.name, cni, "skipped", str(exc))
         self.up[item.name] = state
-        return LabOutcome(item.name, cni, "up", "; ".join(state.notes))
+        notes = list(state.notes)
+        if item.manifests:
+            from netlab.services import manifests
+
+            for path in item.manifests:
+                self.activity(f"{item.name}: netlab apply -f {path}")
+                for line in manifests.apply_file(state, path):
+                    self.notify(f"{item.name}: {line}")
+            notes.append(f"applied {', '.join(Path(p).name for p in item.manifests)}")
+            http_paths.wait_for_targets(state, notify=self.activity)
+        return LabOutcome(item.name, cni, "up", "; ".join(notes))
 
     def _observed_conditions(self) -> dict[str, Any]:
         mtus: dict[str, dict[str, int]] = {}
@@ -197,6 +208,68 @@ class Runner:
                     detail += f" — {why}"
             role = "baseline" if key == base_key else key
             out.append(StepResult(index, "rtt", role, f"rtt {spec.src} -> {spec.dst} in {key}" if key != base_key else f"rtt {key}", status, detail, data))
+        return out
+
+    def _step_http(self, index: int, spec: HttpStep, targets: list[str]) -> list[StepResult]:
+        """Every path of every lab in interleaved rounds; per path its client addresses (checked),
+        hops, and latency p50/p99 with 95% CIs, and its p50 against the baseline path."""
+        paths: dict[str, tuple[str, http_paths.Target, http_paths.Seen]] = {}
+        samplers: dict[str, Callable[[int], list[float]]] = {}
+        for name in targets:
+            src = self._ep(name, spec.src)
+            for path in spec.paths:
+                key = path.name if len(targets) == 1 else f"{name}: {path.name}"
+                target = http_paths.resolve_target(self.up[name], src.ns, path)
+                seen = http_paths.Seen()
+                paths[key] = (name, target, seen)
+                samplers[key] = http_paths.sampler(src.ns, target, seen, spec.timeout)
+        total = self.samples or spec.requests
+        chunk = min(spec.chunk, max(10, total // 5))  # at least 5 rounds where the count allows: the CIs resample rounds
+        self.activity(f"http from {spec.src}: warming up {len(samplers)} paths")
+        if spec.warmup:  # connections, ARP, conntrack, nginx's workers: not part of the result
+            for take in samplers.values():
+                take(spec.warmup)
+        for _lab, _target, seen in paths.values():
+            seen.clear()
+        rounds = measure.interleaved(
+            samplers, total, chunk, 0,
+            progress=lambda done, n: self.activity(f"http from {spec.src}: round {done}/{n} ({len(samplers)} paths interleaved)"),
+        )
+        base_name = spec.baseline or spec.paths[0].name
+        base_key = base_name if len(targets) == 1 else f"{targets[0]}: {base_name}"
+        out = []
+        for key, (name, target, seen) in paths.items():
+            data: dict[str, Any] = {
+                "path": key, "url": target.url, "connect": f"{target.connect}:{target.port}", "options": target.options,
+                "answers": dict(seen.answers), "clients": dict(seen.clients), "x_forwarded_for": dict(seen.forwarded),
+                "errors": sum(seen.errors.values()), "error_kinds": dict(seen.errors),
+                "expect": {k: {"role": role, "addresses": sorted(a)} for k, (role, a) in target.expected.items()},
+            }
+            values = measure.flat(rounds[key])
+            problems = http_paths.check(target, seen)
+            if values:
+                stats = measure.Stats.of(values)
+                _p50, p50_ci = measure.percentile_ci(rounds[key], 50)
+                _p99, p99_ci = measure.percentile_ci(rounds[key], 99)
+                # no CPU warning: the client's back-to-back requests are the load (the machine is busy by design)
+                data.update(stats=asdict(stats), p50_ci=p50_ci, p99_ci=p99_ci, warnings=measure.warnings_for(stats, min_samples=500))
+                if base_key and key != base_key and measure.flat(rounds[base_key]):
+                    data["baseline"] = base_key
+                    data["vs_baseline"] = asdict(measure.compare(rounds[base_key], rounds[key]))
+            if spec.hops:
+                self.activity(f"http from {spec.src}: tracing {key}")
+                pods = [a for a in seen.answers if not a.startswith("HTTP ")]
+                data["hops"], data["hops_note"] = http_paths.count_hops(self.up[name], spec.src, target, pods)
+            clients = ", ".join(sorted(seen.clients)) or "none"
+            detail = f"pods saw {clients}"
+            if values:
+                detail += f"; p50 {data['stats']['p50']:.0f} us, p99 {data['stats']['p99']:.0f} us"
+            if spec.hops and data["hops"] is None:
+                detail += f"; hops ?: {data['hops_note']}"
+            if problems:
+                detail += " — " + "; ".join(problems)
+            title = f"http {spec.src} -> {key}" + (f" in {name}" if len(targets) == 1 else "")
+            out.append(StepResult(index, "http", key, title, "fail" if problems else "pass", detail, data))
         return out
 
     def _step_tcp_rr(self, index: int, spec: TcpRrStep, targets: list[str]) -> list[StepResult]:

@@ -12,7 +12,17 @@ steps:                      # each step is a one-key mapping; `labs:` limits it 
   - tcp_rr: {from: pod-a, to: pod-c}
   - throughput: {from: pod-a, to: pod-c, streams: [1, 4]}
   - impair: {at: node1:eth0, rate: 100mbit}
+  - http:                   # HTTP requests from a host over several paths, interleaved
+      from: internet
+      paths:
+        - {name: NodePort, service: default/web-np, expect: {client: node}}
+        - {name: NLB ip, url: "http://web-ip.example.test/", expect: {client: load-balancer}}
+        - {name: Ingress, service: ingress-nginx/ingress-nginx-controller, headers: ["Host: web.example.test"],
+           expect: {client: "service:ingress-nginx/ingress-nginx-controller", x-forwarded-for: internet}}
 ```
+
+A lab entry may list manifests to ``apply:`` once it is up (what ``netlab apply`` does), checked
+here like the topology: a bad manifest builds nothing.
 
 ``optional: true`` marks a lab this kernel may be unable to build (e.g. IP-in-IP without the
 ipip module): it is then reported as skipped with the reason instead of failing the run.
@@ -29,8 +39,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from netlab.errors import TopologyError
-from netlab.model import Topology, from_pydantic, load_topology, read_text
+from netlab.model import Topology, from_pydantic, k8s_names, load_topology, read_text
 from netlab.observe import expect
+from netlab.services import manifests
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|ms|s)$")
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)$")
@@ -55,6 +66,7 @@ class LabRef(_Frozen):
     cni: str | None = None
     network: dict[str, Any] = Field(default_factory=dict)  # overrides merged into the file's network
     optional: bool = False
+    apply: tuple[str, ...] = Field((), max_length=20)  # manifest files applied once the lab is up (`netlab apply`)
 
 
 class Path_(_Frozen):  # noqa: N801 - 'Path' is taken by pathlib
@@ -156,7 +168,111 @@ class ImpairStep(_Step):
         return bool(self.delay or self.loss or self.jitter)
 
 
-STEP_KINDS = ("ping", "capture", "rtt", "tcp_rr", "throughput", "impair")
+# An http step's URL, header and path name: checked whole (fullmatch) before they reach argv or a report.
+_URL = re.compile(r"(https?)://([a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?)(?::([0-9]{1,5}))?(/[\x21-\x7e]{0,1000})?")
+_HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}:[ ]?[\x21-\x7e](?:[\x20-\x7e]{0,998}[\x21-\x7e])?")
+_URL_PATH = re.compile(r"/[\x21-\x7e]{0,1000}")
+_PATH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ,./()+_-]{0,39}")
+ADDRESS_ROLES = ("node", "load-balancer")
+
+
+def service_ref(value: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` of a Service, checked with Kubernetes' rules; ValueError otherwise."""
+    namespace, sep, name = value.partition("/")
+    if not sep or k8s_names.is_dns1123_label(namespace) or k8s_names.is_dns1035_label(name):
+        raise ValueError(f"{value!r} is not NAMESPACE/NAME of a Service (e.g. default/web)")
+    return namespace, name
+
+
+def check_address_role(value: str) -> str:
+    """An http step's expected address: ``node`` (any node's address), ``load-balancer`` (the
+    address the path connects to), ``service:NAMESPACE/NAME`` (a ready endpoint of that Service)
+    a host of the lab (``internet``, a node or pod name; checked against the lab later) or an IPv4 address."""
+    if value in ADDRESS_ROLES:
+        return value
+    if value.startswith("service:"):
+        service_ref(value.removeprefix("service:"))
+        return value
+    if k8s_names.is_dns1123_subdomain(value):
+        raise ValueError(f"{value!r}: expected node, load-balancer, service:NAMESPACE/NAME or a host of the lab (internet, a node or pod)")
+    return value
+
+
+class HttpExpect(_Frozen):
+    """The addresses the answering pod must report: its TCP peer, and X-Forwarded-For's first entry."""
+
+    client: str | None = None
+    x_forwarded_for: str | None = Field(None, alias="x-forwarded-for")
+
+    @model_validator(mode="after")
+    def _check(self) -> HttpExpect:
+        for value in (self.client, self.x_forwarded_for):
+            if value is not None:
+                check_address_role(value)
+        return self
+
+
+class HttpPath(_Frozen):
+    """One way in: a ``url`` (its host resolved once, in the source), or a ``service`` reached on
+    a node's NodePort (``node``, else the first node with a ready endpoint when the Service's
+    externalTrafficPolicy is Local, else the first node), at ``path``."""
+
+    name: str
+    url: str | None = None
+    service: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)  # the Service port (default: its first)
+    node: str | None = None
+    path: str = "/"
+    headers: tuple[str, ...] = Field((), max_length=20)
+    insecure: bool = False  # https without checking the certificate
+    expect: HttpExpect = HttpExpect()
+
+    @model_validator(mode="after")
+    def _check(self) -> HttpPath:
+        if not _PATH_NAME.fullmatch(self.name):
+            raise ValueError(f"name: {self.name!r}: 1-40 letters, digits, spaces and ,./()+_-, starting with a letter or digit")
+        if (self.url is None) == (self.service is None):
+            raise ValueError("give url or service (a Service reached on a node's NodePort), not both")
+        if self.url is not None:
+            match = _URL.fullmatch(self.url)
+            if not match or (match.group(3) and not 1 <= int(match.group(3)) <= 65535):
+                raise ValueError(f"url: {self.url!r} is not http(s)://HOST[:PORT][/PATH] (lowercase host, printable path)")
+            if self.port is not None or self.node is not None or self.path != "/":
+                raise ValueError("port, node and path go with service; a url carries its own")
+        if self.service is not None:
+            service_ref(self.service)
+        if not _URL_PATH.fullmatch(self.path):
+            raise ValueError(f"path: {self.path!r} must start with / (printable, no spaces)")
+        for header in self.headers:
+            if not _HEADER.fullmatch(header):
+                raise ValueError(f"headers: {header!r} is not 'Name: value' (a token, then printable text)")
+        return self
+
+
+class HttpStep(_Step):
+    """HTTP requests from ``from`` over every path, in interleaved rounds (a new TCP connection
+    per request), with the client address each pod saw and the request latency."""
+
+    src: str = Field(alias="from")
+    paths: tuple[HttpPath, ...] = Field(min_length=1, max_length=20)
+    requests: int = Field(1000, ge=10, le=100_000)  # per path (`netlab run --samples` overrides)
+    chunk: int = Field(100, ge=10, le=10_000)
+    warmup: int = Field(20, ge=0, le=1000)
+    timeout: float = Field(2.0, gt=0, le=30)
+    hops: bool = True  # count the request's hops with netlab.observe.trace
+    baseline: str | None = None  # a path's name: the others' p50 against it (default: the first path)
+
+    @model_validator(mode="after")
+    def _check(self) -> HttpStep:
+        names = [p.name for p in self.paths]
+        if len(set(names)) != len(names):
+            raise ValueError(f"paths: two paths have the same name ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+        if self.baseline is not None and self.baseline not in names:
+            raise ValueError(f"baseline: {self.baseline!r} is not a path's name; paths: {', '.join(names)}")
+        return self
+
+
+STEP_KINDS = ("ping", "capture", "rtt", "tcp_rr", "throughput", "impair", "http")
 
 
 class Step(_Frozen):
@@ -166,6 +282,7 @@ class Step(_Frozen):
     tcp_rr: TcpRrStep | None = None
     throughput: ThroughputStep | None = None
     impair: ImpairStep | None = None
+    http: HttpStep | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -193,10 +310,11 @@ class Scenario(_Frozen):
 class ScenarioLab:
     """A lab of a scenario, resolved: its topology, and whether the run may skip it."""
 
-    def __init__(self, ref: LabRef, topology: Topology, source: str) -> None:
+    def __init__(self, ref: LabRef, topology: Topology, source: str, manifests: tuple[str, ...] = ()) -> None:
         self.ref = ref
         self.topology = topology
         self.source = source
+        self.manifests = manifests  # resolved paths of ref.apply
 
     @property
     def name(self) -> str:
@@ -245,7 +363,17 @@ def load_scenario(path: str | Path) -> tuple[Scenario, list[ScenarioLab]]:
             raise TopologyError(source, f"labs[{i}]", f"{file}: {exc.field}: {exc.message}") from None
         if any(lab.name == topology.name for lab in labs):
             raise TopologyError(source, f"labs[{i}].name", f"two labs are named {topology.name!r}: give each a name")
-        labs.append(ScenarioLab(ref, topology, str(file)))
+        applied = []
+        for j, name in enumerate(ref.apply):
+            manifest = (base / name) if not Path(name).is_absolute() else Path(name)
+            if not manifest.is_file():
+                raise TopologyError(source, f"labs[{i}].apply[{j}]", f"no such file {str(manifest)!r} (paths are relative to the scenario file)")
+            try:
+                manifests.load(manifest)  # every document checked as `netlab apply` checks it
+            except TopologyError as exc:
+                raise TopologyError(source, f"labs[{i}].apply[{j}]", f"{manifest}: {exc.field}: {exc.message}") from None
+            applied.append(str(manifest))
+        labs.append(ScenarioLab(ref, topology, str(file), tuple(applied)))
     _check_names(scenario, labs, source)
     return scenario, labs
 
@@ -262,7 +390,9 @@ def _check_names(scenario: Scenario, labs: list[ScenarioLab], source: str) -> No
                 raise TopologyError(source, f"{field}.labs", f"unknown lab {name!r}; labs: {', '.join(sorted(lab_names))}")
         refs: list[tuple[str, str, list[ScenarioLab]]] = []
         if hasattr(spec, "src"):
-            refs += [("from", spec.src, chosen), ("to", spec.dst, chosen)]
+            refs.append(("from", spec.src, chosen))
+        if hasattr(spec, "dst"):
+            refs.append(("to", spec.dst, chosen))
         if isinstance(spec, CaptureStep):
             expect.load_expectations(list(spec.expect), source, f"{field}.expect")
             refs += [("probe.from", spec.probe.src, chosen), ("probe.to", spec.probe.dst, chosen)]
@@ -273,6 +403,16 @@ def _check_names(scenario: Scenario, labs: list[ScenarioLab], source: str) -> No
             if spec.baseline.lab and not base:
                 raise TopologyError(source, f"{field}.baseline.lab", f"unknown lab {spec.baseline.lab!r}")
             refs += [("baseline.from", spec.baseline.src, base), ("baseline.to", spec.baseline.dst, base)]
+        if isinstance(spec, HttpStep):
+            for j, path in enumerate(spec.paths):
+                where_ = f"{field}.paths[{j}]"
+                if path.node is not None:
+                    for lab in chosen:
+                        if not any(node.name == path.node for node in lab.topology.nodes):
+                            raise TopologyError(source, f"{where_}.node", f"lab {lab.name!r} has no node {path.node!r}")
+                for key, value in (("client", path.expect.client), ("x-forwarded-for", path.expect.x_forwarded_for)):
+                    if value is not None and value not in ADDRESS_ROLES and not value.startswith("service:"):
+                        refs.append((f"paths[{j}].expect.{key}", value, chosen))
         for key, name, where in refs:
             for lab in where:
                 if not _knows(lab.topology, name):

@@ -341,6 +341,12 @@ def delete_services(state: LabState, keys: list[str]) -> list[str]:
     return gone
 
 
+def endpoints_of(state: LabState) -> dict[str, list[Endpoint]]:
+    """Each Service's ready endpoints (pod address, node, pod), by Service key."""
+    record = ClusterRecord.load(state)
+    return endpoints_for(record.services, pods_of(state, record))
+
+
 def describe_services(state: LabState) -> list[dict[str, Any]]:
     """The lab's Services as ``netlab status`` shows them (and its ``--json``), with each
     LoadBalancer's ``status.loadBalancer.ingress``, its pool and the node leading it."""

@@ -33,6 +33,12 @@ def render(report: ScenarioReport, console: Console, terminal_plot: bool = True)
         console.print(rtt_table(rtt))
         if terminal_plot:
             console.print(overhead_bars(rtt))
+    http: dict[int, list[StepResult]] = {}
+    for result in report.steps:
+        if result.kind == "http" and result.data.get("url"):
+            http.setdefault(result.index, []).append(result)
+    for index, results in http.items():
+        console.print(http_table(index, results))
     tput = [s for s in report.steps if s.kind == "throughput"]
     if tput:
         table = Table("lab", "streams", "Gbit/s", title="throughput (iperf3, TCP)", title_justify="left")
@@ -49,6 +55,24 @@ def render(report: ScenarioReport, console: Console, terminal_plot: bool = True)
     console.print(f"{verdict} · labs torn down")
     for artifact in report.artifacts:
         console.print(f"  artifact: {artifact}", highlight=False, markup=False)
+
+
+def http_table(index: int, steps: list[StepResult]) -> Table:
+    """An http step: per path the address it connects to, the client address the pods saw
+    (✓ when it is the expected one), X-Forwarded-For, hops, latency p50/p99 with 95% CIs."""
+    from netlab.scenario.results import HTTP_COLUMNS, http_rows
+
+    base = next((s.data.get("baseline") for s in steps if s.data.get("baseline")), "")
+    columns = [c.replace("baseline", escape(base)) if c.startswith("p50 vs") and base else c for c in HTTP_COLUMNS]
+    title = f"step {index + 1}: HTTP requests, a new connection each, paths interleaved (latency in µs)"
+    table = Table(*columns, title=title, title_justify="left")
+    for step, row in zip(steps, http_rows(steps), strict=True):
+        cells = [Text(row[c]) for c in HTTP_COLUMNS]
+        cells[2].stylize("green" if row["pod saw (client)"].endswith("✓") else "bold red" if row["pod saw (client)"].endswith("✗") else "")
+        table.add_row(*cells)
+        for warning in step.data.get("warnings", []):
+            table.add_row("", "", "", "", "", "", Text(f"warning: {warning}", style="yellow"), "", "")
+    return table
 
 
 def rtt_table(steps: list[StepResult]) -> Table:
