@@ -191,8 +191,13 @@ def count_hops(state: LabState, src: str, target: Target, pods: list[str]) -> tu
     source up to a pod that answered; ``(None, why)`` when the trace cannot follow the path."""
     from netlab.observe.trace import trace
 
+    host = urlsplit(target.url).hostname
+    for option in target.options:  # an explicit Host header routes the request (an Ingress rule)
+        header = option.removeprefix("--header=")
+        if header.lower().startswith("host:"):
+            host = header.split(":", 1)[1].strip()
     try:
-        result = trace(state, src, target.connect, proto="tcp", port=target.port, timeout=1.0)
+        result = trace(state, src, target.connect, proto="tcp", port=target.port, timeout=1.0, host=host, path=urlsplit(target.url).path or "/")
     except Exception as exc:  # the hop count only informs: a trace that cannot follow must not fail the measured step
         return None, f"trace failed: {type(exc).__name__}: {exc}"
     pod_ns = {lab.host(state, p).ns for p in pods if any(h.name == p for h in state.host_objects())}
