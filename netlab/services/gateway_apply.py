@@ -24,8 +24,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from netlab.errors import TopologyError
-from netlab.model import from_pydantic, k8s_names
+from netlab.model import external_dns, from_pydantic, k8s_names
 from netlab.model.gateway import GATEWAY_API, NGF_CLASS, NGF_CONTROLLER, Gateway, GatewayClass, HTTPRoute, ignored_fields
+from netlab.model.ingress import BOOKKEEPING_ANNOTATIONS
 from netlab.model.service import Service
 from netlab.services import cluster, gateway, ingress, pods
 from netlab.services.gateway import DataPlane, GatewayRecord, resource_name
@@ -68,6 +69,10 @@ def parse_doc(doc: Document, out: Parsed) -> None:
     if not isinstance(spec, dict):
         raise doc.error("spec", "required: a mapping")
     spec, ignored = ignored_fields(doc.kind, spec)
+    meta = doc.data.get("metadata") or {}
+    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}  # checked by the manifest loader
+    read = external_dns.ROUTE_KEYS if doc.kind == "HTTPRoute" else ()  # ExternalDNS's gateway-httproute source reads these
+    ignored += [f"metadata.annotations.{k}" for k in sorted(annotations) if k not in read and k not in BOOKKEEPING_ANNOTATIONS]
     out.ignored += [f"{doc.kind.lower()}/{doc.name}: {path} (not modelled by netlab, ignored)" for path in ignored]
     if "status" in doc.data:
         out.ignored.append(f"{doc.kind.lower()}/{doc.name}: status (written by the controller, ignored)")
@@ -81,7 +86,8 @@ def parse_doc(doc: Document, out: Parsed) -> None:
                             f"netlab needs a DNS-1035 label of at most {63 - POD_NAME_SUFFIX} characters (NGF would truncate and hash it)")
         out.gateways.append((doc, gw))
     elif doc.kind == "HTTPRoute":
-        out.routes.append((doc, _validate(doc, HTTPRoute, {"name": doc.name, "namespace": doc.namespace, "spec": spec}, "")))
+        route = _validate(doc, HTTPRoute, {"name": doc.name, "namespace": doc.namespace, "annotations": annotations, "spec": spec}, "")
+        out.routes.append((doc, route))
 
 
 def parse(docs: list[Document]) -> Parsed:
