@@ -31,7 +31,7 @@ from netlab.services.endpoints import endpoints_for
 from netlab.services.gateway_nginx import ANY_HOST, Condition, Rendered, build, render
 from netlab.services.ingress import IngressRecord, mkdir
 from netlab.services.kubeproxy import Endpoint
-from netlab.services.nginx import TEMP_DIRS, Paths
+from netlab.services.nginx import TEMP_DIRS, Cert, Paths
 from netlab.services.records import ClusterRecord, pods_of
 from netlab.state import LabState, state_dir
 
@@ -114,15 +114,17 @@ def prepare(state: LabState, gw_key: str) -> Paths:
     return p
 
 
-def render_gateway(state: LabState, record: GatewayRecord, gw: Gateway, extra: Sequence[Service] = ()) -> Rendered:
-    """nginx.conf for ``gw``; ``extra``: Services a file would add or replace (``--dry-run``)."""
+def render_gateway(state: LabState, record: GatewayRecord, gw: Gateway, extra: Sequence[Service] = (),
+                   certs: Mapping[str, Cert] | None = None) -> Rendered:
+    """nginx.conf for ``gw``; ``extra``: Services a file would add or replace, ``certs``: the
+    lab's certificates with a file's TLS Secrets (``--dry-run``)."""
     cluster = ClusterRecord.load(state)
     replaced = {s.key for s in extra}
     services = [s for s in cluster.services if s.key not in replaced] + list(extra)
     endpoints = endpoints_for(services, pods_of(state, cluster))
     plane = record.planes.get(gw.key)
-    return render(gw, record.routes_of(gw), services, endpoints, IngressRecord.load(state).certs(), paths(state.lab, gw.key),
-                  plane.pod if plane else "")
+    return render(gw, record.routes_of(gw), services, endpoints, IngressRecord.load(state).certs() if certs is None else certs,
+                  paths(state.lab, gw.key), plane.pod if plane else "")
 
 
 def sync(state: LabState) -> None:

@@ -17,7 +17,7 @@ else NodePort.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from netlab.model.service import Service
 from netlab.services import cluster, gateway, ingress, pods
 from netlab.services.gateway import DataPlane, GatewayRecord, resource_name
 from netlab.services.ingress_apply import Document
+from netlab.services.nginx import Cert
 from netlab.services.records import topology_of
 from netlab.state import LabState
 
@@ -171,9 +172,9 @@ def apply(state: LabState, parsed: Parsed) -> list[str]:
     return out
 
 
-def dry_run(state: LabState, parsed: Parsed, services: Sequence[Service] = ()) -> list[str]:
-    """The nginx.conf of each Gateway the file touches, with the file (its ``services`` too)
-    applied; nothing changes."""
+def dry_run(state: LabState, parsed: Parsed, services: Sequence[Service] = (), certs: Mapping[str, Cert] | None = None) -> list[str]:
+    """The nginx.conf of each Gateway the file touches, with the file (its ``services`` and,
+    in ``certs``, its TLS Secrets too) applied; nothing changes."""
     record = GatewayRecord.load(state)
     record.classes.setdefault(NGF_CLASS, _ngf_class())
     record.classes.update({c.name: c for _d, c in parsed.classes})
@@ -187,7 +188,7 @@ def dry_run(state: LabState, parsed: Parsed, services: Sequence[Service] = ()) -
     out += [f"# warning: {line}" for line in parsed.ignored]
     for gw in record.gateways:
         if gw.key in touched and record.ours(gw):
-            rendered = gateway.render_gateway(state, record, gw, services)
+            rendered = gateway.render_gateway(state, record, gw, services, certs)
             out += [f"# warning: {w}" for w in rendered.warnings] + rendered.text.splitlines()
     return out
 

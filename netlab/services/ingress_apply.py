@@ -50,7 +50,7 @@ from netlab.model.service import Service
 from netlab.services import cluster, ingress, pods, tls
 from netlab.services.endpoints import endpoints_for
 from netlab.services.ingress import LABELS, NAME, NAMESPACE, Controller, IngressRecord, SecretRecord
-from netlab.services.nginx import DEFAULT_SERVER, build, render
+from netlab.services.nginx import DEFAULT_SERVER, Cert, build, render
 from netlab.services.records import ClusterRecord, pods_of, topology_of
 from netlab.state import LabState
 
@@ -343,14 +343,29 @@ def apply(state: LabState, parsed: Parsed) -> list[str]:
     return out
 
 
+def _dry_secrets(state: LabState, parsed: Parsed) -> dict[str, SecretRecord]:
+    """The file's TLS Secrets as :func:`apply` would store them (where their PEM file would be)."""
+    out = {}
+    for secret in parsed.secrets:
+        if secret.info is not None:
+            pem = ingress.paths(state.lab).ssl / f"{secret.doc.namespace}-{secret.doc.name}.pem"
+            out[secret.key] = SecretRecord(secret.type, str(pem), list(secret.info.names), secret.info.not_after)
+    return out
+
+
+def dry_run_certs(state: LabState, parsed: Parsed) -> dict[str, Cert]:
+    """The lab's TLS certificates with the file's Secrets applied (nothing changes): what a
+    Gateway's HTTPS listener can reference in ``--dry-run``."""
+    record = IngressRecord.load(state)
+    record.secrets.update(_dry_secrets(state, parsed))
+    return record.certs()
+
+
 def dry_run(state: LabState, parsed: Parsed, services: list[Service]) -> str:
     """The nginx.conf the controller would load with the file applied (nothing changes)."""
     admitted = admit(state, parsed)
     record = IngressRecord.load(state)
-    for secret in parsed.secrets:
-        if secret.info is not None:
-            pem = ingress.paths(state.lab).ssl / f"{secret.doc.namespace}-{secret.doc.name}.pem"
-            record.secrets[secret.key] = SecretRecord(secret.type, str(pem), list(secret.info.names), secret.info.not_after)
+    record.secrets.update(_dry_secrets(state, parsed))
     record.classes.update({c.name: c for _d, c in parsed.classes})
     if record.controller is None:
         record.classes.setdefault(NGINX_CLASS, _nginx_class())
