@@ -43,6 +43,7 @@ from netlab.model.ingress import (
     AnnotationProblem,
     Ingress,
     IngressClass,
+    IngressControllerSpec,
     nginx_path_problem,
     parse_annotations,
 )
@@ -249,6 +250,33 @@ def _nginx_class() -> IngressClass:
     return IngressClass(name=NGINX_CLASS, controller=NGINX_CONTROLLER, default=True)
 
 
+# --------------------------------------------------------------------------- the add-on
+CONTROLLER_PORTS = ((80, "TCP"), (443, "TCP"))  # the controller pod's containerPorts http and https
+
+
+def controller_pod_name(taken: set[str]) -> str:
+    """The controller pod's name, as the Deployment's ReplicaSet would name it."""
+    return pods.pod_name(NAME, {"labels": LABELS, "ports": [list(p) for p in CONTROLLER_PORTS]}, taken)
+
+
+def controller_service(spec: IngressControllerSpec) -> Service:
+    """Service ``ingress-nginx/ingress-nginx-controller`` as the ingress-nginx manifests make it
+    (ports http 80 and https 443; NodePort on bare metal, LoadBalancer on a cloud), from the
+    topology's ``ingressController``."""
+    ports: list[dict[str, Any]] = [
+        {"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"},
+        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
+    ]
+    if spec.http_node_port:
+        ports[0]["nodePort"] = spec.http_node_port
+    if spec.https_node_port:
+        ports[1]["nodePort"] = spec.https_node_port
+    return Service.model_validate({
+        "name": NAME, "namespace": NAMESPACE, "type": spec.type, "selector": LABELS, "ports": ports,
+        "externalTrafficPolicy": spec.external_traffic_policy,
+    })
+
+
 # --------------------------------------------------------------------------- changing the lab
 def install(state: LabState, reason: str) -> list[str]:
     """Install the ingress-nginx add-on (idempotent): controller pod, Service, IngressClass,
@@ -261,22 +289,10 @@ def install(state: LabState, reason: str) -> list[str]:
     spec = topo.ingress_controller
     cluster.start(state)
     taken = {h.name for h in state.host_objects()}
-    pod = pods.pod_name(NAME, {"labels": LABELS, "ports": [[80, "TCP"], [443, "TCP"]]}, taken)
+    pod = controller_pod_name(taken)
     node = spec.node or pods.least_loaded_node(state)
-    pods.add(state, [(node, {"name": pod, "labels": dict(LABELS)})], NAMESPACE, [(80, "TCP"), (443, "TCP")])
-    ports: list[dict[str, Any]] = [
-        {"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"},
-        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
-    ]
-    if spec.http_node_port:
-        ports[0]["nodePort"] = spec.http_node_port
-    if spec.https_node_port:
-        ports[1]["nodePort"] = spec.https_node_port
-    service = Service.model_validate({
-        "name": NAME, "namespace": NAMESPACE, "type": spec.type, "selector": LABELS, "ports": ports,
-        "externalTrafficPolicy": spec.external_traffic_policy,
-    })
-    (svc,) = cluster.upsert_services(state, [service])
+    pods.add(state, [(node, {"name": pod, "labels": dict(LABELS)})], NAMESPACE, list(CONTROLLER_PORTS))
+    (svc,) = cluster.upsert_services(state, [controller_service(spec)])
     record = IngressRecord.load(state)
     record.controller = Controller(pod=pod)
     record.classes.setdefault(NGINX_CLASS, _nginx_class())

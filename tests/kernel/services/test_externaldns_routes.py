@@ -19,8 +19,9 @@ import pytest
 from netlab import lab
 from netlab.kernel import netns
 from netlab.model import load_topology
-from netlab.services import cluster, ingress, manifests
+from netlab.services import cluster, ingress, manifests, preview
 from netlab.services.files import external_dns_path
+from netlab.services.ingress import IngressRecord
 from netlab.services.processes import program
 from netlab.state import LabState
 
@@ -55,11 +56,24 @@ def zone(state: LabState) -> dict[str, list[tuple[str, str]]]:
 def test_ingress_and_httproute_hosts_resolve_from_the_internet_and_go_with_their_objects(lab_up) -> None:
     topology = load_topology(ROOT / "topologies" / "ingress.yaml")
     spec = topology.ingress_controller.model_copy(update={"enabled": True, "type": "LoadBalancer"})  # the cloud manifests: --publish-service
-    state = lab_up(topology.model_copy(update={"ingress_controller": spec}), name="ned-dns")
+    topology = topology.model_copy(update={"ingress_controller": spec, "name": "ned-dns"})
+    planned = preview.render(topology)  # `netlab plan --services`, before anything is built
+    state = lab_up(topology)
     internet = lab.host(state, "internet").ns
     controller = next(r for r in cluster.describe_services(state) if r["service"] == "ingress-nginx/ingress-nginx-controller")
     address = controller["externalIP"]
     assert address.startswith("192.168.1.2"), controller  # from the MetalLB pool
+
+    # the plan said what up built: the controller pod, its Service, and the very nginx.conf nginx loaded
+    record = IngressRecord.load(state)
+    assert record.controller is not None
+    pod = lab.host(state, record.controller.pod)
+    assert f"pod ingress-nginx/{pod.name} on {pod.node} ({pod.ip}) runs nginx" in planned, planned[:2000]
+    ports = ",".join(p.split("->")[0] for p in controller["ports"])
+    assert (f"service/ingress-nginx-controller -n ingress-nginx: LoadBalancer cluster-ip {controller['clusterIP']} {ports}, "
+            f"EXTERNAL-IP {address}") in planned, (controller, planned[:2000])
+    live = ingress.paths(state.lab).conf.read_text()
+    assert f"cat > {ingress.paths(state.lab).conf} <<'EOF'\n{live.rstrip()}\nEOF\n" in planned
 
     # the Ingress: its rule hosts (and the annotation's) get A records with the status address, and TXT ownership
     manifests.apply_file(state, MANIFESTS / "ingress-external-dns.yaml")

@@ -209,3 +209,25 @@ def test_dry_run_of_a_gateway_renders_the_https_listener_with_the_files_secret(t
     assert "# warning: httproute/coffee: metadata.annotations.example.com/owner (not modelled by netlab, ignored)" in lines, lines[:6]
     assert not any("external-dns" in line for line in lines if line.startswith("# warning"))
     assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())  # nothing written
+
+
+# ---------------------------------------------------------------- plan --services: the controller a topology installs at up
+def test_plan_services_shows_the_ingress_controller_up_installs() -> None:
+    from netlab.model import load_topology
+    from netlab.services import preview
+
+    topology = load_topology(ROOT / "topologies" / "ingress.yaml")
+    auto = preview.render(topology)
+    assert "# ingress-nginx controller: installed with the first Ingress" in auto and "nginx.conf <<" not in auto
+    spec = topology.ingress_controller.model_copy(update={"enabled": True, "node": "node2"})
+    text = preview.render(topology.model_copy(update={"ingress_controller": spec}))
+    lines = text.splitlines()
+    pod = next(line for line in lines if line.startswith("#   pod ingress-nginx/ingress-nginx-controller-"))
+    assert " on node2 (10.244.2." in pod, pod
+    assert any(line.startswith("#   service/ingress-nginx-controller -n ingress-nginx: NodePort cluster-ip 10.") and
+               "80:30080/TCP,443:30443/TCP, externalTrafficPolicy Cluster" in line for line in lines), text[:1500]
+    start = lines.index(next(line for line in lines if line.startswith("cat > ") and line.endswith("ingress.ingress/nginx.conf <<'EOF'")))
+    conf = "\n".join(lines[start + 1:lines.index("EOF", start)])
+    assert "# ingresses: none" in conf and "listen 80 default_server" in conf and "return 404;" in conf, conf
+    # and kube-proxy on every node gets the controller's NodePorts
+    assert text.count('"ingress-nginx/ingress-nginx-controller:http" -m tcp --dport 30080') == 3
