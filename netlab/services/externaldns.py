@@ -37,6 +37,8 @@ intersected with the listener's hostname (``gwMatchingHost``: the more specific 
 ``*.`` label matches any prefix), each with the Gateway's ``status.addresses``
 (:func:`netlab.services.gateway.status_addresses`). Resource ``httproute/<ns>/<name>``.
 Targets that are IPs are A records, names CNAMEs (endpoint/utils.go ``EndpointsForHostname``).
+A wildcard name's TXT record is ``a-*.<rest>``: this external-dns runs without
+``--txt-wildcard-replacement`` (registry/mapper/mapper.go ``ToTXTName``).
 
 Removing the Service (or its annotation), the Ingress or the HTTPRoute removes its records:
 this external-dns runs with ``--policy=sync``; every source's :class:`DNSEndpoint` goes

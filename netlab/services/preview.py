@@ -83,7 +83,8 @@ def render(topology: Topology, source: str = "<topology>") -> str:
         out.append(f"#   {svc.key}: {svc.type}{policy} cluster-ip {svc.cluster_ip or '-'}{external} ports {ports or '-'}; endpoints {backends}")
     out += _load_balancers(topo, assignments, services)
     out += _dns(topo, services, lb_ips, endpoints)
-    out += _ingress_controller(topo, services, endpoints, lb_ips, running)
+    if controller or "ingress_controller" in topology.model_fields_set:  # said only where the topology mentions it
+        out += _ingress_controller(topo, services, endpoints, lb_ips, running)
     cidr = cluster_cidr(topo)
     for node in topo.nodes:
         ns = names.namespace(topo.name, node.name)

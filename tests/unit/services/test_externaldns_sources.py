@@ -5,6 +5,7 @@ is in the same file. Pure: no root."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netlab.model import parse_topology
 from netlab.model.gateway import Gateway, HTTPRoute
@@ -231,3 +234,18 @@ def test_plan_services_shows_the_ingress_controller_up_installs() -> None:
     assert "# ingresses: none" in conf and "listen 80 default_server" in conf and "return 404;" in conf, conf
     # and kube-proxy on every node gets the controller's NodePorts
     assert text.count('"ingress-nginx/ingress-nginx-controller:http" -m tcp --dport 30080') == 3
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=40))
+def test_hostile_annotations_never_reach_the_zone(text: str) -> None:
+    annotations = {HOSTNAME: text, "external-dns.alpha.kubernetes.io/ttl": text, SOURCE: text,
+                   "external-dns.alpha.kubernetes.io/gateway-hostname-source": text}
+    gw = Gateway.model_validate(GW)
+    wanted = externaldns.ingress_endpoints([ing(annotations=annotations)], {"shop/web": ["192.168.1.240"]})[0]
+    wanted += externaldns.route_endpoints([route(annotations=annotations)], {gw.key: gw}, {("default/cafe", "default/web", "")},
+                                          {gw.key: ["192.168.1.241"]})[0]
+    for record in externaldns.plan(wanted, ["example.test"], "o").records:
+        # a wildcard's TXT record is a-*.<zone>: external-dns runs without --txt-wildcard-replacement (registry/mapper)
+        assert re.fullmatch(r"(\*\.|a-\*\.)?[a-z0-9.-]+", str(record["name"])) and 1 <= int(str(record["ttl"])), record
+        assert str(record["value"]) in ("192.168.1.240", "192.168.1.241") or str(record["value"]).startswith('"heritage=external-dns,'), record
