@@ -299,10 +299,12 @@ def _tail(path: Path, lines: int = 5) -> str:
 def published(service: Service | None, lb_ips: Sequence[str], lb_hostnames: Sequence[str], node_ip: str | None) -> list[str]:
     """What the controller writes into ``status.loadBalancer.ingress`` of the Ingresses it serves
     (internal/ingress/status/status.go ``runningAddresses``). A LoadBalancer Service is installed
-    as the cloud manifests install it, with ``--publish-service``: the Service's own
-    ``status.loadBalancer.ingress`` (``statusAddressFromService``; none while <pending>). A
-    NodePort Service is the bare-metal manifests', without ``--publish-service``: the
-    InternalIP of the node the controller pod runs on (nodes here have no ExternalIP)."""
+    as the cloud manifests install it (deploy/static/provider/cloud/deploy.yaml), with
+    ``--publish-service``: the Service's own ``status.loadBalancer.ingress``
+    (``statusAddressFromService``; none while <pending>). A NodePort Service is the bare-metal
+    manifests' (deploy/static/provider/baremetal/deploy.yaml), without ``--publish-service``:
+    the InternalIP of the node the controller pod runs on (internal/k8s ``GetNodeIPs``: nodes
+    here have no ExternalIP)."""
     if service is None:
         return []
     if service.type == "LoadBalancer":
