@@ -117,3 +117,19 @@ def test_ingress_and_httproute_hosts_resolve_from_the_internet_and_go_with_their
     manifests.delete_file(state, MANIFESTS / "gateway-external-dns.yaml")
     state = LabState.load(state.lab) or state
     assert not {"cafe.example.test", "a-cafe.example.test"} & set(zone(state))
+
+
+def test_a_nodeport_controller_publishes_its_nodes_address(lab_up) -> None:
+    """The bare-metal manifests' controller (NodePort, no --publish-service): the Ingress's status,
+    and so its record, is the InternalIP of the node the controller pod runs on."""
+    state = lab_up("ingress.yaml", name="ned-np")
+    manifests.apply_file(state, MANIFESTS / "ingress-external-dns.yaml")
+    state = LabState.load(state.lab) or state
+    record = IngressRecord.load(state)
+    assert record.controller is not None
+    node = lab.host(state, lab.host(state, record.controller.pod).node or "")
+    assert zone(state)["shop.example.test"] == [("A", str(node.ip))]
+    (row,) = ingress.describe(state)["ingresses"]
+    assert row["address"] == [str(node.ip)], row
+    shop = requests(lab.host(state, "internet").ns, "http://shop.example.test:30080/", 6)
+    assert shop["errors"] == 0 and set(shop["answers"]) <= {"web-1", "web-2"} and sum(shop["answers"].values()) == 6, shop
