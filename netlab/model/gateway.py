@@ -425,6 +425,7 @@ class HTTPRouteSpec(_Spec):
 class HTTPRoute(_Spec):
     name: str
     namespace: str = "default"
+    annotations: dict[str, str] = Field(default_factory=dict)  # metadata.annotations: ExternalDNS reads its own
     spec: HTTPRouteSpec
 
     @property

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netlab.model import external_dns
 from netlab.model.service import NODEPORT_RANGE
 
 NGINX_CLASS = "nginx"  # the IngressClass the controller installs (ingress-nginx's default)
@@ -264,12 +265,13 @@ def parse_annotations(annotations: dict[str, str]) -> NginxAnnotations:
     """Read an Ingress's annotations as ingress-nginx does. A modelled annotation with an
     invalid value raises :class:`AnnotationProblem` (ingress-nginx would log a warning and use
     its default; netlab refuses, so the experiment is not silently different); anything else
-    is returned in ``ignored``, never dropped silently."""
+    is returned in ``ignored``, never dropped silently. ExternalDNS's Ingress annotations
+    (:data:`netlab.model.external_dns.INGRESS_KEYS`) are read by ExternalDNS, not ingress-nginx."""
     values: dict[str, Any] = {}
     ignored = []
     for key, raw in sorted(annotations.items()):
         value = str(raw)
-        if key in BOOKKEEPING_ANNOTATIONS or key in (CLASS_ANNOTATION,):
+        if key in BOOKKEEPING_ANNOTATIONS or key in (CLASS_ANNOTATION,) or key in external_dns.INGRESS_KEYS:
             continue
         name = key[len(PREFIX):] if key.startswith(PREFIX) else None
         if name not in MODELLED:

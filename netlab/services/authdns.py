@@ -5,7 +5,9 @@ uses it as its resolver, so ``curl http://web.example.test`` there resolves what
 published. It is authoritative (AA set) for the zones in its records file and answers as an
 authoritative server does:
 
-- A, CNAME and TXT records of a name (a CNAME to a name in the zone is followed);
+- A, CNAME and TXT records of a name (a CNAME to a name in the zone is followed), and
+  wildcards (``*.example.test``, as an ExternalDNS source writes for a wildcard host) as
+  RFC 4592 expands them;
 - NXDOMAIN with the zone's SOA for a name that does not exist, NODATA for a type it lacks;
 - SOA and NS at the zone apex (``ns1.<zone>``, the internet host);
 - REFUSED for a name outside its zones (it is not a resolver).
@@ -69,6 +71,8 @@ class Zones:
             return reply
         records = self.names.get(qname)
         if records is None and qname != zone:
+            records = [] if self._exists(qname) else self._wildcard(qname, zone)
+        if records is None and qname != zone:
             reply.header.rcode = RCODE.NXDOMAIN
             reply.add_auth(self._soa(zone))
             return reply
@@ -76,6 +80,20 @@ class Zones:
         if not reply.rr:
             reply.add_auth(self._soa(zone))
         return reply
+
+    def _exists(self, name: str) -> bool:
+        """Does ``name`` own records, or is it an empty non-terminal (a name below it does)?"""
+        return name in self.names or any(n.endswith("." + name) for n in self.names)
+
+    def _wildcard(self, qname: str, zone: str) -> list[tuple[str, int, str]] | None:
+        """RFC 4592: the records of ``*.<closest encloser>``, if that wildcard exists; an
+        existing name between the query and the wildcard blocks it."""
+        ancestor = qname
+        while ancestor != zone:
+            ancestor = ancestor.partition(".")[2]
+            if ancestor == zone or self._exists(ancestor):
+                break
+        return self.names.get("*." + ancestor)
 
     def _add(self, reply: DNSRecord, name: str, qtype: str, records: list[tuple[str, int, str]], depth: int) -> None:
         for rtype, ttl, value in records:

@@ -44,7 +44,9 @@ from netlab.services.files import (
     write_speaker_config,
     write_zones,
 )
+from netlab.services.gateway import dns_endpoints as gateway_dns
 from netlab.services.gateway import sync as sync_gateways
+from netlab.services.ingress import dns_endpoints as ingress_dns
 from netlab.services.ingress import sync as sync_ingress_controller
 from netlab.services.kubeproxy import Endpoint
 from netlab.services.loadbalancer import Assignment
@@ -186,10 +188,9 @@ def _publish(
     """ExternalDNS: the annotated Services' records in the internet's authoritative DNS."""
     config = topo.external_dns
     inet = topo.network.internet_host
-    node_ips = {n.name: str(topo.node_ip(n)) for n in topo.nodes}
     balancers = nlbrun.balancers_of(state)
     hostnames = {k: [b["dns"]] for k, b in balancers.items() if not b.get("pending")}
-    wanted, _notes = externaldns.service_endpoints(services, ingress, node_ips, endpoints, hostnames)
+    wanted, _notes = _sources(state, topo, services, ingress, endpoints, hostnames)
     if inet is None or (not wanted and not balancers and record.external_dns is None):
         return  # no outside world, or nothing was ever published
     published = externaldns.plan(wanted, config.domain_filter, config.txt_owner_id, config.txt_prefix, record.dns_owners)
@@ -202,6 +203,20 @@ def _publish(
     internet = names.namespace(state.lab, names.INTERNET)
     write_internet_resolv_conf(state, internet, str(inet))
     start_external_dns(state, record, internet, str(inet))
+
+
+def _sources(
+    state: LabState, topo: Topology, services: list[Service], ingress: dict[str, list[str]], endpoints: dict[str, list[Endpoint]],
+    hostnames: dict[str, list[str]],
+) -> tuple[list[externaldns.DNSEndpoint], list[str]]:
+    """What ExternalDNS's sources want published (``--source=service --source=ingress
+    --source=gateway-httproute``), and their notes."""
+    node_ips = {n.name: str(topo.node_ip(n)) for n in topo.nodes}
+    wanted, notes = externaldns.service_endpoints(services, ingress, node_ips, endpoints, hostnames)
+    for more, why in (ingress_dns(state, services, ingress, hostnames), gateway_dns(state, services, endpoints, ingress, hostnames)):
+        wanted += more
+        notes += why
+    return wanted, notes
 
 
 def _bridge_netfilter() -> None:
@@ -433,11 +448,10 @@ def describe_dns(state: LabState) -> dict[str, Any]:
 
         records = json.loads(path.read_text()).get("records", [])
     ingress = loadbalancer.ingress({k: Assignment.from_json(v) for k, v in record.load_balancers.items()})
-    node_ips = {n.name: str(topo.node_ip(n)) for n in topo.nodes}
     endpoints = endpoints_for(record.services, pods_of(state, record))
     balancers = nlbrun.balancers_of(state)
     hostnames = {k: [b["dns"]] for k, b in balancers.items() if not b.get("pending")}
-    wanted, notes = externaldns.service_endpoints(record.services, ingress, node_ips, endpoints, hostnames)
+    wanted, notes = _sources(state, topo, record.services, ingress, endpoints, hostnames)
     skipped = externaldns.plan(wanted, topo.external_dns.domain_filter, topo.external_dns.txt_owner_id, topo.external_dns.txt_prefix,
                                record.dns_owners).skipped
     if wanted and topo.network.internet_host is None:

@@ -23,9 +23,26 @@ duration such as ``1m``), else the provider's default, 300 s here. Two resources
 same name: the one owning it keeps it, else the smallest targets win (plan/conflict.go
 ``PerResource``). Names outside the domain filter are skipped and reported.
 
-Removing the Service (or its annotation) removes its records: this external-dns runs with
-``--policy=sync``. Other sources (Ingress, Gateway) produce :class:`DNSEndpoint` the same way
-and pass through :func:`plan` unchanged: that is where an Ingress source plugs in.
+Ingresses (source/ingress.go ``endpointsFromIngress``): every ``spec.rules[].host``, every
+``spec.tls[].hosts`` entry and the hostname annotation (``ingress-hostname-source:
+defined-hosts-only | annotation-only`` keeps one kind), each with the targets in the Ingress's
+``status.loadBalancer.ingress``: what the ingress controller publishes there
+(:func:`netlab.services.ingress.status_addresses`). Resource ``ingress/<ns>/<name>``.
+
+HTTPRoutes (source/gateway.go, the ``gateway-httproute`` source): for each parent Gateway whose
+route status says Accepted, each listener the parentRef selects (sectionName, port) that takes
+HTTP routes from the route's namespace, the route's hostnames (or, without any, the listener's
+hostname; plus the hostname annotation, or only one kind with ``gateway-hostname-source``)
+intersected with the listener's hostname (``gwMatchingHost``: the more specific name wins, a
+``*.`` label matches any prefix), each with the Gateway's ``status.addresses``
+(:func:`netlab.services.gateway.status_addresses`). Resource ``httproute/<ns>/<name>``.
+Targets that are IPs are A records, names CNAMEs (endpoint/utils.go ``EndpointsForHostname``).
+A wildcard name's TXT record is ``a-*.<rest>``: this external-dns runs without
+``--txt-wildcard-replacement`` (registry/mapper/mapper.go ``ToTXTName``).
+
+Removing the Service (or its annotation), the Ingress or the HTTPRoute removes its records:
+this external-dns runs with ``--policy=sync``; every source's :class:`DNSEndpoint` goes
+through :func:`plan` the same way.
 
 The records go to :mod:`netlab.services.authdns`, an authoritative server for the zones that
 runs in the lab's ``internet`` namespace (the provider: what Route 53, or BIND fed by the
@@ -34,17 +51,20 @@ rfc2136 provider, would be), whose address the internet host uses as its resolve
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from netlab.model import external_dns
+from netlab.model.external_dns import ANNOTATION_ONLY, DEFINED_HOSTS_ONLY, HOSTNAME, PREFIX
+from netlab.model.gateway import Gateway, HTTPRoute, Listener
+from netlab.model.ingress import Ingress
 from netlab.model.service import Service
 from netlab.services.kubeproxy import Endpoint
 
-PREFIX = "external-dns.alpha.kubernetes.io/"
-HOSTNAME = PREFIX + "hostname"
-TTL_KEY = PREFIX + "ttl"
-MODELLED = (HOSTNAME, TTL_KEY)
+TTL_KEY = external_dns.TTL
+MODELLED = external_dns.SERVICE_KEYS
 DEFAULT_TTL = 300
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _HOSTNAME = re.compile(r"(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -70,9 +90,9 @@ class Published:
     skipped: list[str] = field(default_factory=list)  # human-readable: why a hostname got no record
 
 
-def ttl_of(svc: Service) -> tuple[int, str]:
+def ttl_of(obj: Service | Ingress | HTTPRoute) -> tuple[int, str]:
     """The TTL annotation (external-dns's TTLFromAnnotations), or the default; and a problem, if any."""
-    text = svc.annotations.get(TTL_KEY, "").strip()
+    text = obj.annotations.get(TTL_KEY, "").strip()
     if not text:
         return DEFAULT_TTL, ""
     if text.isdigit():
@@ -84,11 +104,11 @@ def ttl_of(svc: Service) -> tuple[int, str]:
     return DEFAULT_TTL, f"{TTL_KEY}: {text!r} is not a number of seconds or a duration (1m, 1h30m): default {DEFAULT_TTL} s used"
 
 
-def hostnames(svc: Service) -> tuple[list[str], list[str]]:
+def hostnames(obj: Service | Ingress | HTTPRoute) -> tuple[list[str], list[str]]:
     """The annotation's DNS names, and the entries that are not DNS names (skipped, reported)."""
     good: list[str] = []
     bad: list[str] = []
-    for entry in svc.annotations.get(HOSTNAME, "").split(","):
+    for entry in obj.annotations.get(HOSTNAME, "").split(","):
         name = entry.strip().rstrip(".").lower()
         if name:
             (good if _HOSTNAME.fullmatch(name) and len(name) <= 253 else bad).append(name)
@@ -139,6 +159,146 @@ def service_endpoints(
             if targets:
                 out.append(DNSEndpoint(name, record, tuple(targets), ttl, resource))
     return out, notes
+
+
+def _is_ip(target: str) -> bool:
+    try:
+        ipaddress.ip_address(target)
+    except ValueError:
+        return False
+    return True
+
+
+def for_hostname(name: str, targets: Sequence[str], ttl: int, resource: str) -> list[DNSEndpoint]:
+    """endpoint.EndpointsForHostname: the IP targets in an A record, the names in a CNAME."""
+    ips = tuple(dict.fromkeys(t for t in targets if _is_ip(t)))
+    names = tuple(dict.fromkeys(t.rstrip(".") for t in targets if not _is_ip(t)))
+    return [DNSEndpoint(name, kind, found, ttl, resource) for kind, found in (("A", ips), ("CNAME", names)) if found]
+
+
+def _merge(endpoints: list[DNSEndpoint]) -> list[DNSEndpoint]:
+    """endpoint.MergeEndpoints: one endpoint per name, type and resource, with every target once."""
+    merged: dict[tuple[str, str, str], DNSEndpoint] = {}
+    for ep in endpoints:
+        key = (ep.name, ep.record_type, ep.resource)
+        seen = merged.get(key)
+        targets = tuple(dict.fromkeys((*seen.targets, *ep.targets))) if seen else ep.targets
+        merged[key] = DNSEndpoint(ep.name, ep.record_type, targets, ep.ttl, ep.resource)
+    return list(merged.values())
+
+
+def _source_choice(obj: Ingress | HTTPRoute, key: str, resource: str, notes: list[str]) -> str:
+    """The hostname-source annotation's value ("" when absent or not one of its two values)."""
+    value = obj.annotations.get(key)
+    if value is None:
+        return ""
+    if value.strip().lower() in (ANNOTATION_ONLY, DEFINED_HOSTS_ONLY):
+        return value.strip().lower()
+    notes.append(f"{resource}: {key}: {value!r} is neither {ANNOTATION_ONLY} nor {DEFINED_HOSTS_ONLY}")
+    return "invalid"
+
+
+def ingress_endpoints(ingresses: Sequence[Ingress], status: Mapping[str, Sequence[str]]) -> tuple[list[DNSEndpoint], list[str]]:
+    """external-dns's ingress source (source/ingress.go ``endpointsFromIngress``): the hosts of
+    ``spec.rules`` and ``spec.tls`` and the hostname annotation, with the targets of the
+    Ingress's ``status.loadBalancer.ingress`` (``status``, by Ingress key: IPs or hostnames)."""
+    out: list[DNSEndpoint] = []
+    notes: list[str] = []
+    for ing in ingresses:
+        resource = f"ingress/{ing.namespace}/{ing.name}"
+        defined = [r.host for r in ing.spec.rules if r.host] + [h for t in ing.spec.tls for h in t.hosts if h]
+        annotated, bad = hostnames(ing)
+        notes += [f"{resource}: {HOSTNAME}: {name!r} is not a DNS name: skipped" for name in bad]
+        choice = _source_choice(ing, external_dns.INGRESS_HOSTNAME_SOURCE, resource, notes)
+        # no annotation: both; defined-hosts-only / annotation-only: one; any other value: none (ingress.go)
+        names = {"": defined + annotated, DEFINED_HOSTS_ONLY: defined, ANNOTATION_ONLY: annotated}.get(choice, [])
+        if not names:
+            continue
+        ttl, problem = ttl_of(ing)
+        if problem:
+            notes.append(f"{resource}: {problem}")
+        targets = list(status.get(ing.key, []))
+        if not targets:
+            notes.append(f"{resource}: no record yet: its status.loadBalancer.ingress is empty (no ingress controller serves it, "
+                         "or the controller's Service has no address)")
+            continue
+        for name in dict.fromkeys(names):
+            out += for_hostname(name, targets, ttl, resource)
+    return _merge(out), notes
+
+
+def matching_host(listener: str, route: str) -> str | None:
+    """source/gateway.go ``gwMatchingHost``: the more specific of two overlapping hostnames
+    ("" matches anything; ``*.example.test`` any name below example.test), or None."""
+    if listener == "":
+        return route
+    if route in ("", listener):
+        return listener
+    a, b = listener, route
+    if len(b) < len(a) or (len(a) == len(b) and b.startswith("*.")):
+        a, b = b, a
+    return b if a.startswith("*.") and b.endswith(a[1:]) else None
+
+
+def _takes(listener: Listener, gw: Gateway, route: HTTPRoute) -> bool:
+    """source/gateway.go ``gwProtocolMatches`` (HTTPS is HTTP) and ``routeIsAllowed`` (From Same
+    or All; the listed kinds)."""
+    if listener.protocol not in ("HTTP", "HTTPS"):
+        return False
+    if listener.allowed_routes.namespaces.from_ == "Same" and route.namespace != gw.namespace:
+        return False
+    kinds = listener.allowed_routes.kinds
+    return not kinds or any(k.kind == "HTTPRoute" and k.group == "gateway.networking.k8s.io" for k in kinds)
+
+
+def _route_hosts(route: HTTPRoute, resource: str, notes: list[str]) -> list[str]:
+    """source/gateway.go ``hosts``: the route's hostnames ("" when it has none: the listener's
+    then), plus the hostname annotation, or one kind with ``gateway-hostname-source``."""
+    annotated, bad = hostnames(route)
+    notes += [f"{resource}: {HOSTNAME}: {name!r} is not a DNS name: skipped" for name in bad]
+    choice = _source_choice(route, external_dns.GATEWAY_HOSTNAME_SOURCE, resource, notes)
+    defined = list(route.spec.hostnames)
+    if choice == ANNOTATION_ONLY:
+        return annotated
+    if choice == DEFINED_HOSTS_ONLY:
+        return defined
+    return defined + ([""] if not defined else []) + annotated  # absent, or invalid: the default
+
+
+def route_endpoints(
+    routes: Sequence[HTTPRoute], gateways: Mapping[str, Gateway], accepted: Collection[tuple[str, str, str]],
+    addresses: Mapping[str, Sequence[str]],
+) -> tuple[list[DNSEndpoint], list[str]]:
+    """external-dns's gateway-httproute source (source/gateway.go ``resolve``).
+
+    ``accepted``: (route key, Gateway key, sectionName or "") of every parentRef whose route
+    status condition Accepted is True; ``addresses``: each Gateway's ``status.addresses``."""
+    out: list[DNSEndpoint] = []
+    notes: list[str] = []
+    for route in routes:
+        resource = f"httproute/{route.namespace}/{route.name}"
+        hosts = _route_hosts(route, resource, notes)
+        ttl, problem = ttl_of(route)
+        wanted: dict[str, list[str]] = {}
+        for ref in route.spec.parent_refs:
+            gw_key = f"{ref.namespace or route.namespace}/{ref.name}"
+            gw = gateways.get(gw_key)
+            if gw is None or (route.key, gw_key, ref.section_name or "") not in accepted:
+                continue
+            for lis in gw.spec.listeners:
+                if (ref.section_name and lis.name != ref.section_name) or (ref.port and ref.port != lis.port) or not _takes(lis, gw, route):
+                    continue
+                for host in hosts:
+                    match = matching_host(lis.hostname or "", host) if (lis.hostname or host) else None
+                    if match is not None:
+                        wanted.setdefault(match, []).extend(addresses.get(gw_key, []))
+                        if not addresses.get(gw_key):
+                            notes.append(f"{resource}: no record for {match} yet: gateway {gw_key} has no status.addresses")
+        if wanted and problem:
+            notes.append(f"{resource}: {problem}")
+        for host, targets in wanted.items():
+            out += for_hostname(host, sorted(set(targets)), ttl, resource)
+    return _merge(out), list(dict.fromkeys(notes))
 
 
 def txt_name(name: str, record_type: str, prefix: str = "") -> str:

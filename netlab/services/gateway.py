@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,12 @@ from netlab.errors import EnvironmentProblem
 from netlab.kernel import processes
 from netlab.model.gateway import NGF_CONTROLLER, Gateway, GatewayClass, HTTPRoute
 from netlab.model.service import Service
-from netlab.services import ingress
+from netlab.services import externaldns, ingress
 from netlab.services.endpoints import endpoints_for
-from netlab.services.gateway_nginx import ANY_HOST, Condition, Rendered, render
+from netlab.services.gateway_nginx import ANY_HOST, Condition, Rendered, build, render
 from netlab.services.ingress import IngressRecord, mkdir
-from netlab.services.nginx import TEMP_DIRS, Paths
+from netlab.services.kubeproxy import Endpoint
+from netlab.services.nginx import TEMP_DIRS, Cert, Paths
 from netlab.services.records import ClusterRecord, pods_of
 from netlab.state import LabState, state_dir
 
@@ -113,15 +114,17 @@ def prepare(state: LabState, gw_key: str) -> Paths:
     return p
 
 
-def render_gateway(state: LabState, record: GatewayRecord, gw: Gateway, extra: Sequence[Service] = ()) -> Rendered:
-    """nginx.conf for ``gw``; ``extra``: Services a file would add or replace (``--dry-run``)."""
+def render_gateway(state: LabState, record: GatewayRecord, gw: Gateway, extra: Sequence[Service] = (),
+                   certs: Mapping[str, Cert] | None = None) -> Rendered:
+    """nginx.conf for ``gw``; ``extra``: Services a file would add or replace, ``certs``: the
+    lab's certificates with a file's TLS Secrets (``--dry-run``)."""
     cluster = ClusterRecord.load(state)
     replaced = {s.key for s in extra}
     services = [s for s in cluster.services if s.key not in replaced] + list(extra)
     endpoints = endpoints_for(services, pods_of(state, cluster))
     plane = record.planes.get(gw.key)
-    return render(gw, record.routes_of(gw), services, endpoints, IngressRecord.load(state).certs(), paths(state.lab, gw.key),
-                  plane.pod if plane else "")
+    return render(gw, record.routes_of(gw), services, endpoints, IngressRecord.load(state).certs() if certs is None else certs,
+                  paths(state.lab, gw.key), plane.pod if plane else "")
 
 
 def sync(state: LabState) -> None:
@@ -183,6 +186,41 @@ def remove_files(state: LabState, gw_key: str) -> None:
     shutil.rmtree(paths(state.lab, gw_key).prefix, ignore_errors=True)
     with contextlib.suppress(OSError):
         directory(state.lab).rmdir()
+
+
+def published(service: Service | None, lb_ips: Sequence[str], lb_hostnames: Sequence[str]) -> list[str]:
+    """A Gateway's ``status.addresses`` as NGINX Gateway Fabric writes them from its data-plane
+    Service (internal/controller/handler.go ``getGatewayAddressesForStatus``): a LoadBalancer's
+    ingress IPs (else hostnames; none while <pending>), any other type's ClusterIP."""
+    if service is None:
+        return []
+    if service.type == "LoadBalancer":
+        return list(lb_ips) or list(lb_hostnames)
+    return [service.cluster_ip] if service.cluster_ip and not service.headless else []
+
+
+def dns_endpoints(state: LabState, services: Sequence[Service], endpoints: Mapping[str, list[Endpoint]],
+                  lb_ips: Mapping[str, Sequence[str]], lb_hostnames: Mapping[str, Sequence[str]]) -> tuple[list[externaldns.DNSEndpoint], list[str]]:
+    """ExternalDNS's gateway-httproute source over the lab's HTTPRoutes, the route status
+    NGINX Gateway Fabric gives them (Accepted per parentRef) and the Gateways' addresses."""
+    record = GatewayRecord.load(state)
+    if not record.routes:
+        return [], []
+    by_key = {s.key: s for s in services}
+    gateways: dict[str, Gateway] = {}
+    addresses: dict[str, list[str]] = {}
+    accepted: set[tuple[str, str, str]] = set()
+    certs = IngressRecord.load(state).certs()
+    for gw in record.gateways:
+        plane = record.planes.get(gw.key)
+        if plane is None or not record.ours(gw):
+            continue  # no controller: no status, nothing for ExternalDNS
+        gateways[gw.key] = gw
+        addresses[gw.key] = published(by_key.get(plane.service), lb_ips.get(plane.service, []), lb_hostnames.get(plane.service, []))
+        _servers, _ups, _listeners, statuses, _warnings = build(gw, record.routes_of(gw), services, endpoints, certs)
+        for route_key, parents in statuses.items():
+            accepted |= {(route_key, p.gateway, p.section) for p in parents if any(c.type == "Accepted" and c.status == "True" for c in p.conditions)}
+    return externaldns.route_endpoints(record.routes, gateways, accepted, addresses)
 
 
 def describe(state: LabState) -> dict[str, Any]:

@@ -17,19 +17,21 @@ else NodePort.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from netlab.errors import TopologyError
-from netlab.model import from_pydantic, k8s_names
+from netlab.model import external_dns, from_pydantic, k8s_names
 from netlab.model.gateway import GATEWAY_API, NGF_CLASS, NGF_CONTROLLER, Gateway, GatewayClass, HTTPRoute, ignored_fields
+from netlab.model.ingress import BOOKKEEPING_ANNOTATIONS
 from netlab.model.service import Service
 from netlab.services import cluster, gateway, ingress, pods
 from netlab.services.gateway import DataPlane, GatewayRecord, resource_name
 from netlab.services.ingress_apply import Document
+from netlab.services.nginx import Cert
 from netlab.services.records import topology_of
 from netlab.state import LabState
 
@@ -68,6 +70,10 @@ def parse_doc(doc: Document, out: Parsed) -> None:
     if not isinstance(spec, dict):
         raise doc.error("spec", "required: a mapping")
     spec, ignored = ignored_fields(doc.kind, spec)
+    meta = doc.data.get("metadata") or {}
+    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}  # checked by the manifest loader
+    read = external_dns.ROUTE_KEYS if doc.kind == "HTTPRoute" else ()  # ExternalDNS's gateway-httproute source reads these
+    ignored += [f"metadata.annotations.{k}" for k in sorted(annotations) if k not in read and k not in BOOKKEEPING_ANNOTATIONS]
     out.ignored += [f"{doc.kind.lower()}/{doc.name}: {path} (not modelled by netlab, ignored)" for path in ignored]
     if "status" in doc.data:
         out.ignored.append(f"{doc.kind.lower()}/{doc.name}: status (written by the controller, ignored)")
@@ -81,7 +87,8 @@ def parse_doc(doc: Document, out: Parsed) -> None:
                             f"netlab needs a DNS-1035 label of at most {63 - POD_NAME_SUFFIX} characters (NGF would truncate and hash it)")
         out.gateways.append((doc, gw))
     elif doc.kind == "HTTPRoute":
-        out.routes.append((doc, _validate(doc, HTTPRoute, {"name": doc.name, "namespace": doc.namespace, "spec": spec}, "")))
+        route = _validate(doc, HTTPRoute, {"name": doc.name, "namespace": doc.namespace, "annotations": annotations, "spec": spec}, "")
+        out.routes.append((doc, route))
 
 
 def parse(docs: list[Document]) -> Parsed:
@@ -165,9 +172,9 @@ def apply(state: LabState, parsed: Parsed) -> list[str]:
     return out
 
 
-def dry_run(state: LabState, parsed: Parsed, services: Sequence[Service] = ()) -> list[str]:
-    """The nginx.conf of each Gateway the file touches, with the file (its ``services`` too)
-    applied; nothing changes."""
+def dry_run(state: LabState, parsed: Parsed, services: Sequence[Service] = (), certs: Mapping[str, Cert] | None = None) -> list[str]:
+    """The nginx.conf of each Gateway the file touches, with the file (its ``services`` and,
+    in ``certs``, its TLS Secrets too) applied; nothing changes."""
     record = GatewayRecord.load(state)
     record.classes.setdefault(NGF_CLASS, _ngf_class())
     record.classes.update({c.name: c for _d, c in parsed.classes})
@@ -181,7 +188,7 @@ def dry_run(state: LabState, parsed: Parsed, services: Sequence[Service] = ()) -
     out += [f"# warning: {line}" for line in parsed.ignored]
     for gw in record.gateways:
         if gw.key in touched and record.ours(gw):
-            rendered = gateway.render_gateway(state, record, gw, services)
+            rendered = gateway.render_gateway(state, record, gw, services, certs)
             out += [f"# warning: {w}" for w in rendered.warnings] + rendered.text.splitlines()
     return out
 

@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,11 @@ from typing import Any
 from netlab.errors import EnvironmentProblem
 from netlab.kernel import cgroup, processes
 from netlab.model.ingress import CLASS_ANNOTATION, NGINX_CLASS, NGINX_CONTROLLER, Ingress, IngressClass
-from netlab.services import tls
+from netlab.model.service import Service
+from netlab.services import externaldns, loadbalancer, tls
 from netlab.services.endpoints import endpoints_for
 from netlab.services.nginx import DEFAULT_SERVER, DEFAULT_UPSTREAM, TEMP_DIRS, Cert, Paths, Rendered, render
-from netlab.services.records import ClusterRecord, pods_of
+from netlab.services.records import ClusterRecord, pods_of, topology_of
 from netlab.state import LabState, state_dir
 
 NAMESPACE = "ingress-nginx"
@@ -294,6 +296,49 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
+def published(service: Service | None, lb_ips: Sequence[str], lb_hostnames: Sequence[str], node_ip: str | None) -> list[str]:
+    """What the controller writes into ``status.loadBalancer.ingress`` of the Ingresses it serves
+    (internal/ingress/status/status.go ``runningAddresses``). A LoadBalancer Service is installed
+    as the cloud manifests install it (deploy/static/provider/cloud/deploy.yaml), with
+    ``--publish-service``: the Service's own ``status.loadBalancer.ingress``
+    (``statusAddressFromService``; none while <pending>). A NodePort Service is the bare-metal
+    manifests' (deploy/static/provider/baremetal/deploy.yaml), without ``--publish-service``:
+    the InternalIP of the node the controller pod runs on (internal/k8s ``GetNodeIPs``: nodes
+    here have no ExternalIP)."""
+    if service is None:
+        return []
+    if service.type == "LoadBalancer":
+        return list(lb_ips) or list(lb_hostnames)
+    return [node_ip] if node_ip else []
+
+
+def status_addresses(state: LabState, services: Sequence[Service], lb_ips: Mapping[str, Sequence[str]],
+                     lb_hostnames: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Each served Ingress's ``status.loadBalancer.ingress`` (IPs or hostnames), by Ingress key."""
+    record = IngressRecord.load(state)
+    ctl = record.controller
+    if ctl is None:
+        return {}
+    key = f"{NAMESPACE}/{NAME}"
+    service = next((s for s in services if s.key == key), None)
+    host = next((h for h in state.host_objects() if h.name == ctl.pod), None)
+    node_ip = None
+    if host is not None and host.node:
+        topo = topology_of(state)
+        node_ip = next((str(topo.node_ip(n)) for n in topo.nodes if n.name == host.node), None)
+    addresses = published(service, lb_ips.get(key, []), lb_hostnames.get(key, []), node_ip)
+    return {i.key: addresses for i in record.served()}
+
+
+def dns_endpoints(state: LabState, services: Sequence[Service], lb_ips: Mapping[str, Sequence[str]],
+                  lb_hostnames: Mapping[str, Sequence[str]]) -> tuple[list[externaldns.DNSEndpoint], list[str]]:
+    """ExternalDNS's ingress source over the lab's Ingresses and their status."""
+    record = IngressRecord.load(state)
+    if not record.ingresses:
+        return [], []
+    return externaldns.ingress_endpoints(record.ingresses, status_addresses(state, services, lb_ips, lb_hostnames))
+
+
 def describe(state: LabState) -> dict[str, Any]:
     """The controller and the Ingresses as ``netlab status`` shows them (and its ``--json``)."""
     record = IngressRecord.load(state)
@@ -301,6 +346,9 @@ def describe(state: LabState) -> dict[str, Any]:
         return {}
     ctl = record.controller
     rendered = render_current(state, record) if ctl else None
+    cluster = ClusterRecord.load(state)
+    lb_ips = loadbalancer.ingress({k: loadbalancer.Assignment.from_json(v) for k, v in cluster.load_balancers.items()})
+    status = status_addresses(state, cluster.services, lb_ips, {})
     rows = []
     for ing in record.ingresses:
         problem = record.class_problem(ing)
@@ -321,6 +369,7 @@ def describe(state: LabState) -> dict[str, Any]:
             "served": problem is None,
             "why_not": problem or "",
             "hosts": sorted({r.host or "*" for r in ing.spec.rules}) or ["*"],
+            "address": status.get(ing.key, []),  # status.loadBalancer.ingress (kubectl get ingress's ADDRESS)
             "tls": [f"{','.join(t.hosts) or '*'} ({t.secret_name or 'default certificate'})" for t in ing.spec.tls],
             "routes": routes,
         })

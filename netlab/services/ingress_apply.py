@@ -43,6 +43,7 @@ from netlab.model.ingress import (
     AnnotationProblem,
     Ingress,
     IngressClass,
+    IngressControllerSpec,
     nginx_path_problem,
     parse_annotations,
 )
@@ -50,7 +51,7 @@ from netlab.model.service import Service
 from netlab.services import cluster, ingress, pods, tls
 from netlab.services.endpoints import endpoints_for
 from netlab.services.ingress import LABELS, NAME, NAMESPACE, Controller, IngressRecord, SecretRecord
-from netlab.services.nginx import DEFAULT_SERVER, build, render
+from netlab.services.nginx import DEFAULT_SERVER, Cert, build, render
 from netlab.services.records import ClusterRecord, pods_of, topology_of
 from netlab.state import LabState
 
@@ -249,6 +250,33 @@ def _nginx_class() -> IngressClass:
     return IngressClass(name=NGINX_CLASS, controller=NGINX_CONTROLLER, default=True)
 
 
+# --------------------------------------------------------------------------- the add-on
+CONTROLLER_PORTS = ((80, "TCP"), (443, "TCP"))  # the controller pod's containerPorts http and https
+
+
+def controller_pod_name(taken: set[str]) -> str:
+    """The controller pod's name, as the Deployment's ReplicaSet would name it."""
+    return pods.pod_name(NAME, {"labels": LABELS, "ports": [list(p) for p in CONTROLLER_PORTS]}, taken)
+
+
+def controller_service(spec: IngressControllerSpec) -> Service:
+    """Service ``ingress-nginx/ingress-nginx-controller`` as the ingress-nginx manifests make it
+    (ports http 80 and https 443; NodePort on bare metal, LoadBalancer on a cloud), from the
+    topology's ``ingressController``."""
+    ports: list[dict[str, Any]] = [
+        {"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"},
+        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
+    ]
+    if spec.http_node_port:
+        ports[0]["nodePort"] = spec.http_node_port
+    if spec.https_node_port:
+        ports[1]["nodePort"] = spec.https_node_port
+    return Service.model_validate({
+        "name": NAME, "namespace": NAMESPACE, "type": spec.type, "selector": LABELS, "ports": ports,
+        "externalTrafficPolicy": spec.external_traffic_policy,
+    })
+
+
 # --------------------------------------------------------------------------- changing the lab
 def install(state: LabState, reason: str) -> list[str]:
     """Install the ingress-nginx add-on (idempotent): controller pod, Service, IngressClass,
@@ -261,22 +289,10 @@ def install(state: LabState, reason: str) -> list[str]:
     spec = topo.ingress_controller
     cluster.start(state)
     taken = {h.name for h in state.host_objects()}
-    pod = pods.pod_name(NAME, {"labels": LABELS, "ports": [[80, "TCP"], [443, "TCP"]]}, taken)
+    pod = controller_pod_name(taken)
     node = spec.node or pods.least_loaded_node(state)
-    pods.add(state, [(node, {"name": pod, "labels": dict(LABELS)})], NAMESPACE, [(80, "TCP"), (443, "TCP")])
-    ports: list[dict[str, Any]] = [
-        {"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"},
-        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
-    ]
-    if spec.http_node_port:
-        ports[0]["nodePort"] = spec.http_node_port
-    if spec.https_node_port:
-        ports[1]["nodePort"] = spec.https_node_port
-    service = Service.model_validate({
-        "name": NAME, "namespace": NAMESPACE, "type": spec.type, "selector": LABELS, "ports": ports,
-        "externalTrafficPolicy": spec.external_traffic_policy,
-    })
-    (svc,) = cluster.upsert_services(state, [service])
+    pods.add(state, [(node, {"name": pod, "labels": dict(LABELS)})], NAMESPACE, list(CONTROLLER_PORTS))
+    (svc,) = cluster.upsert_services(state, [controller_service(spec)])
     record = IngressRecord.load(state)
     record.controller = Controller(pod=pod)
     record.classes.setdefault(NGINX_CLASS, _nginx_class())
@@ -343,14 +359,29 @@ def apply(state: LabState, parsed: Parsed) -> list[str]:
     return out
 
 
+def _dry_secrets(state: LabState, parsed: Parsed) -> dict[str, SecretRecord]:
+    """The file's TLS Secrets as :func:`apply` would store them (where their PEM file would be)."""
+    out = {}
+    for secret in parsed.secrets:
+        if secret.info is not None:
+            pem = ingress.paths(state.lab).ssl / f"{secret.doc.namespace}-{secret.doc.name}.pem"
+            out[secret.key] = SecretRecord(secret.type, str(pem), list(secret.info.names), secret.info.not_after)
+    return out
+
+
+def dry_run_certs(state: LabState, parsed: Parsed) -> dict[str, Cert]:
+    """The lab's TLS certificates with the file's Secrets applied (nothing changes): what a
+    Gateway's HTTPS listener can reference in ``--dry-run``."""
+    record = IngressRecord.load(state)
+    record.secrets.update(_dry_secrets(state, parsed))
+    return record.certs()
+
+
 def dry_run(state: LabState, parsed: Parsed, services: list[Service]) -> str:
     """The nginx.conf the controller would load with the file applied (nothing changes)."""
     admitted = admit(state, parsed)
     record = IngressRecord.load(state)
-    for secret in parsed.secrets:
-        if secret.info is not None:
-            pem = ingress.paths(state.lab).ssl / f"{secret.doc.namespace}-{secret.doc.name}.pem"
-            record.secrets[secret.key] = SecretRecord(secret.type, str(pem), list(secret.info.names), secret.info.not_after)
+    record.secrets.update(_dry_secrets(state, parsed))
     record.classes.update({c.name: c for _d, c in parsed.classes})
     if record.controller is None:
         record.classes.setdefault(NGINX_CLASS, _nginx_class())

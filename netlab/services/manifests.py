@@ -305,9 +305,12 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
     ingress_docs = ingress_apply.parse(list(docs))
     ingress_apply.admit(state, ingress_docs)
     gateway_docs = gateway_apply.parse(list(docs))
-    if dry_run:
-        lines = ingress_apply.dry_run(state, ingress_docs, services).splitlines() if ingress_docs or not gateway_docs else []
-        return lines + (gateway_apply.dry_run(state, gateway_docs, services) if gateway_docs else [])
+    if dry_run:  # the Secrets of a file with Gateways are for their HTTPS listeners: no ingress-nginx config then
+        lines = ingress_apply.dry_run(state, ingress_docs, services).splitlines() if ingress_docs.ingresses or ingress_docs.classes or not gateway_docs else []
+        if gateway_docs:
+            more = gateway_apply.dry_run(state, gateway_docs, services, ingress_apply.dry_run_certs(state, ingress_docs))
+            lines += more[1:] if lines else more  # one "nothing was changed" header
+        return lines
     cluster.start(state)  # a lab without services yet gets kube-proxy, kube-dns and coredns first
     out: list[str] = []
     for doc in docs:

@@ -21,7 +21,7 @@ from netlab.datapaths import make_plan
 from netlab.errors import TopologyError, UsageError
 from netlab.kernel import limits, netns, processes
 from netlab.kernel.backend import NetlinkBackend
-from netlab.model import parse_topology
+from netlab.model import Topology, parse_topology
 from netlab.model.limits import PodLimit
 from netlab.plan import AddVeth, Host, LoadIptables, Operation, Plan
 from netlab.services.files import remove_resolv_conf
@@ -172,8 +172,12 @@ class NodeRoom:
 def room(state: LabState) -> list[NodeRoom]:
     """Each node's room for more pods (file order), by :meth:`netlab.model.Topology.pod_limit`;
     a deleted pod's slot is free again."""
-    topo = topology_of(state)
-    deleted = set(ClusterRecord.load(state).deleted_pods)
+    return rooms_of(topology_of(state), set(ClusterRecord.load(state).deleted_pods))
+
+
+def rooms_of(topo: Topology, deleted: set[str] | None = None) -> list[NodeRoom]:
+    """:func:`room` of a topology (pure): ``deleted`` pods' slots are free."""
+    deleted = deleted or set()
     out = []
     for i, node in enumerate(topo.nodes):
         limit = topo.pod_limit(node, i)

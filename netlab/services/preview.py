@@ -15,10 +15,12 @@ import copy
 from netlab import names
 from netlab.datapaths import make_plan
 from netlab.model import Topology, parse_topology
-from netlab.model.service import system_services
-from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer
+from netlab.model.ingress import NGINX_CONTROLLER
+from netlab.model.service import Service, system_services
+from netlab.services import externaldns, ingress, ingress_apply, ipvs, kubeproxy, loadbalancer, nginx, pods
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import PodInfo, cluster_cidr, endpoints_for
+from netlab.services.kubeproxy import Endpoint
 from netlab.services.processes import DNS_POD
 
 DNS_LABELS = {"k8s-app": "kube-dns"}
@@ -32,49 +34,69 @@ def _with_dns_pod(topology: Topology, source: str) -> Topology:
     return parse_topology(data, source)
 
 
+def _with_controller_pod(topology: Topology, source: str) -> tuple[Topology, str, str]:
+    """The topology with the ingress-nginx controller pod ``up`` adds after the DNS pod (on
+    ``ingressController.node``, else where the scheduler puts it); its name and node."""
+    taken = {p.name for _n, p in topology.pods()} | {n.name for n in topology.nodes}
+    name = ingress_apply.controller_pod_name(taken)
+    node = topology.ingress_controller.node or pods.place(pods.rooms_of(topology), [None])[0]
+    data = copy.deepcopy(topology.model_dump(mode="json", by_alias=True))
+    where = next(n for n in data["nodes"] if n["name"] == node)
+    where.setdefault("pods", []).append({"name": name, "labels": dict(ingress.LABELS)})
+    return parse_topology(data, source), name, node
+
+
 def render(topology: Topology, source: str = "<topology>") -> str:
     """The Services section ``netlab plan --services`` prints (shell comments and commands)."""
-    if not topology.services:
+    controller = topology.ingress_controller.enabled is True  # installed at up (IngressPhase)
+    if not topology.services and not controller:
         return "# no services: in this topology (`netlab apply` can add them to the running lab)\n"
     topo = _with_dns_pod(topology, source)
-    plan = make_plan(topo, source)
     namespaces = {p.name: ("kube-system" if p.name == DNS_POD else "default") for _n, p in topo.pods()}
-    pods = [
+    extra: list[Service] = []
+    if controller:
+        topo, pod, _node = _with_controller_pod(topo, source)
+        namespaces[pod] = ingress.NAMESPACE
+        extra.append(ingress_apply.controller_service(topo.ingress_controller))
+    plan = make_plan(topo, source)
+    running = [
         PodInfo(h.name, namespaces.get(h.name, "default"), dict(next(p.labels for _n, p in topo.pods() if p.name == h.name)),
                 str(h.ip) if h.ip else None, h.node, h.ns, h.host_network)
         for h in plan.hosts if h.kind == "pod"
     ]
     api = f"{topo.node_ip(topo.nodes[0])}:6443"
-    services = allocate(system_services(api) + list(topo.services), topo.network.service_cidr)
-    endpoints = endpoints_for(services, pods)
+    services = allocate(system_services(api) + list(topo.services) + extra, topo.network.service_cidr)
+    endpoints = endpoints_for(services, running)
     nodes = [n.name for n in topo.nodes]
     assignments = loadbalancer.assign(topo, services, {})
     loadbalancer.elect(assignments, services, nodes, endpoints)
-    ingress = loadbalancer.ingress(assignments)
+    lb_ips = loadbalancer.ingress(assignments)
     mode = topo.network.proxy_mode
     out = [f"# Services of lab {topo.name!r} as `up` makes them (kube-proxy {mode}; ClusterIPs and NodePorts as allocated)"]
     for svc in services:
         ports = " ".join(f"{p.port}" + (f":{p.node_port}" if p.node_port else "") + f"/{p.protocol}" for p in svc.ports)
         external = ""
         if svc.type == "LoadBalancer":
-            external = f" external-ip {ingress[svc.key][0]}" if svc.key in ingress else " external-ip <pending>"
+            external = f" external-ip {lb_ips[svc.key][0]}" if svc.key in lb_ips else " external-ip <pending>"
         backends = ", ".join(f"{b.ip}({b.pod})" if b.pod else b.ip for b in endpoints.get(svc.key, [])) or "none"
         policy = f" ({svc.external_traffic_policy})" if svc.type in ("NodePort", "LoadBalancer") else ""
         out.append(f"#   {svc.key}: {svc.type}{policy} cluster-ip {svc.cluster_ip or '-'}{external} ports {ports or '-'}; endpoints {backends}")
     out += _load_balancers(topo, assignments, services)
-    out += _dns(topo, services, ingress, endpoints)
+    out += _dns(topo, services, lb_ips, endpoints)
+    if controller or "ingress_controller" in topology.model_fields_set:  # said only where the topology mentions it
+        out += _ingress_controller(topo, services, endpoints, lb_ips, running)
     cidr = cluster_cidr(topo)
     for node in topo.nodes:
         ns = names.namespace(topo.name, node.name)
         node_ip = str(topo.node_ip(node))
         out.append(f"# kube-proxy on {node.name}")
         if mode == "ipvs":
-            addresses, servers = ipvs.desired(node.name, node_ip, services, endpoints, topo.network.ipvs_scheduler, ingress)
+            addresses, servers = ipvs.desired(node.name, node_ip, services, endpoints, topo.network.ipvs_scheduler, lb_ips)
             out.append(f"#   {ipvs.DEVICE} holds {', '.join(addresses)}; IPVS table (ipvsadm -Ln):")
             out += [f"#   {line}" for vs in servers for line in vs.render().splitlines()]
-            rules = ipvs.nat_rules(services, cidr, set(), ingress, set(), node_ip)
+            rules = ipvs.nat_rules(services, cidr, set(), lb_ips, set(), node_ip)
         else:
-            rules = kubeproxy.ruleset(node.name, services, endpoints, cidr, "", ingress, node_ip)
+            rules = kubeproxy.ruleset(node.name, services, endpoints, cidr, "", lb_ips, node_ip)
         out.append(f"ip netns exec {ns} iptables-restore --noflush <<'EOF'")
         out += rules.rstrip("\n").splitlines()
         out.append("EOF")
@@ -113,3 +135,30 @@ def _dns(topo: Topology, services: list, ingress: dict[str, list[str]], endpoint
     out += [f"#   {r['name']} {r['ttl']} IN {r['type']} {r['value']}" for r in published.records]
     out += [f"#   note: {n}" for n in notes + published.skipped]
     return out
+
+
+def _ingress_controller(
+    topo: Topology, services: list[Service], endpoints: dict[str, list[Endpoint]], lb_ips: dict[str, list[str]], running: list[PodInfo]
+) -> list[str]:
+    """The ingress-nginx add-on ``up`` installs (``ingressController.enabled: true``): its pod,
+    Service and IngressClass, and the nginx.conf its nginx starts with (no Ingress yet)."""
+    spec = topo.ingress_controller
+    if spec.enabled is not True:
+        when = "never (ingressController.enabled: false)" if spec.enabled is False else "with the first Ingress `netlab apply` brings"
+        return [f"# ingress-nginx controller: installed {when}; `netlab apply LAB -f FILE --dry-run` prints the nginx.conf of a file's Ingresses"]
+    svc = next(s for s in services if s.key == f"{ingress.NAMESPACE}/{ingress.NAME}")
+    pod = next(p for p in running if p.namespace == ingress.NAMESPACE and ingress.is_controller(p.labels))
+    ports = ",".join(f"{p.port}:{p.node_port}/{p.protocol}" for p in svc.ports)
+    external = f", EXTERNAL-IP {lb_ips[svc.key][0] if svc.key in lb_ips else '<pending>'}" if svc.type == "LoadBalancer" else ""
+    paths = ingress.paths(topo.name)
+    rendered = nginx.render([], services, endpoints, {}, paths, pod.name)
+    return [
+        "# ingress-nginx controller (ingressController.enabled: true: installed at up, as the ingress-nginx manifests install it):",
+        f"#   pod {ingress.NAMESPACE}/{pod.name} on {pod.node} ({pod.ip}) runs nginx; ingressclass nginx ({NGINX_CONTROLLER}, the default class)",
+        f"#   service/{ingress.NAME} -n {ingress.NAMESPACE}: {svc.type} cluster-ip {svc.cluster_ip} {ports}{external}, "
+        f"externalTrafficPolicy {svc.external_traffic_policy}",
+        "#   the nginx.conf it starts with: no Ingress yet, so every request gets the default backend's 404",
+        f"cat > {paths.conf} <<'EOF'",
+        *rendered.text.rstrip("\n").splitlines(),
+        "EOF",
+    ]

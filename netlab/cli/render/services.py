@@ -116,8 +116,9 @@ def ingress_table(info: dict[str, Any]) -> Table:
     if ctl:
         nginx = f"nginx pid {ctl['nginx_pid']}" if ctl["nginx_pid"] else "[red]nginx not running[/]"
         title = f"ingresses (ingress-nginx controller {ctl['namespace']}/{ctl['pod']}, {nginx}, config {escape(ctl['config'])})"
-    table = Table("ingress", "class", "hosts", "tls", "routes: host path -> service -> upstream (pod IPs)", title=title, title_justify="left")
+    table = Table("ingress", "class", "hosts", "address", "tls", "routes: host path -> service -> upstream (pod IPs)", title=title, title_justify="left")
     for row in info.get("ingresses", []):
         routes = "\n".join(escape(r) for r in row["routes"]) if row["served"] else f"[yellow]not served: {escape(row['why_not'])}[/]"
-        table.add_row(escape(row["ingress"]), escape(row["class"] or "<none>"), escape(" ".join(row["hosts"])), escape("\n".join(row["tls"])), routes)
+        table.add_row(escape(row["ingress"]), escape(row["class"] or "<none>"), escape(" ".join(row["hosts"])),
+                      escape(",".join(row.get("address", []))), escape("\n".join(row["tls"])), routes)
     return table
