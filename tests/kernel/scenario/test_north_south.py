@@ -49,10 +49,11 @@ def test_north_south_scenario_reports_each_paths_client_address(root: None, tmp_
         assert step["data"]["stats"]["n"] == 50 and sum(step["data"]["answers"].values()) == 50, name
         assert set(step["data"]["answers"]) == {"web-1", "web-2"}, (name, step["data"]["answers"])
 
-    # hops come from netlab trace: it follows kube-proxy's NodePort DNAT to a pod today; where it
-    # cannot follow a path yet (through the NLB, through nginx) the column says "?"
-    assert isinstance(steps["NodePort"]["data"]["hops"], int) and steps["NodePort"]["data"]["hops"] >= 3
-    assert all(s["data"]["hops"] is None or isinstance(s["data"]["hops"], int) for s in steps.values())
+    # hops come from netlab trace, which follows every path: the NLB, kube-proxy, nginx's new connection
+    hops = {name: s["data"]["hops"] for name, s in steps.items()}
+    assert all(isinstance(h, int) for h in hops.values()), {n: s["data"].get("hops_note") for n, s in steps.items()}
+    assert hops["NodePort"] == 4, "gateway, underlay, node1, the pod"
+    assert hops["NLB ip"] == 5 and hops["Ingress"] > hops["NodePort"], hops
 
     table = (out / "http-step1.md").read_text()
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in table.splitlines() if line.startswith("| ") and " --- " not in line}
