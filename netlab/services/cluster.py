@@ -386,7 +386,8 @@ def _nlb_fields(balancer: dict[str, Any], target_health: dict[str, Any]) -> dict
             "targetType": balancer["target_type"], "ignored": balancer.get("ignored", []),
             "targetGroups": [
                 {"name": g["name"], "port": g["port"], "protocol": g["protocol"].upper(), "preserveClientIp": g["preserve_client_ip"],
-                 "deregistrationDelay": g["deregistration_delay"], "healthCheck": g["health"],
+                 "deregistrationDelay": g["deregistration_delay"], "proxyProtocolV2": bool(g.get("proxy_protocol", False)),
+                 "healthCheck": g["health"],
                  "TargetHealthDescriptions": target_health.get("groups", {}).get(g["name"], [])}
                 for g in balancer.get("groups", [])
             ],

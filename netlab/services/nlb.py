@@ -66,6 +66,7 @@ class TargetGroup:
     health: dict[str, Any] = field(default_factory=dict)
     preserve_client_ip: bool = True
     deregistration_delay: int = aws_lb.DEFAULT_DEREGISTRATION_DELAY
+    proxy_protocol: bool = False  # proxy_protocol_v2.enabled: served by the NLB's forwarder, not by DNAT
 
 
 @dataclass
@@ -146,8 +147,9 @@ def balancers(
         before = previous.get(svc.key, {})
         ip = str(before["ip"]) if before.get("ip") else next(free, "")
         lb = Balancer(svc.key, name, dns_name(name), ip, conf.scheme, conf.target_type, ignored=list(conf.ignored))
-        lb.ignored = [f"{k} (proxy protocol v2 is not modelled: targets get the plain stream)" if k == aws_lb.PROXY_PROTOCOL else k
-                      for k in lb.ignored]
+        if conf.proxy_protocol and conf.preserve_client_ip:
+            lb.ignored.append("preserve_client_ip.enabled with proxy protocol v2: netlab's forwarder connects to the target "
+                              "from the NLB's address (AWS would keep the client's); the PROXY header carries the client's")
         if not ip:
             lb.pending = "no free address left in the subnet for the NLB"
         elif conf.target_type == "instance" and not svc.has_node_ports:
@@ -157,6 +159,7 @@ def balancers(
                 tg_name(cluster, svc, port.port, port.protocol, conf.target_type), port.port, port.protocol.lower(),
                 preserve_client_ip=conf.preserve_client_ip or port.protocol == "UDP",  # always on for UDP (AWS)
                 deregistration_delay=conf.deregistration_delay,
+                proxy_protocol=conf.proxy_protocol and port.protocol == "TCP",  # PPv2 is for TCP target groups
             )
             h = conf.health
             group.health = {"protocol": h.protocol, "path": h.path, "interval": h.interval, "timeout": h.timeout,
@@ -184,8 +187,8 @@ def gateway_rules(config: Sequence[Mapping[str, Any]], subnets: Sequence[tuple[s
     _check(*vpc, *(c for _i, c in subnets))
     for lb in config:
         for group in lb.get("groups", []):
-            if not group.get("preserve_client_ip", True) or lb.get("pending"):
-                continue
+            if not group.get("preserve_client_ip", True) or group.get("proxy_protocol") or lb.get("pending"):
+                continue  # (the proxy protocol forwarder connects from the NLB's own address: replies come to it)
             proto = str(group["protocol"])
             if proto not in ("tcp", "udp"):
                 raise ValueError(f"refusing protocol {proto!r}")
