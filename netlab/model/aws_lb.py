@@ -103,7 +103,7 @@ def target_group_attributes(text: str) -> dict[str, str]:
         if not item.strip():
             continue
         key, eq, value = item.partition("=")
-        if not eq or not re.fullmatch(r"[a-z_.]+", key.strip()) or not re.fullmatch(r"[A-Za-z0-9_.-]*", value.strip()):
+        if not eq or not re.fullmatch(r"[a-z0-9_.]+", key.strip()) or not re.fullmatch(r"[A-Za-z0-9_.-]*", value.strip()):
             raise ValueError(f"annotation {TG_ATTRIBUTES}: {item.strip()!r} is not attribute=value")
         out[key.strip()] = value.strip()
     return out
