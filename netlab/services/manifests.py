@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from netlab.errors import ConfigRejected, TopologyError
 from netlab.model import aws_lb, from_pydantic, k8s_names, read_text
 from netlab.model.service import Service
-from netlab.services import cluster, externaldns, gateway_apply, ingress_apply, loadbalancer, pods
+from netlab.services import cluster, externaldns, gateway_apply, ingress_apply, loadbalancer, nlb, pods
 from netlab.services.records import ClusterRecord, Deployment, topology_of
 from netlab.state import LabState
 
@@ -325,6 +325,10 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
         ignored = ignored_annotations(svc)
         if ignored:
             out.append(f"service/{svc.name}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
+        if nlb.claimed(svc):
+            conf = aws_lb.settings(svc.annotations, svc.external_traffic_policy)
+            if conf.proxy_protocol and conf.preserve_client_ip:
+                out.append(f"service/{svc.name}: {nlb.PROXY_PRESERVE_NOTE}")
     if ingress_docs:
         out += ingress_apply.apply(state, ingress_docs)
     if gateway_docs:
@@ -350,7 +354,7 @@ def ignored_annotations(svc: Service) -> list[str]:
     if aws_lb.claimed(svc.annotations, svc.load_balancer_class) and svc.type == "LoadBalancer":
         attributes = aws_lb.settings(svc.annotations, svc.external_traffic_policy).ignored
         out += [a for a in attributes if a.startswith(aws_lb.TG_ATTRIBUTES + ":")]
-    return [f"{k} (proxy protocol v2 is not modelled)" if k == aws_lb.PROXY_PROTOCOL else k for k in out]
+    return out
 
 
 def delete_file(state: LabState, path: str | Path) -> list[str]:

@@ -52,6 +52,8 @@ ZONE = f"elb.{REGION}.amazonaws.com"
 RETURN_MARK = 0x4E  # the gateway's mark for replies that go back through the NLB
 RETURN_TABLE = 78
 RETURN_PRIORITY = 2000
+PROXY_PRESERVE_NOTE = ("preserve_client_ip.enabled with proxy protocol v2: netlab's forwarder connects to the target "
+                       "from the NLB's address (AWS would keep the client's); the PROXY header carries the client's")
 _CHAIN_OK = re.compile(r"[A-Z0-9-]{1,28}")
 
 
@@ -148,8 +150,7 @@ def balancers(
         ip = str(before["ip"]) if before.get("ip") else next(free, "")
         lb = Balancer(svc.key, name, dns_name(name), ip, conf.scheme, conf.target_type, ignored=list(conf.ignored))
         if conf.proxy_protocol and conf.preserve_client_ip:
-            lb.ignored.append("preserve_client_ip.enabled with proxy protocol v2: netlab's forwarder connects to the target "
-                              "from the NLB's address (AWS would keep the client's); the PROXY header carries the client's")
+            lb.ignored.append(PROXY_PRESERVE_NOTE)
         if not ip:
             lb.pending = "no free address left in the subnet for the NLB"
         elif conf.target_type == "instance" and not svc.has_node_ports:

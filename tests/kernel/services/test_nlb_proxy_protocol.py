@@ -109,3 +109,58 @@ def test_nlb_proxy_protocol_v2_header_reaches_the_pod(lab_up) -> None:
     probe = "import socket\ntry:\n socket.create_connection(({!r}, 80), timeout=2)\n print('open')\nexcept OSError:\n print('closed')"
     done = subprocess.run(netns.exec_argv(internet, [sys.executable, "-c", probe.format(address)]), capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "closed", done.stdout
+
+
+INSTANCE = """apiVersion: v1
+kind: Service
+metadata:
+  name: web-ppi
+  annotations:
+    external-dns.alpha.kubernetes.io/hostname: web-ppi.example.test
+    service.beta.kubernetes.io/aws-load-balancer-type: external
+    service.beta.kubernetes.io/aws-load-balancer-nlb-target-type: instance
+    service.beta.kubernetes.io/aws-load-balancer-scheme: internet-facing
+    service.beta.kubernetes.io/aws-load-balancer-proxy-protocol: "*"
+    service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval: "5"
+    service.beta.kubernetes.io/aws-load-balancer-healthcheck-healthy-threshold: "2"
+    service.beta.kubernetes.io/aws-load-balancer-healthcheck-unhealthy-threshold: "2"
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: {policy}
+  selector: {{app: web}}
+  ports:
+    - {{port: 80, targetPort: 8080}}
+"""
+
+
+def test_nlb_proxy_protocol_instance_targets_and_the_health_check_node_port(lab_up, tmp_path: Path) -> None:
+    state = lab_up(load_topology(ROOT / "topologies" / "vpc-native.yaml"), name="npp-inst")
+    internet = lab.host(state, "internet").ns
+    node_ips = {str(lab.host(state, n).ip) for n in ("node1", "node2")}
+    manifest = tmp_path / "web-ppi.yaml"
+
+    # Cluster: TCP checks on the NodePort (kube-proxy passes the LOCAL header on to a pod): healthy;
+    # the header goes through the node's DNAT and SNAT untouched, so the pod still learns the client
+    manifest.write_text(INSTANCE.format(policy="Cluster"))
+    lines = manifests.apply_file(state, manifest)
+    assert any("preserve_client_ip.enabled with proxy protocol v2" in line for line in lines), lines  # netlab's difference, said
+    assert wait_healthy(state, "default/web-ppi", 2) == ["healthy", "healthy"]
+    seen = fields(get(internet, "http://web-ppi.example.test/"))
+    assert seen["client"].rsplit(":", 1)[0] in node_ips, seen  # kube-proxy masqueraded (Cluster)
+    assert seen["proxy-protocol"].startswith(f"v2 PROXY TCP4 {CLIENT}:"), seen
+
+    # Local: HTTP checks on kube-proxy's healthCheckNodePort get the header too, and Go's server
+    # answers 400: every node unhealthy (the known pitfall); the NLB fails open, traffic still flows
+    manifest.write_text(INSTANCE.format(policy="Local"))
+    manifests.apply_file(state, manifest)
+    deadline = time.monotonic() + 40
+    while True:
+        row = next(r for r in cluster.describe_services(state) if r["service"] == "default/web-ppi")
+        health = [t["TargetHealth"] for g in row["loadBalancer"]["nlb"]["targetGroups"] for t in g["TargetHealthDescriptions"]]
+        if [h["State"] for h in health] == ["unhealthy", "unhealthy"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [(h["State"], h.get("Description")) for h in health] == [("unhealthy", "Health checks failed with these codes: [400]")] * 2, health
+    seen = fields(get(internet, "http://web-ppi.example.test/"))
+    assert seen["client"].rsplit(":", 1)[0] == row["loadBalancer"]["nlb"]["address"], seen  # Local: no SNAT on the node
+    assert seen["proxy-protocol"].startswith(f"v2 PROXY TCP4 {CLIENT}:"), seen
