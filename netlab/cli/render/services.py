@@ -85,7 +85,7 @@ def dns_table(dns: dict[str, Any]) -> Table | None:
     return table
 
 
-FIELD_ORDER = ("path", "host", "client", "x-forwarded-for", "x-real-ip", "x-forwarded-proto")  # the rest: --json
+FIELD_ORDER = ("path", "host", "client", "proxy-protocol", "x-forwarded-for", "x-real-ip", "x-forwarded-proto")  # the rest: --json
 
 
 def _values(seen: dict[str, int]) -> str:

@@ -232,3 +232,29 @@ def test_kube_proxy_health_check_port_answers_400_to_a_proxy_header() -> None:
     assert plain.startswith(b"HTTP/1.1 200 OK\r\n")
     behind = healthz.reply(bytes.fromhex(GOLDEN_LOCAL) + b"GET /healthz HTTP/1.0\r\n\r\n", "default/web", 1)
     assert behind.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_status_and_requests_show_the_proxy_protocol() -> None:
+    import io
+
+    from rich.console import Console
+
+    from netlab.cli.render.services import nlb_tables, requests_table
+    from netlab.services.client import _fields
+
+    assert _fields(["proxy-protocol: v2 PROXY TCP4 203.0.113.1:51532 -> 192.168.1.253:80"]) == {
+        "proxy-protocol": "v2 PROXY TCP4 203.0.113.1 -> 192.168.1.253:80"}  # the source port is new every time
+    group = {"name": "k8s-default-webpp-0123456789", "port": 80, "protocol": "TCP", "preserveClientIp": False, "deregistrationDelay": 10,
+             "proxyProtocolV2": True, "healthCheck": {"protocol": "TCP", "interval": 5, "healthy": 2, "unhealthy": 3},
+             "TargetHealthDescriptions": [{"Target": {"Id": "192.168.1.13", "Port": 8080}, "HealthCheckPort": "8080", "TargetHealth": {"State": "healthy"}}]}
+    row = {"service": "default/web-pp", "loadBalancer": {"nlb": {"name": "k8s-default-webpp-a", "scheme": "internet-facing", "targetType": "ip",
+                                                                   "dns": "x.elb.us-east-1.amazonaws.com", "address": "192.168.1.253", "targetGroups": [group]}}}
+    result = {"requests": 2, "errors": 0, "error_kinds": {}, "answers": {"web-1": 2},
+              "fields": {"web-1": {"client": {"192.168.1.253": 2}, "proxy-protocol": {"v2 PROXY TCP4 203.0.113.1 -> 192.168.1.253:80": 2}}}}
+    out = io.StringIO()
+    console = Console(file=out, width=250)
+    for table in nlb_tables([row]):
+        console.print(table)
+    console.print(requests_table(result, 2, "internet", "http://web-pp.example.test"))
+    text = out.getvalue()
+    assert "proxy protocol v2 on" in text and "v2 PROXY TCP4 203.0.113.1 -> 192.168.1.253:80" in text and "192.168.1.253 " in text
