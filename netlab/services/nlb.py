@@ -19,7 +19,11 @@ flows; conntrack keeps a flow on its target). Where client IP preservation is of
 with TCP, by AWS's default) it SNATs to the NLB's own address; where it is on (instance
 targets, or the attribute), the targets see the client's address, and the VPC router sends
 their replies to such clients back through the NLB (:func:`gateway_rules`: in AWS the fabric
-does this; here a mark in the gateway's mangle table and a policy route).
+does this; here a mark in the gateway's mangle table and a policy route). A target group with
+proxy protocol v2 (``TargetGroup.proxy_protocol``) is the exception: a PROXY header cannot be
+added by NAT, so its listener has no DNAT and the NLB's process relays it in user space, header
+first (:class:`netlab.services.nlbhealth.Forwarder`; AWS inserts the header into the client's
+own flow, netlab's target sees a second connection, from the NLB's address).
 
 **Target health** is a process in the NLB namespace (:mod:`netlab.services.nlbhealth`): it
 probes every target (TCP connect, or HTTP with 200-399 as healthy) from the NLB's address,
