@@ -35,7 +35,7 @@ from netlab.model.ingress import CLASS_ANNOTATION, NGINX_CLASS, NGINX_CONTROLLER
 from netlab.services import tls
 from netlab.services.endpoints import endpoints_for
 from netlab.services.nginx import DEFAULT_SERVER, DEFAULT_UPSTREAM, TEMP_DIRS, Cert, Paths, Rendered, render
-from netlab.services.records import ClusterRecord, pods_of
+from netlab.services.records import ClusterRecord, pods_of, topology_of
 from netlab.state import LabState, state_dir
 
 NAMESPACE = "ingress-nginx"
@@ -183,7 +183,8 @@ def render_current(state: LabState, record: IngressRecord) -> Rendered:
     running = pods_of(state, cluster)
     endpoints = endpoints_for(services, running)
     pod = record.controller.pod if record.controller else ""
-    return render(record.served(), services, endpoints, record.certs(), paths(state.lab), pod)
+    proxy_protocol = topology_of(state).ingress_controller.use_proxy_protocol
+    return render(record.served(), services, endpoints, record.certs(), paths(state.lab), pod, proxy_protocol)
 
 
 def test_nginx(nginx: str, conf: Path, p: Paths) -> str | None:

@@ -164,3 +164,72 @@ def test_nlb_proxy_protocol_instance_targets_and_the_health_check_node_port(lab_
     seen = fields(get(internet, "http://web-ppi.example.test/"))
     assert seen["client"].rsplit(":", 1)[0] == row["loadBalancer"]["nlb"]["address"], seen  # Local: no SNAT on the node
     assert seen["proxy-protocol"].startswith(f"v2 PROXY TCP4 {CLIENT}:"), seen
+
+
+BEHIND_NLB = """apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+    - {port: 80, targetPort: 8080}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: pp
+spec:
+  ingressClassName: nginx
+  rules:
+    - host: pp.example.test
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: ingress-nginx-nlb
+  namespace: ingress-nginx
+  annotations:
+    external-dns.alpha.kubernetes.io/hostname: pp.example.test
+    service.beta.kubernetes.io/aws-load-balancer-type: external
+    service.beta.kubernetes.io/aws-load-balancer-nlb-target-type: ip
+    service.beta.kubernetes.io/aws-load-balancer-scheme: internet-facing
+    service.beta.kubernetes.io/aws-load-balancer-proxy-protocol: "*"
+    service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval: "5"
+    service.beta.kubernetes.io/aws-load-balancer-healthcheck-healthy-threshold: "2"
+spec:
+  type: LoadBalancer
+  selector: {app.kubernetes.io/name: ingress-nginx, app.kubernetes.io/instance: ingress-nginx, app.kubernetes.io/component: controller}
+  ports:
+    - {name: http, port: 80, targetPort: 80}
+"""
+
+
+def test_nlb_proxy_protocol_to_ingress_nginx_with_use_proxy_protocol(lab_up, tmp_path: Path) -> None:
+    """NLB (PPv2, ip targets) -> ingress-nginx with use-proxy-protocol -> pod: nginx's $remote_addr
+    comes from the header, so X-Forwarded-For and X-Real-IP name the internet client."""
+    topology = load_topology(ROOT / "topologies" / "vpc-native.yaml")
+    spec = topology.ingress_controller.model_copy(update={"enabled": True, "use_proxy_protocol": True})
+    state = lab_up(topology.model_copy(update={"ingress_controller": spec}), name="npp-ing")
+    internet = lab.host(state, "internet").ns
+    manifest = tmp_path / "behind-nlb.yaml"
+    manifest.write_text(BEHIND_NLB)
+    manifests.apply_file(state, manifest)
+    assert wait_healthy(state, "ingress-nginx/ingress-nginx-nlb", 1) == ["healthy"]  # nginx takes the LOCAL header
+    row = next(r for r in cluster.describe_services(state) if r["service"] == "ingress-nginx/ingress-nginx-nlb")
+    controller_ip = row["loadBalancer"]["nlb"]["targetGroups"][0]["TargetHealthDescriptions"][0]["Target"]["Id"]
+
+    answer = get(internet, "http://pp.example.test/")
+    assert answer[0] in ("web-1", "web-2"), answer
+    seen = fields(answer)
+    assert seen["client"].rsplit(":", 1)[0] == controller_ip, seen  # nginx's own connection to the pod
+    assert seen["x-forwarded-for"] == CLIENT and seen["x-real-ip"] == CLIENT, seen  # from the PROXY header
+    assert "proxy-protocol" not in seen  # nginx does not pass the header on
+
+    # without the NLB in front (no header), nginx configured for proxy protocol refuses the request
+    code = f"import urllib.request as u\ntry:\n u.urlopen('http://{controller_ip}/', timeout=5)\n print('answered')\nexcept Exception as e:\n print('refused', type(e).__name__)"
+    done = subprocess.run(netns.exec_argv(lab.host(state, "node1").ns, [sys.executable, "-c", code]), capture_output=True, text=True, timeout=30)
+    assert done.stdout.startswith("refused"), done.stdout + done.stderr
