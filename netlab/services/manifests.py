@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from netlab.errors import ConfigRejected, TopologyError
 from netlab.model import aws_lb, from_pydantic, k8s_names, read_text
 from netlab.model.service import Service
-from netlab.services import cluster, externaldns, gateway_apply, ingress_apply, loadbalancer, nlb, pods
+from netlab.services import cluster, externaldns, gateway_apply, ingress_apply, loadbalancer, pods
 from netlab.services.records import ClusterRecord, Deployment, topology_of
 from netlab.state import LabState
 
@@ -325,10 +325,6 @@ def apply_file(state: LabState, path: str | Path, dry_run: bool = False) -> list
         ignored = ignored_annotations(svc)
         if ignored:
             out.append(f"service/{svc.name}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
-        if nlb.claimed(svc):
-            conf = aws_lb.settings(svc.annotations, svc.external_traffic_policy)
-            if conf.proxy_protocol and conf.preserve_client_ip:
-                out.append(f"service/{svc.name}: {nlb.PROXY_PRESERVE_NOTE}")
     if ingress_docs:
         out += ingress_apply.apply(state, ingress_docs)
     if gateway_docs:

@@ -23,7 +23,10 @@ does this; here a mark in the gateway's mangle table and a policy route). A targ
 proxy protocol v2 (``TargetGroup.proxy_protocol``) is the exception: a PROXY header cannot be
 added by NAT, so its listener has no DNAT and the NLB's process relays it in user space, header
 first (:class:`netlab.services.nlbhealth.Forwarder`; AWS inserts the header into the client's
-own flow, netlab's target sees a second connection, from the NLB's address).
+own flow, netlab's target sees a second connection: from the NLB's address, or, where the
+client's address is preserved, from the client's address and port, a transparent socket
+(``IP_TRANSPARENT``) whose replies the VPC router returns to the NLB as for DNAT, and a mark
+(``FORWARDER_MARK``) and a local route there deliver to the forwarder).
 
 **Target health** is a process in the NLB namespace (:mod:`netlab.services.nlbhealth`): it
 probes every target (TCP connect, or HTTP with 200-399 as healthy) from the NLB's address,
@@ -45,10 +48,10 @@ from typing import Any
 from netlab.model import Topology, aws_lb
 from netlab.model.service import Service
 from netlab.services.kubeproxy import Endpoint
+from netlab.services.nlbhealth import FORWARDER_MARK, ruleset
 from netlab.services.nlbhealth import check_addresses as _check
-from netlab.services.nlbhealth import ruleset
 
-__all__ = ["ruleset"]
+__all__ = ["FORWARDER_MARK", "ruleset"]
 
 HOST = "nlb"  # the namespace's host name: netlab exec LAB nlb ...
 REGION = "us-east-1"
@@ -56,8 +59,9 @@ ZONE = f"elb.{REGION}.amazonaws.com"
 RETURN_MARK = 0x4E  # the gateway's mark for replies that go back through the NLB
 RETURN_TABLE = 78
 RETURN_PRIORITY = 2000
-PROXY_PRESERVE_NOTE = ("preserve_client_ip.enabled with proxy protocol v2: netlab's forwarder connects to the target "
-                       "from the NLB's address (AWS would keep the client's); the PROXY header carries the client's")
+# proxy protocol with client IP preservation: the forwarder's transparent connections (from the
+# client's address) get their replies through this mark and a local route in the NLB's namespace
+FORWARDER_TABLE = 79  # (the mark is nlbhealth.FORWARDER_MARK, set by the NLB's own rules)
 _CHAIN_OK = re.compile(r"[A-Z0-9-]{1,28}")
 
 
@@ -153,8 +157,6 @@ def balancers(
         before = previous.get(svc.key, {})
         ip = str(before["ip"]) if before.get("ip") else next(free, "")
         lb = Balancer(svc.key, name, dns_name(name), ip, conf.scheme, conf.target_type, ignored=list(conf.ignored))
-        if conf.proxy_protocol and conf.preserve_client_ip:
-            lb.ignored.append(PROXY_PRESERVE_NOTE)
         if not ip:
             lb.pending = "no free address left in the subnet for the NLB"
         elif conf.target_type == "instance" and not svc.has_node_ports:
@@ -192,8 +194,8 @@ def gateway_rules(config: Sequence[Mapping[str, Any]], subnets: Sequence[tuple[s
     _check(*vpc, *(c for _i, c in subnets))
     for lb in config:
         for group in lb.get("groups", []):
-            if not group.get("preserve_client_ip", True) or group.get("proxy_protocol") or lb.get("pending"):
-                continue  # (the proxy protocol forwarder connects from the NLB's own address: replies come to it)
+            if not group.get("preserve_client_ip", True) or lb.get("pending"):
+                continue
             proto = str(group["protocol"])
             if proto not in ("tcp", "udp"):
                 raise ValueError(f"refusing protocol {proto!r}")

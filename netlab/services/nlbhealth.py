@@ -26,7 +26,10 @@ targets and health-check settings. For every registered target this process
   on the NLB's address and port, connects to a target that gets new flows (chosen at random, as
   the DNAT rules choose) from the NLB's address, sends the PROXY v2 header (the client's address
   and port, the NLB's address and port: :mod:`netlab.services.proxyv2`) and then relays both
-  ways. Its health checks on such a group send the LOCAL header first, as AWS's do.
+  ways. Where the group preserves the client's address (instance targets, or the attribute) it
+  connects from the client's address and port (a transparent socket), as the target would see
+  it behind AWS's NLB; the replies come back through the VPC router and :data:`FORWARDER_MARK`.
+  Its health checks on such a group send the LOCAL header first, as AWS's do.
 
 Only the standard library (and ``proxyv2.py`` beside it, loaded by path): it starts fast.
 """
@@ -61,6 +64,7 @@ def _sibling(name: str) -> ModuleType:
 
 
 proxyv2 = _sibling("proxyv2")
+FORWARDER_MARK = 0x4F  # replies to the forwarder's transparent connections: ip rule fwmark 0x4f -> local route (nlbrun)
 IDLE_TIMEOUT = 350.0  # an NLB's TCP idle timeout (seconds): the forwarder's relayed connections end after it
 
 REASONS = {
@@ -87,6 +91,8 @@ def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]
     post: list[str] = []
     filt = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
     filt_rules: list[str] = []
+    mangle = ["*mangle", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+              ":POSTROUTING ACCEPT [0:0]"]
     check_addresses(*vpc)
     for cidr in vpc:  # nothing from the VPC leaves for outside unless it is the reply of a balanced flow (no loops)
         filt_rules.append(f'-A FORWARD -s {cidr} -m conntrack ! --ctstate DNAT -m comment --comment "NLB: only replies of balanced flows" -j DROP')
@@ -108,7 +114,15 @@ def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]
             match = f"-d {ip}/32 -p {proto} -m {proto} --dport {port}"
             if group.get("proxy_protocol") and proto == "tcp":
                 # proxy protocol v2: no DNAT; the forwarder in this namespace accepts on ip:port and
-                # connects to a target itself (a header cannot be added by NAT)
+                # connects to a target itself (a header cannot be added by NAT); where the client's
+                # address is preserved it connects from that address, and the target's replies (which
+                # the VPC router sends here) are marked for local delivery to the forwarder's socket
+                if group.get("preserve_client_ip", True):
+                    registered = {(str(t["ip"]), int(t["port"])) for t in group.get("targets", [])} | set(targets)
+                    for tip, tport in sorted(registered):
+                        check_addresses(tip)
+                        mangle.append(f"-A PREROUTING -s {tip}/32 -p tcp -m tcp --sport {int(tport)} -m comment "
+                                      f'--comment "{name}: reply to the proxy protocol forwarder" -j MARK --set-xmark {FORWARDER_MARK:#x}/0xff')
                 if not targets:
                     filt_rules.append(f'-A INPUT {match} -m comment --comment "{name}: no targets" -j DROP')
                 elif lb.get("scheme") == "internal":
@@ -135,7 +149,7 @@ def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]
                     f"-A POSTROUTING -p {proto} -m conntrack --ctstate DNAT --ctorigdst {ip}/32 --ctorigdstport {port} "
                     f'-m comment --comment "{name}: client IP not preserved" -j SNAT --to-source {ip}'
                 )
-    lines = nat + nat_rules + post + ["COMMIT"] + filt + filt_rules + ["COMMIT"]
+    lines = nat + nat_rules + post + ["COMMIT"] + filt + filt_rules + ["COMMIT"] + mangle + ["COMMIT"]
     return "\n".join(lines) + "\n"
 
 
@@ -313,6 +327,7 @@ class Forwarder:
         self.checker = checker
         self.selector = selectors.DefaultSelector()
         self.listeners: dict[tuple[str, int], tuple[socket.socket, str]] = {}  # (NLB ip, port) -> (socket, group)
+        self.preserve: dict[str, bool] = {}  # group -> connect from the client's address (preserve_client_ip)
 
     def reconcile(self) -> None:
         """Listen on exactly the proxy-protocol listeners of the current config."""
@@ -323,6 +338,7 @@ class Forwarder:
             for group in lb.get("groups", []):
                 if group.get("proxy_protocol") and group.get("protocol") == "tcp":
                     wanted[(str(lb["ip"]), int(group["port"]))] = str(group["name"])
+                    self.preserve[str(group["name"])] = bool(group.get("preserve_client_ip", True))
         for key in [k for k in self.listeners if self.listeners[k][1] != wanted.get(k)]:
             sock, _group = self.listeners.pop(key)
             self.selector.unregister(sock)
@@ -369,7 +385,7 @@ class Forwarder:
             return
         ip, port = random.choice(targets)
         try:
-            upstream = socket.create_connection((ip, port), timeout=10, source_address=(listener[0], 0))
+            upstream = connect((ip, port), client if self.preserve.get(group) else (listener[0], 0), self.preserve.get(group, False))
         except OSError:
             conn.close()  # the client sees its connection reset, as when an NLB's target refuses
             return
@@ -383,6 +399,27 @@ class Forwarder:
             back.start()
             _pump(conn, upstream)
             back.join(IDLE_TIMEOUT)
+
+
+def connect(target: tuple[str, int], source: tuple[str, int], transparent: bool) -> socket.socket:
+    """A connection to ``target`` from ``source``; ``transparent``: from an address that is not
+    this namespace's (the client's, IP_TRANSPARENT), its own port if free, else any."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if transparent:
+            sock.setsockopt(socket.IPPROTO_IP, 19, 1)  # IP_TRANSPARENT
+            try:
+                sock.bind(source)
+            except OSError:
+                sock.bind((source[0], 0))
+        else:
+            sock.bind(source)
+        sock.settimeout(10)
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:

@@ -114,7 +114,7 @@ def test_forwarded_listener_has_no_dnat_and_keeps_the_internal_scheme() -> None:
     out = nlb.balancers(topo, "lab", [ip_svc, inst_svc], endpoints, {}, {"192.168.1.254"})
     pp, inst = out["default/web-pp"], out["default/web-inst"]
     assert pp.groups[0].proxy_protocol and not pp.groups[0].preserve_client_ip and pp.ignored == []
-    assert any("preserve_client_ip.enabled with proxy protocol v2" in note for note in inst.ignored)  # said, not hidden
+    assert inst.groups[0].proxy_protocol and inst.groups[0].preserve_client_ip and inst.ignored == []  # instance: preserved
     rows = [b.to_json() for b in out.values()]
     active = {pp.groups[0].name: [("192.168.1.13", 8080)], inst.groups[0].name: [("192.168.1.11", 30080)]}
     rules = nlbhealth.ruleset(rows, active, ["192.168.1.0/24"])
@@ -122,8 +122,15 @@ def test_forwarded_listener_has_no_dnat_and_keeps_the_internal_scheme() -> None:
     accept = f'-A INPUT -s 192.168.1.0/24 -d {pp.ip}/32 -p tcp -m tcp --dport 80 -m comment --comment "{pp.groups[0].name}: proxy protocol forwarder" -j ACCEPT'
     drop = f'-A INPUT -d {pp.ip}/32 -p tcp -m tcp --dport 80 -m comment --comment "{pp.groups[0].name}: internal NLB, not from the VPC" -j DROP'
     assert rules.index(accept) < rules.index(drop)
-    # the VPC router marks no replies for it: the target answers the NLB's own address
-    assert "192.168.1.11/32" not in nlb.gateway_rules(rows, [("a", "192.168.1.0/24")], ["192.168.1.0/24"])
+    # ip targets, not preserved: the target answers the NLB's own address, nothing to mark
+    assert "192.168.1.13/32" not in nlb.gateway_rules(rows, [("a", "192.168.1.0/24")], ["192.168.1.0/24"])
+    assert "-s 192.168.1.13/32" not in rules
+    # instance targets, preserved: the forwarder connects from the client's address; the VPC router
+    # returns the replies to the NLB, whose mangle rule marks them for its local route
+    assert f"-s 192.168.1.11/32 -p tcp -m tcp --sport {inst_svc.ports[0].node_port}" in nlb.gateway_rules(rows, [("a", "192.168.1.0/24")], ["192.168.1.0/24"])
+    mark = (f'-A PREROUTING -s 192.168.1.11/32 -p tcp -m tcp --sport 30080 -m comment --comment "{inst.groups[0].name}: '
+            f'reply to the proxy protocol forwarder" -j MARK --set-xmark 0x4f/0xff')
+    assert mark in rules.split("*mangle")[1], rules
     empty = nlbhealth.ruleset(rows, {}, ["192.168.1.0/24"])
     assert f'-A INPUT -d {pp.ip}/32 -p tcp -m tcp --dport 80 -m comment --comment "{pp.groups[0].name}: no targets" -j DROP' in empty
 
