@@ -265,3 +265,9 @@ def test_status_and_requests_show_the_proxy_protocol() -> None:
     console.print(requests_table(result, 2, "internet", "http://web-pp.example.test"))
     text = out.getvalue()
     assert "proxy protocol v2 on" in text and "v2 PROXY TCP4 203.0.113.1 -> 192.168.1.253:80" in text and "192.168.1.253 " in text
+
+
+def test_the_forwarders_local_route_renders_as_ip_does() -> None:
+    from netlab.plan import AddRoute
+
+    assert AddRoute("lab-nlb", None, dev="lo", table=79, local=True).render() == ["ip -n lab-nlb route add local default dev lo table 79"]
