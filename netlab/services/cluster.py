@@ -78,8 +78,6 @@ def notes(state: LabState, topo: Topology) -> list[str]:
     modelled = (*loadbalancer.MODELLED, *externaldns.MODELLED, *aws_lb.MODELLED)
     for svc in topo.services:
         ignored = sorted(k for k in svc.annotations if k not in modelled)
-        if aws_lb.PROXY_PROTOCOL in svc.annotations:
-            ignored = [k if k != aws_lb.PROXY_PROTOCOL else f"{k} (proxy protocol v2 is not modelled)" for k in ignored]
         if ignored:
             out.append(f"service {svc.key}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
     for key, data in ClusterRecord.load(state).load_balancers.items():
