@@ -80,11 +80,13 @@ def check_addresses(*values: str) -> None:
             raise ValueError(f"refusing to render an NLB rule with address {value!r}")
 
 
-def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]]], vpc: list[str]) -> str:
+def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]]], vpc: list[str],
+            draining: dict[str, list[tuple[str, int]]] | None = None) -> str:
     """The NLB namespace's nat and filter tables (a full iptables-restore: the namespace is the NLB's alone).
 
     ``config`` are :meth:`Balancer.to_json` rows, ``active`` the targets (ip, port) that get new
-    flows per target group name (healthy ones, or all of them when none is: fail-open).
+    flows per target group name (healthy ones, or all of them when none is: fail-open);
+    ``draining`` the deregistered ones whose connections go on.
     """
     nat = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]"]
     nat_rules: list[str] = []
@@ -119,6 +121,7 @@ def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]
                 # the VPC router sends here) are marked for local delivery to the forwarder's socket
                 if group.get("preserve_client_ip", True):
                     registered = {(str(t["ip"]), int(t["port"])) for t in group.get("targets", [])} | set(targets)
+                    registered |= set((draining or {}).get(name, ()))  # their connections go on
                     for tip, tport in sorted(registered):
                         check_addresses(tip)
                         mangle.append(f"-A PREROUTING -s {tip}/32 -p tcp -m tcp --sport {int(tport)} -m comment "
@@ -306,7 +309,8 @@ class Checker:
             for key, target in self.targets.items():
                 if target.state == "draining":
                     draining[key[0]].append({"ip": target.ip, "port": target.port})
-        rules = ruleset(list(self.config.get("balancers", [])), active, list(self.config.get("vpc", [])))
+        gone = {group: [(str(t["ip"]), int(t["port"])) for t in targets] for group, targets in draining.items()}
+        rules = ruleset(list(self.config.get("balancers", [])), active, list(self.config.get("vpc", [])), gone)
         if rules != self.rendered:
             done = subprocess.run(["iptables-restore"], input=rules, text=True, capture_output=True, check=False)
             if done.returncode != 0:

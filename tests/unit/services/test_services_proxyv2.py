@@ -271,3 +271,11 @@ def test_the_forwarders_local_route_renders_as_ip_does() -> None:
     from netlab.plan import AddRoute
 
     assert AddRoute("lab-nlb", None, dev="lo", table=79, local=True).render() == ["ip -n lab-nlb route add local default dev lo table 79"]
+
+
+def test_a_draining_target_keeps_its_forwarder_replies() -> None:
+    group = {"name": "k8s-default-webppi-0123456789", "port": 80, "protocol": "tcp", "proxy_protocol": True,
+             "preserve_client_ip": True, "targets": []}
+    config = [{"ip": "192.168.1.253", "scheme": "internet-facing", "groups": [group]}]
+    rules = nlbhealth.ruleset(config, {}, ["192.168.1.0/24"], {group["name"]: [("192.168.1.12", 31000)]})
+    assert "-A PREROUTING -s 192.168.1.12/32 -p tcp -m tcp --sport 31000" in rules
