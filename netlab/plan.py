@@ -144,9 +144,10 @@ class AddRoute:
     onlink: bool = False
     scope_link: bool = False
     table: int | None = None
+    local: bool = False  # type local (scope host): deliver to this namespace's own sockets
 
     def render(self) -> list[str]:
-        words = [f"{_ip(self.ns)} route add {self.dst if self.dst else 'default'}"]
+        words = [f"{_ip(self.ns)} route add {'local ' if self.local else ''}{self.dst if self.dst else 'default'}"]
         if self.gateway:
             words.append(f"via {self.gateway}")
         if self.dev:

@@ -295,6 +295,7 @@ class NetlinkBackend:
             scope=RT_SCOPE_LINK if op.scope_link else 0,
             flags=RTNH_F_ONLINK if op.onlink else 0,
             table=op.table if op.table is not None else RT_TABLE_MAIN,
+            local=op.local,
         )
 
     def _add_rule(self, op: AddRule) -> None:

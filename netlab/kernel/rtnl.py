@@ -47,7 +47,8 @@ IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 RT_TABLE_COMPAT, RT_TABLE_MAIN = 252, 254
 RTPROT_STATIC = 4  # what pyroute2 sets, and `ip route add` shows as "proto static"
-RTN_UNICAST = 1
+RTN_UNICAST, RTN_LOCAL = 1, 2
+RT_SCOPE_HOST = 254
 CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 CHANGE = NLM_F_REQUEST | NLM_F_ACK
 
@@ -200,10 +201,10 @@ class Rtnl:
         self.request(RTM_NEWADDR, CREATE, body)
 
     def add_route(self, dst: str | None, dst_len: int, gateway: str | None = None, oif: int | None = None,
-                  scope: int = 0, flags: int = 0, table: int = RT_TABLE_MAIN) -> None:
-        """``ip route add`` (IPv4 unicast, proto static)."""
+                  scope: int = 0, flags: int = 0, table: int = RT_TABLE_MAIN, local: bool = False) -> None:
+        """``ip route add`` (IPv4 unicast, proto static; ``local``: type local, scope host)."""
         body = _RTMSG.pack(socket.AF_INET, dst_len, 0, 0, table if table < 256 else RT_TABLE_COMPAT,
-                           RTPROT_STATIC, scope, RTN_UNICAST, flags)
+                           RTPROT_STATIC, RT_SCOPE_HOST if local else scope, RTN_LOCAL if local else RTN_UNICAST, flags)
         body += _u32(RTA_TABLE, table)
         if dst_len and dst:
             body += _ipv4(RTA_DST, dst)

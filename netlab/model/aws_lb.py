@@ -20,6 +20,11 @@ deregistration delay):
 - ``...-target-group-attributes``: ``preserve_client_ip.enabled`` (AWS's defaults: on for
   instance targets, off for ip targets with TCP) and ``deregistration_delay.timeout_seconds``
   (0-3600, default 300). Other attributes are reported as ignored.
+- proxy protocol v2 (pkg/service/model_build_target_group.go ``buildTargetGroupAttributes``):
+  the target-group attribute ``proxy_protocol_v2.enabled`` (default false), and the annotation
+  ``...-proxy-protocol``, whose only accepted value is ``"*"`` (anything else is the
+  controller's error "only value currently supported is *"); the annotation wins over the
+  attribute.
 
 Everything here is validated before it can reach iptables, a file or DNS: an invalid value is
 a ``ValueError`` naming the annotation (the manifest loader turns it into exit 2 naming the file
@@ -46,8 +51,9 @@ HC_UNHEALTHY = PREFIX + "healthcheck-unhealthy-threshold"
 TG_ATTRIBUTES = PREFIX + "target-group-attributes"
 PROXY_PROTOCOL = PREFIX + "proxy-protocol"
 LB_CLASS = "service.k8s.aws/nlb"
-MODELLED = (TYPE, TARGET_TYPE, SCHEME, HC_PROTOCOL, HC_PORT, HC_PATH, HC_INTERVAL, HC_TIMEOUT, HC_HEALTHY, HC_UNHEALTHY, TG_ATTRIBUTES)
-TG_MODELLED = ("preserve_client_ip.enabled", "deregistration_delay.timeout_seconds")
+MODELLED = (TYPE, TARGET_TYPE, SCHEME, HC_PROTOCOL, HC_PORT, HC_PATH, HC_INTERVAL, HC_TIMEOUT, HC_HEALTHY, HC_UNHEALTHY, TG_ATTRIBUTES,
+            PROXY_PROTOCOL)
+TG_MODELLED = ("preserve_client_ip.enabled", "deregistration_delay.timeout_seconds", "proxy_protocol_v2.enabled")
 DEFAULT_DEREGISTRATION_DELAY = 300
 _PATH = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
 
@@ -72,6 +78,7 @@ class NlbSettings:
     health: HealthCheck
     preserve_client_ip: bool
     deregistration_delay: int
+    proxy_protocol: bool  # proxy_protocol_v2.enabled: a PROXY v2 header at the start of each connection to a target
     ignored: tuple[str, ...]  # annotations and target-group attributes netlab does not model
 
 
@@ -96,7 +103,7 @@ def target_group_attributes(text: str) -> dict[str, str]:
         if not item.strip():
             continue
         key, eq, value = item.partition("=")
-        if not eq or not re.fullmatch(r"[a-z_.]+", key.strip()) or not re.fullmatch(r"[A-Za-z0-9_.-]*", value.strip()):
+        if not eq or not re.fullmatch(r"[a-z0-9_.]+", key.strip()) or not re.fullmatch(r"[A-Za-z0-9_.-]*", value.strip()):
             raise ValueError(f"annotation {TG_ATTRIBUTES}: {item.strip()!r} is not attribute=value")
         out[key.strip()] = value.strip()
     return out
@@ -137,6 +144,13 @@ def settings(annotations: Mapping[str, str], external_traffic_policy: str = "Clu
     delay_text = attributes.get("deregistration_delay.timeout_seconds", str(DEFAULT_DEREGISTRATION_DELAY))
     if not delay_text.isdigit() or int(delay_text) > 3600:
         raise ValueError(f"annotation {TG_ATTRIBUTES}: deregistration_delay.timeout_seconds={delay_text!r} is not 0-3600")
+    proxy_text = attributes.get("proxy_protocol_v2.enabled", "false")
+    if proxy_text not in ("true", "false"):
+        raise ValueError(f"annotation {TG_ATTRIBUTES}: proxy_protocol_v2.enabled={proxy_text!r} is not true or false")
+    if PROXY_PROTOCOL in annotations:
+        if annotations[PROXY_PROTOCOL] != "*":  # compared as written, as the controller does
+            raise ValueError(f"annotation {PROXY_PROTOCOL}: {annotations[PROXY_PROTOCOL]!r}: the only value the controller accepts is \"*\" (proxy protocol v2 on)")
+        proxy_text = "true"
     ignored = sorted(k for k in annotations if k.startswith(PREFIX) and k not in MODELLED)
     ignored += sorted(f"{TG_ATTRIBUTES}: {k}" for k in attributes if k not in TG_MODELLED)
-    return NlbSettings(target, scheme, health, preserve_text == "true", int(delay_text), tuple(ignored))
+    return NlbSettings(target, scheme, health, preserve_text == "true", int(delay_text), proxy_text == "true", tuple(ignored))

@@ -318,6 +318,9 @@ class IngressControllerSpec(_Spec):
     https_node_port: int | None = Field(None, alias="httpsNodePort")
     external_traffic_policy: Literal["Cluster", "Local"] = Field("Cluster", alias="externalTrafficPolicy")
     node: str | None = None  # where the controller pod runs (default: the least loaded node)
+    # the controller ConfigMap's use-proxy-protocol (netlab reads no ConfigMap: the topology says it):
+    # nginx listens with proxy_protocol and takes the client address from the header
+    use_proxy_protocol: bool = Field(False, alias="useProxyProtocol")
 
     @field_validator("http_node_port", "https_node_port")
     @classmethod

@@ -135,6 +135,9 @@ def _fields(lines: list[str]) -> dict[str, str]:
             value = value.strip()
             if key == "client":
                 value = value.rsplit(":", 1)[0]  # the address; the port is new every time
+            elif key == "proxy-protocol":  # v2 PROXY TCP4 SRC:PORT -> DST:PORT: the source port is new every time
+                head, arrow, tail = value.partition(" -> ")
+                value = head.rsplit(":", 1)[0] + arrow + tail if arrow else value
             out[key.strip()] = value
     return out
 

@@ -80,8 +80,6 @@ def notes(state: LabState, topo: Topology) -> list[str]:
     modelled = (*loadbalancer.MODELLED, *externaldns.MODELLED, *aws_lb.MODELLED)
     for svc in topo.services:
         ignored = sorted(k for k in svc.annotations if k not in modelled)
-        if aws_lb.PROXY_PROTOCOL in svc.annotations:
-            ignored = [k if k != aws_lb.PROXY_PROTOCOL else f"{k} (proxy protocol v2 is not modelled)" for k in ignored]
         if ignored:
             out.append(f"service {svc.key}: ignored annotations (netlab does not model them): {', '.join(ignored)}")
     for key, data in ClusterRecord.load(state).load_balancers.items():
@@ -407,7 +405,8 @@ def _nlb_fields(balancer: dict[str, Any], target_health: dict[str, Any]) -> dict
             "targetType": balancer["target_type"], "ignored": balancer.get("ignored", []),
             "targetGroups": [
                 {"name": g["name"], "port": g["port"], "protocol": g["protocol"].upper(), "preserveClientIp": g["preserve_client_ip"],
-                 "deregistrationDelay": g["deregistration_delay"], "healthCheck": g["health"],
+                 "deregistrationDelay": g["deregistration_delay"], "proxyProtocolV2": bool(g.get("proxy_protocol", False)),
+                 "healthCheck": g["health"],
                  "TargetHealthDescriptions": target_health.get("groups", {}).get(g["name"], [])}
                 for g in balancer.get("groups", [])
             ],

@@ -15,7 +15,11 @@ A cloud load balancer's health check on that port is how it learns which nodes m
 Service's traffic. netlab runs one such server per node (in the node's namespace, the lab's
 cgroup); the config file (rewritten by netlab when Services or endpoints change) says
 ``{"generation": N, "ports": {"<port>": {"service": "ns/name", "local": {"<node>": n}}}}``.
-Only the standard library.
+kube-proxy serves it with Go's net/http: a request whose first line is not ``METHOD URI
+HTTP/x.y`` gets ``400 Bad Request`` (net/http server.go, "malformed HTTP request"). So does a
+health check that starts with a PROXY protocol v2 header: the known reason an NLB target group
+with proxy protocol marks every node unhealthy when it checks this port (cilium/cilium#26274,
+kubernetes/ingress-nginx#10982). Only the standard library.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import select
 import socket
 import sys
@@ -37,6 +42,17 @@ def answer(service: str, count: int) -> bytes:
     head = (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
             f"X-Load-Balancing-Endpoint-Weight: {count}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return (head + body).encode()
+
+
+REQUEST_LINE = re.compile(rb"[A-Z]+ \S+ HTTP/\d\.\d\r?\n")
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+
+
+def reply(request: bytes, service: str, count: int) -> bytes:
+    """What Go's net/http in kube-proxy answers: 400 to a malformed request line, else :func:`answer`."""
+    if not REQUEST_LINE.match(request):
+        return BAD_REQUEST
+    return answer(service, count)
 
 
 def serve(node: str, config: str) -> None:
@@ -81,9 +97,14 @@ def serve(node: str, config: str) -> None:
             with conn:
                 conn.settimeout(1.0)
                 try:
-                    conn.recv(4096)
+                    request = conn.recv(4096)
+                    while request and b"\n" not in request and len(request) < 4096:  # the first line, whole
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        request += chunk
                     entry = ports.get(str(port), {})
-                    conn.sendall(answer(str(entry.get("service", "")), int(entry.get("local", {}).get(node, 0))))
+                    conn.sendall(reply(request, str(entry.get("service", "")), int(entry.get("local", {}).get(node, 0))))
                 except OSError:
                     pass
         time.sleep(0)

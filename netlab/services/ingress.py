@@ -185,7 +185,8 @@ def render_current(state: LabState, record: IngressRecord) -> Rendered:
     running = pods_of(state, cluster)
     endpoints = endpoints_for(services, running)
     pod = record.controller.pod if record.controller else ""
-    return render(record.served(), services, endpoints, record.certs(), paths(state.lab), pod)
+    proxy_protocol = topology_of(state).ingress_controller.use_proxy_protocol
+    return render(record.served(), services, endpoints, record.certs(), paths(state.lab), pod, proxy_protocol)
 
 
 def test_nginx(nginx: str, conf: Path, p: Paths) -> str | None:

@@ -392,7 +392,8 @@ def dry_run(state: LabState, parsed: Parsed, services: list[Service]) -> str:
     all_services = [s for s in cluster_record.services if s.key not in replaced] + list(services)
     endpoints = endpoints_for(all_services, pods_of(state, cluster_record))
     pod = record.controller.pod if record.controller else ""
-    rendered = render(record.served(), all_services, endpoints, record.certs(), ingress.paths(state.lab), pod)
+    proxy_protocol = topology_of(state).ingress_controller.use_proxy_protocol
+    rendered = render(record.served(), all_services, endpoints, record.certs(), ingress.paths(state.lab), pod, proxy_protocol)
     head = ["# netlab apply --dry-run: nothing was changed. Pods this file would create are not endpoints yet."]
     head += [f"# warning: {w}" for w in rendered.warnings]
     return "\n".join(head) + "\n" + rendered.text

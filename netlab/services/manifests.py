@@ -353,7 +353,7 @@ def ignored_annotations(svc: Service) -> list[str]:
     if aws_lb.claimed(svc.annotations, svc.load_balancer_class) and svc.type == "LoadBalancer":
         attributes = aws_lb.settings(svc.annotations, svc.external_traffic_policy).ignored
         out += [a for a in attributes if a.startswith(aws_lb.TG_ATTRIBUTES + ":")]
-    return [f"{k} (proxy protocol v2 is not modelled)" if k == aws_lb.PROXY_PROTOCOL else k for k in out]
+    return out
 
 
 def delete_file(state: LabState, path: str | Path) -> list[str]:

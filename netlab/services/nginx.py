@@ -503,9 +503,10 @@ def _server_name(hostname: str) -> str:
     return _quote(r"~^(?<subdomain>[\w-]+)\." + r"\.".join(parts) + "$")
 
 
-def _server_block(server: Server, upstreams: Mapping[str, Upstream]) -> list[str]:
+def _server_block(server: Server, upstreams: Mapping[str, Upstream], proxy_protocol: bool = False) -> list[str]:
     default = server.hostname == DEFAULT_SERVER
-    options = " default_server reuseport backlog=4096" if default else ""
+    # internal/ingress/controller/template/template.go commonListenOptions: proxy_protocol first
+    options = (" proxy_protocol" if proxy_protocol else "") + (" default_server reuseport backlog=4096" if default else "")
     lines = [
         f"    ## start server {server.hostname}",
         "    server {",
@@ -551,9 +552,12 @@ def render(
     certs: Mapping[str, Cert],
     paths: Paths,
     controller: str = "",
+    use_proxy_protocol: bool = False,
 ) -> Rendered:
     """nginx.conf for the Ingresses the controller serves (creation order), with the
-    Services' current endpoints and the TLS Secrets' certificates."""
+    Services' current endpoints and the TLS Secrets' certificates. ``use_proxy_protocol``: the
+    ConfigMap key ``use-proxy-protocol`` (the listeners read a PROXY header, and the real_ip
+    module takes ``$remote_addr`` from it, as nginx.tmpl does when UseProxyProtocol is set)."""
     servers, upstreams, warnings = build(ingresses, services, endpoints, certs)
     used = {loc.backend for s in servers for loc in s.locations}
     out = [
@@ -604,6 +608,11 @@ def render(
         "    server_tokens off;",
         f"    log_format upstreaminfo '{LOG_FORMAT}';",
         f"    access_log {paths.access_log} upstreaminfo;",
+        *([  # nginx.tmpl: real_ip only with use-forwarded-headers or use-proxy-protocol; proxy-real-ip-cidr 0.0.0.0/0
+            "    real_ip_header      proxy_protocol;",
+            "    real_ip_recursive   on;",
+            "    set_real_ip_from    0.0.0.0/0;",
+        ] if use_proxy_protocol else []),
         "    map $http_upgrade $connection_upgrade {",
         "        default          upgrade;",
         "        # See https://nginx.org/en/docs/http/ngx_http_upstream_module.html#keepalive",
@@ -651,7 +660,7 @@ def render(
             out += _upstream_block(upstreams[name])
     out.append("")
     for server in servers:
-        out += _server_block(server, upstreams)
+        out += _server_block(server, upstreams, use_proxy_protocol)
     out += [
         "    # backend for when default-backend-service is not configured or it does not have endpoints",
         "    server {",

@@ -19,7 +19,14 @@ flows; conntrack keeps a flow on its target). Where client IP preservation is of
 with TCP, by AWS's default) it SNATs to the NLB's own address; where it is on (instance
 targets, or the attribute), the targets see the client's address, and the VPC router sends
 their replies to such clients back through the NLB (:func:`gateway_rules`: in AWS the fabric
-does this; here a mark in the gateway's mangle table and a policy route).
+does this; here a mark in the gateway's mangle table and a policy route). A target group with
+proxy protocol v2 (``TargetGroup.proxy_protocol``) is the exception: a PROXY header cannot be
+added by NAT, so its listener has no DNAT and the NLB's process relays it in user space, header
+first (:class:`netlab.services.nlbhealth.Forwarder`; AWS inserts the header into the client's
+own flow, netlab's target sees a second connection: from the NLB's address, or, where the
+client's address is preserved, from the client's address and port, a transparent socket
+(``IP_TRANSPARENT``) whose replies the VPC router returns to the NLB as for DNAT, and a mark
+(``FORWARDER_MARK``) and a local route there deliver to the forwarder).
 
 **Target health** is a process in the NLB namespace (:mod:`netlab.services.nlbhealth`): it
 probes every target (TCP connect, or HTTP with 200-399 as healthy) from the NLB's address,
@@ -41,10 +48,10 @@ from typing import Any
 from netlab.model import Topology, aws_lb
 from netlab.model.service import Service
 from netlab.services.kubeproxy import Endpoint
+from netlab.services.nlbhealth import FORWARDER_MARK, ruleset
 from netlab.services.nlbhealth import check_addresses as _check
-from netlab.services.nlbhealth import ruleset
 
-__all__ = ["ruleset"]
+__all__ = ["FORWARDER_MARK", "ruleset"]
 
 HOST = "nlb"  # the namespace's host name: netlab exec LAB nlb ...
 REGION = "us-east-1"
@@ -52,6 +59,9 @@ ZONE = f"elb.{REGION}.amazonaws.com"
 RETURN_MARK = 0x4E  # the gateway's mark for replies that go back through the NLB
 RETURN_TABLE = 78
 RETURN_PRIORITY = 2000
+# proxy protocol with client IP preservation: the forwarder's transparent connections (from the
+# client's address) get their replies through this mark and a local route in the NLB's namespace
+FORWARDER_TABLE = 79  # (the mark is nlbhealth.FORWARDER_MARK, set by the NLB's own rules)
 _CHAIN_OK = re.compile(r"[A-Z0-9-]{1,28}")
 
 
@@ -66,6 +76,7 @@ class TargetGroup:
     health: dict[str, Any] = field(default_factory=dict)
     preserve_client_ip: bool = True
     deregistration_delay: int = aws_lb.DEFAULT_DEREGISTRATION_DELAY
+    proxy_protocol: bool = False  # proxy_protocol_v2.enabled: served by the NLB's forwarder, not by DNAT
 
 
 @dataclass
@@ -146,8 +157,6 @@ def balancers(
         before = previous.get(svc.key, {})
         ip = str(before["ip"]) if before.get("ip") else next(free, "")
         lb = Balancer(svc.key, name, dns_name(name), ip, conf.scheme, conf.target_type, ignored=list(conf.ignored))
-        lb.ignored = [f"{k} (proxy protocol v2 is not modelled: targets get the plain stream)" if k == aws_lb.PROXY_PROTOCOL else k
-                      for k in lb.ignored]
         if not ip:
             lb.pending = "no free address left in the subnet for the NLB"
         elif conf.target_type == "instance" and not svc.has_node_ports:
@@ -157,6 +166,7 @@ def balancers(
                 tg_name(cluster, svc, port.port, port.protocol, conf.target_type), port.port, port.protocol.lower(),
                 preserve_client_ip=conf.preserve_client_ip or port.protocol == "UDP",  # always on for UDP (AWS)
                 deregistration_delay=conf.deregistration_delay,
+                proxy_protocol=conf.proxy_protocol and port.protocol == "TCP",  # PPv2 is for TCP target groups
             )
             h = conf.health
             group.health = {"protocol": h.protocol, "path": h.path, "interval": h.interval, "timeout": h.timeout,

@@ -20,23 +20,52 @@ targets and health-check settings. For every registered target this process
 - writes the NLB's iptables (:func:`ruleset`, one iptables-restore) whenever the set of
   targets that get new flows changes: the healthy ones, or, when none is healthy, the
   unhealthy ones (an NLB fails open);
-- writes ``describe-target-health`` rows to the health file, and logs ``applied generation N``.
+- writes ``describe-target-health`` rows to the health file, and logs ``applied generation N``;
+- serves the listeners whose target group has proxy protocol v2 on (:class:`Forwarder`): a
+  header cannot be added by NAT, so for those listeners there is no DNAT; this process accepts
+  on the NLB's address and port, connects to a target that gets new flows (chosen at random, as
+  the DNAT rules choose) from the NLB's address, sends the PROXY v2 header (the client's address
+  and port, the NLB's address and port: :mod:`netlab.services.proxyv2`) and then relays both
+  ways. Where the group preserves the client's address (instance targets, or the attribute) it
+  connects from the client's address and port (a transparent socket), as the target would see
+  it behind AWS's NLB; the replies come back through the VPC router and :data:`FORWARDER_MARK`.
+  Its health checks on such a group send the LOCAL header first, as AWS's do.
 
-Only the standard library: it starts fast.
+Only the standard library (and ``proxyv2.py`` beside it, loaded by path): it starts fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import random
 import re
+import selectors
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+
+def _sibling(name: str) -> ModuleType:
+    """A module beside this file (run as ``python -I file.py``, this directory is not on sys.path)."""
+    spec = importlib.util.spec_from_file_location(f"_netlab_{name}", Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+proxyv2 = _sibling("proxyv2")
+FORWARDER_MARK = 0x4F  # replies to the forwarder's transparent connections: ip rule fwmark 0x4f -> local route (nlbrun)
+IDLE_TIMEOUT = 350.0  # an NLB's TCP idle timeout (seconds): the forwarder's relayed connections end after it
 
 REASONS = {
     "initial": ("Elb.RegistrationInProgress", "Target registration is in progress"),
@@ -51,17 +80,21 @@ def check_addresses(*values: str) -> None:
             raise ValueError(f"refusing to render an NLB rule with address {value!r}")
 
 
-def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]]], vpc: list[str]) -> str:
+def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]]], vpc: list[str],
+            draining: dict[str, list[tuple[str, int]]] | None = None) -> str:
     """The NLB namespace's nat and filter tables (a full iptables-restore: the namespace is the NLB's alone).
 
     ``config`` are :meth:`Balancer.to_json` rows, ``active`` the targets (ip, port) that get new
-    flows per target group name (healthy ones, or all of them when none is: fail-open).
+    flows per target group name (healthy ones, or all of them when none is: fail-open);
+    ``draining`` the deregistered ones whose connections go on.
     """
     nat = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]"]
     nat_rules: list[str] = []
     post: list[str] = []
     filt = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
     filt_rules: list[str] = []
+    mangle = ["*mangle", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+              ":POSTROUTING ACCEPT [0:0]"]
     check_addresses(*vpc)
     for cidr in vpc:  # nothing from the VPC leaves for outside unless it is the reply of a balanced flow (no loops)
         filt_rules.append(f'-A FORWARD -s {cidr} -m conntrack ! --ctstate DNAT -m comment --comment "NLB: only replies of balanced flows" -j DROP')
@@ -81,6 +114,24 @@ def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]
                 raise ValueError(f"refusing target group name {name!r}")
             targets = list(active.get(name, ()))
             match = f"-d {ip}/32 -p {proto} -m {proto} --dport {port}"
+            if group.get("proxy_protocol") and proto == "tcp":
+                # proxy protocol v2: no DNAT; the forwarder in this namespace accepts on ip:port and
+                # connects to a target itself (a header cannot be added by NAT); where the client's
+                # address is preserved it connects from that address, and the target's replies (which
+                # the VPC router sends here) are marked for local delivery to the forwarder's socket
+                if group.get("preserve_client_ip", True):
+                    registered = {(str(t["ip"]), int(t["port"])) for t in group.get("targets", [])} | set(targets)
+                    registered |= set((draining or {}).get(name, ()))  # their connections go on
+                    for tip, tport in sorted(registered):
+                        check_addresses(tip)
+                        mangle.append(f"-A PREROUTING -s {tip}/32 -p tcp -m tcp --sport {int(tport)} -m comment "
+                                      f'--comment "{name}: reply to the proxy protocol forwarder" -j MARK --set-xmark {FORWARDER_MARK:#x}/0xff')
+                if not targets:
+                    filt_rules.append(f'-A INPUT {match} -m comment --comment "{name}: no targets" -j DROP')
+                elif lb.get("scheme") == "internal":
+                    filt_rules += [f'-A INPUT -s {cidr} {match} -m comment --comment "{name}: proxy protocol forwarder" -j ACCEPT' for cidr in vpc]
+                    filt_rules.append(f'-A INPUT {match} -m comment --comment "{name}: internal NLB, not from the VPC" -j DROP')
+                continue
             if lb.get("scheme") == "internal":
                 for cidr in vpc:
                     nat_rules.append(f"-A PREROUTING -s {cidr} {match} -m comment --comment \"{name}\" -j {chain}")
@@ -101,7 +152,7 @@ def ruleset(config: list[dict[str, Any]], active: dict[str, list[tuple[str, int]
                     f"-A POSTROUTING -p {proto} -m conntrack --ctstate DNAT --ctorigdst {ip}/32 --ctorigdstport {port} "
                     f'-m comment --comment "{name}: client IP not preserved" -j SNAT --to-source {ip}'
                 )
-    lines = nat + nat_rules + post + ["COMMIT"] + filt + filt_rules + ["COMMIT"]
+    lines = nat + nat_rules + post + ["COMMIT"] + filt + filt_rules + ["COMMIT"] + mangle + ["COMMIT"]
     return "\n".join(lines) + "\n"
 
 
@@ -110,6 +161,8 @@ def probe(source: str, ip: str, port: int, check: dict[str, Any]) -> tuple[bool,
     timeout = float(check.get("timeout", 10))
     try:
         with socket.create_connection((ip, port), timeout=timeout, source_address=(source, 0)) as sock:
+            if check.get("proxy_protocol"):  # AWS: health checks of a PPv2 target group send a LOCAL header too
+                sock.sendall(proxyv2.local_header())
             if check.get("protocol") != "HTTP":
                 return True, "", ""
             sock.sendall(f"GET {check.get('path', '/')} HTTP/1.0\r\nHost: {ip}:{port}\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\r\n".encode())
@@ -186,7 +239,7 @@ class Checker:
         for lb in self.config.get("balancers", []):
             for group in lb.get("groups", []):
                 if group["name"] == name:
-                    return group.get("health", {}), str(lb["ip"])
+                    return {**group.get("health", {}), "proxy_protocol": bool(group.get("proxy_protocol"))}, str(lb["ip"])
         return None
 
     def result(self, target: Target, passed: bool, reason: str, description: str, check: dict[str, Any]) -> None:
@@ -256,7 +309,8 @@ class Checker:
             for key, target in self.targets.items():
                 if target.state == "draining":
                     draining[key[0]].append({"ip": target.ip, "port": target.port})
-        rules = ruleset(list(self.config.get("balancers", [])), active, list(self.config.get("vpc", [])))
+        gone = {group: [(str(t["ip"]), int(t["port"])) for t in targets] for group, targets in draining.items()}
+        rules = ruleset(list(self.config.get("balancers", [])), active, list(self.config.get("vpc", [])), gone)
         if rules != self.rendered:
             done = subprocess.run(["iptables-restore"], input=rules, text=True, capture_output=True, check=False)
             if done.returncode != 0:
@@ -270,8 +324,127 @@ class Checker:
         os.replace(tmp, self.health_path)
 
 
+class Forwarder:
+    """The listeners of target groups with proxy protocol v2: accept, pick a target, send the header, relay."""
+
+    def __init__(self, checker: Checker) -> None:
+        self.checker = checker
+        self.selector = selectors.DefaultSelector()
+        self.listeners: dict[tuple[str, int], tuple[socket.socket, str]] = {}  # (NLB ip, port) -> (socket, group)
+        self.preserve: dict[str, bool] = {}  # group -> connect from the client's address (preserve_client_ip)
+
+    def reconcile(self) -> None:
+        """Listen on exactly the proxy-protocol listeners of the current config."""
+        wanted: dict[tuple[str, int], str] = {}
+        for lb in self.checker.config.get("balancers", []):
+            if lb.get("pending") or not lb.get("ip"):
+                continue
+            for group in lb.get("groups", []):
+                if group.get("proxy_protocol") and group.get("protocol") == "tcp":
+                    wanted[(str(lb["ip"]), int(group["port"]))] = str(group["name"])
+                    self.preserve[str(group["name"])] = bool(group.get("preserve_client_ip", True))
+        for key in [k for k in self.listeners if self.listeners[k][1] != wanted.get(k)]:
+            sock, _group = self.listeners.pop(key)
+            self.selector.unregister(sock)
+            sock.close()
+            print(f"proxy protocol listener {key[0]}:{key[1]}: closed", flush=True)
+        for key, group in wanted.items():
+            if key in self.listeners:
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND: the NLB's address may come a moment later
+            try:
+                sock.bind(key)
+            except OSError as err:
+                print(f"proxy protocol listener {key[0]}:{key[1]}: {err}", flush=True)
+                sock.close()
+                continue
+            sock.listen(512)
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ, key)
+            self.listeners[key] = (sock, group)
+            print(f"proxy protocol listener {key[0]}:{key[1]} for {group}: listening", flush=True)
+
+    def poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for new connections and hand each to a thread."""
+        if not self.listeners:
+            time.sleep(timeout)
+            return
+        for key, _events in self.selector.select(timeout):
+            listener, group = self.listeners[key.data]
+            try:
+                conn, client = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self.relay, args=(conn, client, key.data, group), daemon=True).start()
+
+    def relay(self, conn: socket.socket, client: tuple[str, int], listener: tuple[str, int], group: str) -> None:
+        conn.setblocking(True)
+        conn.settimeout(IDLE_TIMEOUT)
+        with self.checker.lock:
+            targets = self.checker.active().get(group, [])
+        if not targets:
+            conn.close()
+            return
+        ip, port = random.choice(targets)
+        try:
+            upstream = connect((ip, port), client if self.preserve.get(group) else (listener[0], 0), self.preserve.get(group, False))
+        except OSError:
+            conn.close()  # the client sees its connection reset, as when an NLB's target refuses
+            return
+        upstream.settimeout(IDLE_TIMEOUT)
+        with conn, upstream:
+            try:
+                upstream.sendall(proxyv2.proxy_header(client[0], client[1], listener[0], listener[1]))
+            except OSError:
+                return
+            back = threading.Thread(target=_pump, args=(upstream, conn), daemon=True)
+            back.start()
+            _pump(conn, upstream)
+            back.join(IDLE_TIMEOUT)
+
+
+def connect(target: tuple[str, int], source: tuple[str, int], transparent: bool) -> socket.socket:
+    """A connection to ``target`` from ``source``; ``transparent``: from an address that is not
+    this namespace's (the client's, IP_TRANSPARENT), its own port if free, else any."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if transparent:
+            sock.setsockopt(socket.IPPROTO_IP, 19, 1)  # IP_TRANSPARENT
+            try:
+                sock.bind(source)
+            except OSError:
+                sock.bind((source[0], 0))
+        else:
+            sock.bind(source)
+        sock.settimeout(10)
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy one direction until its end, then pass the end on (half-close)."""
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    try:
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
 def serve(config: str, health: str) -> None:
     checker = Checker(config, health)
+    forwarder = Forwarder(checker)
     mtime = -1.0
     applied = -1
     print("nlb health checker: serving", flush=True)
@@ -284,12 +457,13 @@ def serve(config: str, health: str) -> None:
         if current != mtime:
             mtime = current
             generation = checker.load()
+            forwarder.reconcile()
         checker.tick()
         checker.write()
         if generation != applied and generation >= 0:
             applied = generation
             print(f"applied generation {generation}", flush=True)
-        time.sleep(0.1)
+        forwarder.poll(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:

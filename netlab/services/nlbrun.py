@@ -126,6 +126,10 @@ def _create(state: LabState, topo: Topology, ns: str, eni_ip: str) -> None:
         LinkUp(ns, "eth0"), LinkUp(underlay, peer),
         AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{eni_ip}/{subnet.cidr.prefixlen}")),
         AddRoute(ns, None, gateway=subnet.gateway),
+        # proxy protocol with client IP preservation: replies to the forwarder's transparent connections
+        # (marked by the NLB's mangle rules) are delivered to its sockets, whatever their address
+        AddRule(ns, None, nlb.FORWARDER_TABLE, nlb.RETURN_PRIORITY, fwmark=nlb.FORWARDER_MARK, fwmask=0xFF),
+        AddRoute(ns, None, dev="lo", table=nlb.FORWARDER_TABLE, local=True),
         # the VPC router: replies of targets that saw a preserved client address go back through the NLB
         AddRoute(gateway, None, gateway=ipaddress.IPv4Address(eni_ip), table=nlb.RETURN_TABLE),
         AddRule(gateway, None, nlb.RETURN_TABLE, nlb.RETURN_PRIORITY, fwmark=nlb.RETURN_MARK, fwmask=0xFF),

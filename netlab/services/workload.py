@@ -17,6 +17,16 @@ Run inside a pod's namespace (netlab starts it with ``ip netns exec``)::
       x-forwarded-proto: https
 
   Headers named ``X-Lab-*`` are echoed as well (what a gateway's header filter added).
+  A connection that starts with a PROXY protocol v2 header (an NLB target group with
+  ``proxy_protocol_v2.enabled``) is read as a server configured for it reads it: the header is
+  taken off the stream and reported next to the socket's peer, so one answer shows both::
+
+      client: 192.168.1.253:40112
+      proxy-protocol: v2 PROXY TCP4 203.0.113.1:51532 -> 192.168.1.253:80
+
+  (a LOCAL header, a health check's, shows as ``v2 LOCAL TCP4``; a broken header closes the
+  connection, as nginx's ``listen ... proxy_protocol`` does). Unlike such a server, a
+  connection without the header is served too.
   (``GET /client`` answers with just the client's address as the pod saw it:
   ``203.0.113.1:40312``.) Anything else is echoed back prefixed with ``<pod>: ``.
 - UDP: each datagram is echoed back prefixed with ``<pod>: ``.
@@ -27,18 +37,35 @@ which clients reached the pod and from which address.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import selectors
 import socket
 import sys
 import threading
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+
+def _sibling(name: str) -> ModuleType:
+    """A module beside this file (run as ``python -I file.py``, this directory is not on sys.path)."""
+    spec = importlib.util.spec_from_file_location(f"_netlab_{name}", Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+proxyv2 = _sibling("proxyv2")
 
 HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 ECHOED = "x-lab-"  # headers the server echoes too (e.g. one an HTTPRoute's RequestHeaderModifier sets)
 FORWARDING = ("x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-original-forwarded-for")
 
 
-def http_reply(name: str, request: bytes, client: str) -> bytes:
+def http_reply(name: str, request: bytes, client: str, proxy: Any = None) -> bytes:
+    """The answer to one HTTP request; ``proxy``: the connection's PROXY v2 header (proxyv2.Header), if any."""
     lines = request.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("latin-1").split("\n")
     parts = lines[0].split(" ")
     path = parts[1] if len(parts) > 2 else "/"
@@ -51,6 +78,8 @@ def http_reply(name: str, request: bytes, client: str) -> bytes:
         body = client.encode() + b"\n"
     else:
         story = [name, f"path: {path}", f"host: {headers.get('host', '')}", f"client: {client}"]
+        if proxy is not None:
+            story.append(f"proxy-protocol: {proxy.describe()}")
         story += [f"{key}: {headers[key]}" for key in FORWARDING if key in headers]
         story += [f"{key}: {value}" for key, value in headers.items() if key.startswith(ECHOED)]
         body = "\n".join(story).encode("latin-1", "replace") + b"\n"
@@ -66,13 +95,27 @@ def _serve_tcp(name: str, conn: socket.socket, client: str) -> None:
         conn.settimeout(10)
         try:
             data = conn.recv(65536)
+            while data and proxyv2.needs_more(data):
+                more = conn.recv(65536)
+                if not more:
+                    break
+                data += more
+            try:
+                proxy, data = proxyv2.parse(data)
+            except proxyv2.Invalid as err:
+                print(f"{client}: {err}: connection closed", flush=True)
+                return
+            if proxy is not None:
+                print(f"{client} proxy-protocol {proxy.describe()}", flush=True)
+                if not data:
+                    data = conn.recv(65536)
             if data.startswith(HTTP_METHODS):
                 while b"\r\n\r\n" not in data and b"\n\n" not in data and len(data) < 65536:
                     more = conn.recv(65536)
                     if not more:
                         break
                     data += more
-                conn.sendall(http_reply(name, data, client))
+                conn.sendall(http_reply(name, data, client, proxy))
                 return
             while data:
                 conn.sendall(name.encode() + b": " + data)

@@ -56,7 +56,8 @@ def nlb_tables(rows: Sequence[dict[str, Any]]) -> list[Table]:
             hc = group["healthCheck"]
             listener = (f"{group['port']}/{group['protocol']} client IP {'preserved' if group['preserveClientIp'] else 'not preserved'}, "
                         f"{hc['protocol']} check every {hc['interval']} s ({hc['healthy']} up, {hc['unhealthy']} down), "
-                        f"deregistration delay {group['deregistrationDelay']} s")
+                        f"deregistration delay {group['deregistrationDelay']} s, "
+                        f"proxy protocol v2 {'on' if group.get('proxyProtocolV2') else 'off'}")
             targets = group["TargetHealthDescriptions"] or [{}]
             for target in targets:
                 health = target.get("TargetHealth", {})
@@ -84,7 +85,7 @@ def dns_table(dns: dict[str, Any]) -> Table | None:
     return table
 
 
-FIELD_ORDER = ("path", "host", "client", "x-forwarded-for", "x-real-ip", "x-forwarded-proto")  # the rest: --json
+FIELD_ORDER = ("path", "host", "client", "proxy-protocol", "x-forwarded-for", "x-real-ip", "x-forwarded-proto")  # the rest: --json
 
 
 def _values(seen: dict[str, int]) -> str:

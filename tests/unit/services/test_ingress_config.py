@@ -325,3 +325,27 @@ def test_requests_table_shows_what_the_pods_saw() -> None:
     Console(file=out, width=200).print(requests_table(result, 4, "internet", "http://x"))
     text = out.getvalue()
     assert "x-forwarded-for" in text and "/new" in text and "203.0.113.1 (2)" in text and "HTTP 404 Not Found" in text
+
+
+def test_use_proxy_protocol_listens_with_proxy_protocol_and_takes_the_address_from_it(tmp_path: Path) -> None:
+    """ingress-nginx's ConfigMap key use-proxy-protocol (a topology key in netlab): nginx.tmpl's
+    real_ip lines and template.go's commonListenOptions, accepted by the real nginx."""
+    paths = Paths(tmp_path)
+    paths.ssl.mkdir()
+    for name in ("client-body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        paths.temp(name).mkdir()
+    tls.fake_certificate(paths.default_cert)
+    ings = [ingress("hosts", [rule("foo.example.com", ("/", "Prefix", backend("web")))])]
+    plain = render(ings, SERVICES, ENDPOINTS, {}, paths).text
+    assert " proxy_protocol" not in plain and "real_ip_header" not in plain
+    text = render(ings, SERVICES, ENDPOINTS, {}, paths, use_proxy_protocol=True).text
+    assert "        listen 80 proxy_protocol default_server reuseport backlog=4096 ;" in text
+    assert "        listen 443 proxy_protocol default_server reuseport backlog=4096 ssl;" in text
+    assert "        listen 80 proxy_protocol ;" in text  # foo.example.com's server
+    assert "    real_ip_header      proxy_protocol;\n    real_ip_recursive   on;\n    set_real_ip_from    0.0.0.0/0;" in text
+    paths.conf.write_text(text)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    done = subprocess.run([nginx, "-t", "-c", str(paths.conf), "-p", f"{tmp_path}/", "-e", str(paths.error_log)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    topo = parse_topology({"name": "x", "network": {"cni": "vpc-native"}, "nodes": [{"name": "n1"}], "ingressController": {"useProxyProtocol": True}})
+    assert topo.ingress_controller.use_proxy_protocol is True
