@@ -11,6 +11,7 @@ the next:
   rules DNAT it there, as for a NodePort.
 - **AWS NLB**: the NLB's namespace owns its address and DNATs to a target: a node's NodePort
   (*instance* targets, then kube-proxy on that node DNATs again) or a pod (*ip* targets).
+  With proxy protocol v2 the NLB's forwarder opens a new connection instead (a proxy).
 - **NodePort**: the node that owns the address DNATs (and, with externalTrafficPolicy
   Cluster, may SNAT and forward to another node).
 - **A proxy** (ingress-nginx's controller pod, a Gateway's data-plane pod): nginx ends the
@@ -97,7 +98,9 @@ class Cluster:
                 if group.get("protocol", "tcp") != proto or (port is not None and group.get("port") != port):
                     continue
                 mode = balancer.get("target_type", "instance")
-                here = Waypoint(nlb_host, ip, group.get("port"), f"NLB {balancer.get('name')} ({mode} targets)", "nlb")
+                ppv2 = bool(group.get("proxy_protocol"))  # served by the NLB's forwarder: a new connection
+                label = f"NLB {balancer.get('name')} ({mode} targets{', proxy protocol v2' if ppv2 else ''})"
+                here = Waypoint(nlb_host, ip, group.get("port"), label, "nlb", proxy=ppv2)
                 out = []
                 for target in group.get("targets", []):
                     host = self.nodes.get(target["ip"]) if mode == "instance" else self.by_ip.get(target["ip"])

@@ -71,7 +71,7 @@ class TraceProbe:
             fields["pod"] = story[0].strip()
         for line in story[1:]:
             key, sep, value = line.partition(": ")
-            if sep and key in ("client", "x-forwarded-for", "x-real-ip", "host", "path"):
+            if sep and key in ("client", "x-forwarded-for", "x-real-ip", "host", "path", "proxy-protocol"):
                 fields[key] = value.strip()
         return fields
 

@@ -264,34 +264,43 @@ def north_south_verdict(t: Trace, chain: Chain) -> str:
 
 
 def _client_seen(t: Trace, chain: Chain) -> str:
-    """Which address the pod (and a proxy before it) saw, and where the client's was lost."""
+    """Which address the pod (and each proxy before it) saw, where the client's was lost, and
+    what a proxy passed on (X-Forwarded-For, a PROXY protocol header)."""
     legs: list[list[Row]] = [[]]
     for row in t.seen("request"):
         if row.hop.role == "proxy":
             legs.append([])
         legs[-1].append(row)
     client = t.probe.src_ip
-
-    def leg_words(leg: list[Row], who: str) -> tuple[str, bool]:
+    proxies = [w for w in chain.waypoints if w.proxy]
+    words: list[str] = []
+    kept = True
+    for i, leg in enumerate(legs):
+        who = proxies[i].endpoint.name if i < len(proxies) else chain.end.endpoint.name
         arrived = leg[-1].frame
         assert arrived is not None
-        if arrived.inner_src == client:
-            return f"{who} saw the client's address {client}", True
         snat = next(((c, r.where) for r in leg for c in r.changes if c.startswith("SNAT")), None)
-        if snat is not None:
+        if arrived.inner_src == client:
+            words.append(f"{who} saw the client's address {client}" + (" (the proxy connected from it)" if i else ""))
+        elif snat is not None:
             to = snat[0].split("->")[-1].split(":")[0]
-            return f"client address lost at {snat[1]} (SNAT to {to}): {who} saw {arrived.inner_src}", False
-        return f"{who} saw {arrived.inner_src}", False
-
-    end = chain.end.endpoint.name
+            words.append(f"client address lost at {snat[1]} (SNAT to {to}): {who} saw {arrived.inner_src}")
+        elif i:
+            words.append(f"{who} saw {proxies[i - 1].endpoint.name}'s own address (a new connection)")
+        else:
+            words.append(f"{who} saw {arrived.inner_src}")
+        kept = kept and arrived.inner_src == client
     if len(legs) == 1:
-        return leg_words(legs[0], end)[0]
-    proxy = next(w for w in chain.waypoints if w.proxy)
-    first, kept = leg_words(legs[0], proxy.endpoint.name)
-    xff = t.probe.answer_fields().get("x-forwarded-for")
-    tail = f"X-Forwarded-For {xff}" if xff else "no X-Forwarded-For"
-    if xff and client in [a.strip() for a in xff.split(",")]:
-        tail += " (the client's)"
-    elif kept is False:
-        tail += " (not the client's)"
-    return f"{first}; {end} saw {proxy.endpoint.name}'s own address (a new connection), {tail}"
+        return words[0]
+    answer = t.probe.answer_fields()
+    header = answer.get("proxy-protocol", "")
+    if header:
+        passed, named = f"its PROXY header: {header}", header.split(" ")[3].rsplit(":", 1)[0] if len(header.split(" ")) > 3 else ""
+    else:
+        named = answer.get("x-forwarded-for", "")
+        passed = f"X-Forwarded-For {named}" if named else "no X-Forwarded-For"
+    if named and client in [a.strip() for a in named.split(",")]:
+        passed += " (the client's)"
+    elif named:
+        passed += " (not the client's)"
+    return "; ".join(words) + f", {passed}"

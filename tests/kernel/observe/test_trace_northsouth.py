@@ -125,8 +125,9 @@ def test_nlb_instance_and_ip_targets(lab_up) -> None:
     state = lab_up("vpc-native.yaml", name="t12t-nlb")
     manifests.apply_file(state, MANIFESTS / "nlb-instance.yaml")
     manifests.apply_file(state, MANIFESTS / "nlb-ip.yaml")
+    manifests.apply_file(state, MANIFESTS / "nlb-proxy-protocol.yaml")
     state = LabState.load(state.lab) or state
-    _wait_healthy(state, ("default/web-nlb", "default/web-ip"))
+    _wait_healthy(state, ("default/web-nlb", "default/web-ip", "default/web-pp"))
     ips = pod_ips(state)
 
     # instance targets: NLB -> a node's NodePort -> kube-proxy's DNAT; the client address kept
@@ -153,6 +154,14 @@ def test_nlb_instance_and_ip_targets(lab_up) -> None:
     assert request_rows(ip)[f"{pod}:eth0"] == [nlb_ip] and ips[pod] in [r.frame.inner_dst for r in ip.seen("request") if r.frame]
     assert not any(w in (f"{n}" for n in ("node1", "node2")) and c.startswith("DNAT") for c, w in ip.changes()), "no kube-proxy on the way"
 
+
+    # proxy protocol v2: the NLB's forwarder opens a new connection and sends a PROXY header
+    pp = trace(state, "internet", "web-pp.example.test", proto="tcp", port=80)
+    pod = pp.hops[-1].point.target
+    assert pp.verdict.startswith("internet-to-nlb: NLB k8s-default-webpp-") and f"(ip targets, proxy protocol v2) in nlb (new connection) -> {pod}:8080" in pp.verdict
+    assert f"{pod} saw nlb's own address (a new connection), its PROXY header: v2 PROXY TCP4 203.0.113.1:" in pp.verdict
+    assert [c for c, w in pp.changes() if w == "nlb"] == [next(c for c, _ in pp.changes() if c.startswith("proxied: new connection"))]
+    assert request_rows(pp)[f"{pod}:eth0"] == [pp.probe.dst_ip]
 
 def _wait_healthy(state: LabState, keys: tuple[str, ...], seconds: float = 40.0) -> None:
     deadline = time.monotonic() + seconds
