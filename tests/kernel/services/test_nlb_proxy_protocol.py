@@ -180,6 +180,8 @@ apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: pp
+  annotations:  # the name belongs to the NLB below; ExternalDNS would otherwise publish the Ingress's own address for it
+    external-dns.alpha.kubernetes.io/ingress-hostname-source: annotation-only
 spec:
   ingressClassName: nginx
   rules:
