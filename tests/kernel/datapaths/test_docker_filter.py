@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -18,6 +19,17 @@ from netlab.kernel import cgroup
 from netlab.model import load_topology
 from tests.conftest import TOPOLOGIES, ns_run
 from tests.kernel.datapaths.test_docker0 import endpoints, tcp_get, tcp_server
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    """Run the netlab command line in this process; its exit code and what it printed."""
+    from rich.console import Console
+
+    from netlab.cli import main
+
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    code = main(list(argv), console=console)
+    return code, console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def counter(ns: str, table: str, rule: str) -> int:
@@ -113,7 +125,8 @@ def test_a_docker_user_rule_blocks_a_source_and_trace_names_it(lab_up) -> None:
     state = lab_up("docker0.yaml", name="fdk-user")
     eps = endpoints(state)
     host1 = eps["host1"].ns
-    assert ns_run(host1, "iptables", "-I", "DOCKER-USER", "-s", "203.0.113.1", "-j", "DROP").returncode == 0
+    assert cli("exec", "fdk-user", "host1", "--", "iptables", "-I", "DOCKER-USER", "-s", "203.0.113.1", "-j", "DROP")[0] == 0
+    assert "-A DOCKER-USER -s 203.0.113.1/32 -j DROP" in ns_run(host1, "iptables", "-S", "DOCKER-USER").stdout
     with tcp_server(eps["web"].ns, "web"):
         assert tcp_get(eps["internet"].ns, "192.168.1.11", 8080).startswith("error: timed out")
         assert tcp_get(eps["gateway"].ns, "192.168.1.11", 8080) == "web sees 192.168.1.1", "only that source is blocked"
@@ -122,3 +135,53 @@ def test_a_docker_user_rule_blocks_a_source_and_trace_names_it(lab_up) -> None:
     assert t.drops == ["host1: -A DOCKER-USER -s 203.0.113.1/32 -j DROP"]
     assert t.verdict.endswith(", dropped at host1: -A DOCKER-USER -s 203.0.113.1/32 -j DROP")
     assert t.as_dict()["dropped_by"] == t.drops
+    _code, out = cli("trace", "fdk-user", "internet", "host1", "--proto", "tcp", "--port", "8080", "--timeout", "1.5")
+    assert "dropped at host1: -A DOCKER-USER -s 203.0.113.1/32 -j DROP" in out
+
+
+UDP_ECHO = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+s.settimeout(30)
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data + b" from " + peer[0].encode(), peer)
+"""
+UDP_ASK = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(b"hi", (sys.argv[1], int(sys.argv[2])))
+print(s.recv(2048).decode())
+"""
+
+
+def test_docker_proxy_relays_udp(lab_up) -> None:
+    import subprocess
+    import sys
+
+    from netlab.model import parse_topology
+
+    topology = parse_topology(
+        "name: fdk-udp\nnetwork: {cni: docker0}\nnodes:\n  - name: host1\n    pods:\n"
+        "      - {name: dns, ports: ['5353:53/udp']}\n      - {name: client}\n",
+        "t.yaml",
+    )
+    state = lab_up(topology)
+    eps = endpoints(state)
+    assert [p[-10:] for p in proxies("fdk-udp")] == [
+        ["-proto", "udp", "-host-ip", "0.0.0.0", "-host-port", "5353", "-container-ip", "172.17.0.2", "-container-port", "53"]
+    ]
+    server = subprocess.Popen(["ip", "netns", "exec", eps["dns"].ns, sys.executable, "-c", UDP_ECHO],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        ask = ns_run(eps["host1"].ns, sys.executable, "-c", UDP_ASK, "127.0.0.1", "5353")
+        assert ask.stdout.strip() == "hi from 172.17.0.1", ask.stderr
+        ask = ns_run(eps["client"].ns, sys.executable, "-c", UDP_ASK, "192.168.1.11", "5353")
+        assert ask.stdout.strip() == "hi from 172.17.0.1", ask.stderr
+    finally:
+        server.kill()
+        server.wait(5)
