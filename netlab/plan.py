@@ -215,6 +215,18 @@ class SetSysctl:
 
 
 @dataclass(frozen=True)
+class SetHairpin:
+    """Hairpin mode on a bridge port (IFLA_BRPORT_MODE): the bridge may send a frame back out
+    of the port it came in on, so a container reaches itself through a DNAT on its host."""
+
+    ns: str
+    dev: str
+
+    def render(self) -> list[str]:
+        return [f"bridge -n {self.ns} link set dev {self.dev} hairpin on"]
+
+
+@dataclass(frozen=True)
 class LoadIptables:
     """Rules in iptables-save format, loaded atomically with iptables-restore."""
 
@@ -231,7 +243,7 @@ class LoadIptables:
 
 Operation = Union[
     CreateNamespace, AddVeth, AddBridge, AddVxlan, SetTunnel, SetMaster, AddAddress, SetMac, LinkUp,
-    AddRoute, AddRule, AddNeighbour, AddFdb, SetSysctl, LoadIptables,
+    AddRoute, AddRule, AddNeighbour, AddFdb, SetSysctl, SetHairpin, LoadIptables,
 ]
 
 

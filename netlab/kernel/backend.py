@@ -35,6 +35,7 @@ from netlab.plan import (
     LinkUp,
     LoadIptables,
     Operation,
+    SetHairpin,
     SetMac,
     SetMaster,
     SetSysctl,
@@ -321,6 +322,9 @@ class NetlinkBackend:
     def _set_sysctl(self, op: SetSysctl) -> None:
         netns.run_in(op.ns, lambda: netns.write_sysctl(op.key, op.value))
 
+    def _set_hairpin(self, op: SetHairpin) -> None:
+        self.ipr(op.ns).brport("set", index=self.index(op.ns, op.dev), mode=1)  # IFLA_BRPORT_MODE = BRIDGE_MODE_HAIRPIN
+
     def _load_iptables(self, op: LoadIptables) -> None:
         iptables.restore(op.ns, op.rules)
 
@@ -339,6 +343,7 @@ class NetlinkBackend:
         AddNeighbour: _add_neighbour,
         AddFdb: _add_fdb,
         SetSysctl: _set_sysctl,
+        SetHairpin: _set_hairpin,
         LoadIptables: _load_iptables,
     }
 

@@ -39,6 +39,7 @@ def restore(ns: str, rules: str) -> None:
         raise OSError(errno.EINVAL, f"iptables-restore in {ns} failed: {done.stderr.strip()}")
 
 
-def save(ns: str) -> str:
-    """``iptables-save`` of namespace ``ns`` (every table)."""
-    return _run(ns, ["iptables-save"]).stdout
+def save(ns: str, counters: bool = False) -> str:
+    """``iptables-save`` of namespace ``ns`` (every table); ``counters``: with each rule's and
+    chain policy's ``[packets:bytes]`` (``iptables-save -c``)."""
+    return _run(ns, ["iptables-save", *(["-c"] if counters else [])]).stdout

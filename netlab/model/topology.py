@@ -140,6 +140,8 @@ class Network(_Frozen):
     service_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
     proxy_mode: Literal["iptables", "ipvs"] = Field("iptables", alias="proxyMode")
     ipvs_scheduler: str = Field("rr", alias="ipvsScheduler")
+    # docker0: dockerd's "userland-proxy" (daemon.json); false: no docker-proxy, hairpin NAT instead
+    userland_proxy: bool = Field(True, alias="userlandProxy")
     # MetalLB's IPAddressPool spec.addresses: ranges "a.b.c.d-a.b.c.e" or CIDRs on a node subnet;
     # None: the default pool (Topology.load_balancer_pool)
     load_balancer_pool: tuple[str, ...] | None = Field(None, alias="loadBalancerPool")
@@ -355,6 +357,8 @@ class Topology(_Frozen):
             self._no_overlap("network.internet", net.internet, taken)
             taken.append((f"network.internet {net.internet}", net.internet))
         self._check_pod_network(taken)
+        if net.cni != "docker0" and not net.userland_proxy:
+            raise Problem("network.userlandProxy", "dockerd's userland proxy exists only with cni docker0: remove the field")
         if net.cni == "docker0":
             for label, other in taken:  # name the range that collides: network.subnets[k].cidr or network.internet
                 field = label.split(" ")[0] + (".cidr" if label.startswith("network.subnets") else "")

@@ -16,7 +16,8 @@
    (:mod:`~netlab.observe.trace.probe`).
 4. **Rows and verdict.** Request rows in path order, reply rows in reverse, each with what
    changed since the previous row (encapsulated, decapsulated, SNAT, DNAT, TTL-1), and a
-   one-line verdict (:mod:`~netlab.observe.trace.rows`).
+   one-line verdict (:mod:`~netlab.observe.trace.rows`). A probe that got no reply names
+   the firewall rule whose packet counter rose meanwhile (:mod:`~netlab.observe.trace.drops`).
 
 Every socket and thread is closed on any exit (also Ctrl-C); the lab is only read.
 """
@@ -32,8 +33,9 @@ from contextlib import ExitStack
 from typing import Any
 
 from netlab.errors import UsageError
+from netlab.kernel import iptables
 from netlab.observe.capture import Capture
-from netlab.observe.trace import northsouth
+from netlab.observe.trace import drops, northsouth
 from netlab.observe.trace.dnsname import lookup
 from netlab.observe.trace.path import Hop, HopPath, branch, chain_branch, find_path, taken
 from netlab.observe.trace.probe import PROBE_PORT, TraceProbe, send_probe
@@ -123,8 +125,11 @@ def trace(
             cap = Capture(hop.point.ns, hop.point.iface, "ip", None, timeout + settle + 5)
             stack.callback(cap.stop)
             captures[str(hop.point)] = cap.start()
+        namespaces = [h.point.ns for h in union.hops]
+        before = drops.snapshot(namespaces, lambda ns: iptables.save(ns, counters=True))
         send_probe(src_ep.ns, listeners, probe, timeout)
         time.sleep(settle)
+        after = drops.snapshot(namespaces, lambda ns: iptables.save(ns, counters=True))
     went = taken(paths, captures, probe)
     rows = build_rows(went.hops, went.back, captures, probe)
     for other in went.other_backs:
@@ -134,6 +139,12 @@ def trace(
     result = Trace(state.lab, src, dst, src_kind, dst_kind, probe, went.hops, rows, went.notes, went.back, went.via, captures=captures)
     result.chain = went.chain
     result.verdict = verdict(result)
+    if not probe.replied:
+        seen = result.seen("request")
+        names = {h.point.ns: h.point.target for h in union.hops}
+        result.drops = [str(d) for d in drops.rose(before, after, names, seen[-1].hop.point.ns if seen else None)]
+        if result.drops:
+            result.verdict += f", dropped at {result.drops[0]}"
     return result
 
 

@@ -66,6 +66,7 @@ class Trace:
     back: list[Hop] = field(default_factory=list)
     via: str = ""
     verdict: str = ""
+    drops: list[str] = field(default_factory=list)  # rules whose DROP counter rose (drops.py)
     captures: dict[str, Capture] = field(default_factory=dict, repr=False)
     chain: Chain | None = None  # a north-south path's waypoints (LB, node, proxy)
 
@@ -98,6 +99,7 @@ class Trace:
                           for w in self.chain.waypoints] if self.chain else [],
             "answer": self.probe.answer_fields() or None,
             "verdict": self.verdict,
+            "dropped_by": self.drops,
         }
 
     def write(self, directory: str | os.PathLike[str]) -> list[Path]:
