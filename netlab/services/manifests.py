@@ -7,7 +7,8 @@ Accepted, as tutorials write them (several documents per file, or ``kind: List``
   selected pods' container ports. Bookkeeping keys the API server fills in (``clusterIPs``,
   ``ipFamilies``, ...) are accepted and ignored.
 - ``v1 Pod``: name, namespace, labels, ``spec.nodeName`` (else the least loaded node),
-  ``spec.hostNetwork`` and the containers' ports.
+  ``spec.hostNetwork``, ``spec.hostname``/``spec.subdomain`` (its name in a headless Service's
+  DNS) and the containers' ports.
 - ``apps/v1 Deployment``: ``spec.replicas``, ``spec.selector.matchLabels`` (must match the
   template's labels), ``spec.template`` labels and container ports. Pods are named like a
   ReplicaSet names them (``<deployment>-<pod-template-hash>-<5 chars>``); applying again
@@ -69,6 +70,8 @@ class PodSpec:
     named: dict[str, int] = field(default_factory=dict)  # named containerPorts
     node: str | None = None  # spec.nodeName
     host_network: bool = False
+    hostname: str | None = None  # spec.hostname, spec.subdomain: the pod's name in a headless Service's DNS
+    subdomain: str | None = None
 
 
 @dataclass
@@ -220,6 +223,7 @@ def _pod_spec(doc: _Doc, value: Any, field: str) -> PodSpec:
     for key in ("hostname", "subdomain"):
         if spec.get(key) is not None:
             doc.check(f"{field}.{key}", key, spec[key], k8s_names.is_dns1123_label)
+            setattr(out, key, spec[key])
     for i, container in enumerate(doc.items(spec.get("containers"), f"{field}.containers")):
         where = f"{field}.containers[{i}]"
         container = doc.mapping(container, where)
@@ -410,5 +414,8 @@ def _pod(state: LabState, doc: _Doc) -> str:
     pod: dict[str, Any] = {"name": doc.name, "labels": doc.labels}
     if doc.pod.host_network:
         pod["hostNetwork"] = True
+    for key in ("hostname", "subdomain"):
+        if getattr(doc.pod, key):
+            pod[key] = getattr(doc.pod, key)
     pods.add(state, [(node, pod)], doc.namespace, doc.pod.ports)
     return f"pod/{doc.name} created"

@@ -39,9 +39,10 @@ def render(topology: Topology, source: str = "<topology>") -> str:
     topo = _with_dns_pod(topology, source)
     plan = make_plan(topo, source)
     namespaces = {p.name: ("kube-system" if p.name == DNS_POD else "default") for _n, p in topo.pods()}
+    specs = {p.name: p for _n, p in topo.pods()}
     pods = [
-        PodInfo(h.name, namespaces.get(h.name, "default"), dict(next(p.labels for _n, p in topo.pods() if p.name == h.name)),
-                str(h.ip) if h.ip else None, h.node, h.ns, h.host_network)
+        PodInfo(h.name, namespaces.get(h.name, "default"), dict(specs[h.name].labels),
+                str(h.ip) if h.ip else None, h.node, h.ns, h.host_network, (), specs[h.name].hostname, specs[h.name].subdomain)
         for h in plan.hosts if h.kind == "pod"
     ]
     api = f"{topo.node_ip(topo.nodes[0])}:6443"

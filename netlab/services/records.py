@@ -132,7 +132,7 @@ def pods_of(state: LabState, record: ClusterRecord | None = None, topology: Topo
         out.append(
             PodInfo(
                 pod.name, rec.pod_namespaces.get(pod.name, "default"), dict(pod.labels), str(host.ip) if host.ip else None,
-                node.name, host.ns, host.host_network, tuple(rec.pod_ports.get(pod.name, [])),
+                node.name, host.ns, host.host_network, tuple(rec.pod_ports.get(pod.name, [])), pod.hostname, pod.subdomain,
             )
         )
     return out
