@@ -118,7 +118,7 @@ TOPOLOGY = {
     "network": {"cni": "host-gw"},
     "nodes": [
         {"name": "node1", "pods": [{"name": "web-1", "labels": {"app": "web"}}, {"name": "client", "labels": {"app": "client"}}]},
-        {"name": "node2", "pods": [{"name": "web-2", "labels": {"app": "web"}}]},
+        {"name": "node2", "pods": [{"name": "web-2", "labels": {"app": "web"}, "hostname": "web-2", "subdomain": "web-headless"}]},
     ],
     "services": [
         {**SERVICE["spec"], "name": "web", "namespace": "default", "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}]},
