@@ -295,7 +295,9 @@ def scale(state: LabState, name: str, replicas: int, deployment: Deployment | No
                 f"scale to at most {len(current) + free}",
             )
         taken = {h.name for h in state.host_objects()}
-        template = {"labels": deploy.labels, "ports": [list(p) for p in deploy.ports]}
+        template: dict[str, Any] = {"labels": deploy.labels, "ports": [list(p) for p in deploy.ports]}
+        names_in_dns = {k: v for k, v in (("hostname", deploy.hostname), ("subdomain", deploy.subdomain)) if v}
+        template.update(names_in_dns)  # only when set: the pod names of other templates stay what they were
         numbers = itertools.count(1)  # topology pods web-1, web-2, ...: the next free numbers
         fresh: list[str] = []
         for _ in range(more):
@@ -305,7 +307,7 @@ def scale(state: LabState, name: str, replicas: int, deployment: Deployment | No
         back = ClusterRecord.load(state).deleted_pods  # a deleted pod's name comes back on its node
         nodes = pods.place(rooms, [back.get(new) or None for new in fresh])
         new_pods: list[tuple[str, dict[str, Any]]] = [
-            (node, {"name": new, "labels": dict(deploy.labels)}) for node, new in zip(nodes, fresh, strict=True)
+            (node, {"name": new, "labels": dict(deploy.labels), **names_in_dns}) for node, new in zip(nodes, fresh, strict=True)
         ]
         pods.add(state, new_pods, deploy.namespace, deploy.ports)  # all or nothing
         added = [pod["name"] for _node, pod in new_pods]

@@ -10,7 +10,8 @@ Accepted, as tutorials write them (several documents per file, or ``kind: List``
   ``spec.hostNetwork``, ``spec.hostname``/``spec.subdomain`` (its name in a headless Service's
   DNS) and the containers' ports.
 - ``apps/v1 Deployment``: ``spec.replicas``, ``spec.selector.matchLabels`` (must match the
-  template's labels), ``spec.template`` labels and container ports. Pods are named like a
+  template's labels), ``spec.template`` labels, container ports, ``hostname`` and ``subdomain``
+  (every replica gets the same, as in Kubernetes). Pods are named like a
   ReplicaSet names them (``<deployment>-<pod-template-hash>-<5 chars>``); applying again
   with another replica count scales it.
 - ``v1 Namespace``: accepted (namespaces need no kernel object).
@@ -395,8 +396,9 @@ def _deployment(state: LabState, doc: _Doc) -> str:
     spec = doc.deployment
     assert spec is not None  # _check parsed it
     known = ClusterRecord.load(state).deployments.get(doc.name)
-    wanted = Deployment(doc.name, doc.namespace, spec.labels, list(spec.pod.ports))
-    if known and (known.labels != spec.labels or known.ports != wanted.ports):
+    wanted = Deployment(doc.name, doc.namespace, spec.labels, list(spec.pod.ports), hostname=spec.pod.hostname, subdomain=spec.pod.subdomain)
+    template = ("labels", "ports", "hostname", "subdomain")
+    if known and any(getattr(known, key) != getattr(wanted, key) for key in template):
         cluster.scale(state, doc.name, 0, known)  # template changed: recreate the pods
         known = None
     if known:

@@ -44,6 +44,8 @@ class Deployment:
     ports: list[Port] = field(default_factory=list)
     pods: list[str] = field(default_factory=list)
     replicas: int | None = None
+    hostname: str | None = None  # the pod template's spec.hostname and spec.subdomain (every replica's)
+    subdomain: str | None = None
     implicit: bool = False  # topology pods web-1, web-2, ... (not stored: derived from the topology)
 
 
@@ -149,7 +151,7 @@ def _server(data: dict[str, Any]) -> Server:
 def _deployment(data: dict[str, Any]) -> Deployment:
     return Deployment(
         data["name"], data["namespace"], dict(data["labels"]), [_port(p) for p in data.get("ports", [])],
-        list(data.get("pods", [])), data.get("replicas"),
+        list(data.get("pods", [])), data.get("replicas"), data.get("hostname"), data.get("subdomain"),
     )
 
 

@@ -102,3 +102,18 @@ def test_coredns_names_forwarding_and_externalname(lab_up: Any, tmp_path: Path) 
     assert fresh is not None
     assert short(client, "replica.db.default.svc.cluster.local") == [ip(fresh, "db-2")]
     assert short(client, "db.default.svc.cluster.local") == sorted([db0, db1, ip(fresh, "db-2")])
+
+    # a Deployment's template hostname is every replica's: one name, each replica's address
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dbrep"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "db", "tier": "rep"}}, "template": {
+            "metadata": {"labels": {"app": "db", "tier": "rep"}},
+            "spec": {"hostname": "shared", "subdomain": "db", "containers": [{"name": "db", "ports": [{"containerPort": 5432}]}]},
+        }},
+    }))
+    assert manifests.apply_file(state, manifest) == ["deployment.apps/dbrep created"]
+    fresh = LabState.load("fdn-dns")
+    assert fresh is not None
+    replicas = [h.name for h in fresh.host_objects() if h.name.startswith("dbrep-")]
+    assert len(replicas) == 2
+    assert short(client, "shared.db.default.svc.cluster.local") == sorted(ip(fresh, r) for r in replicas)
