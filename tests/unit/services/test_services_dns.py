@@ -224,6 +224,17 @@ def test_node_resolv_conf_and_what_forward_reads_of_it() -> None:
         node_resolv_conf("203.0.113.1\nnameserver 192.0.2.1")
 
 
+def test_the_server_forwards_to_the_resolv_conf_it_is_given(tmp_path: Path) -> None:
+    from netlab.services.dns import FileResolver
+
+    records, resolv = tmp_path / "records", tmp_path / "resolv.conf"
+    records.write_text(json.dumps(dns_records(SERVICES, PODS, endpoints_for(SERVICES, PODS))))
+    resolv.write_text(node_resolv_conf("203.0.113.1"))
+    assert FileResolver(str(records), str(resolv)).current().forwarder.upstreams == ["203.0.113.1"]
+    assert FileResolver(str(records), str(tmp_path / "missing")).current().forwarder.upstreams == []
+    assert FileResolver(str(records)).current().records.nameserver == "10.96.0.10"
+
+
 def test_a_record_dnslib_cannot_encode_is_servfail_not_silence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An externalName with an empty label made the DNS server log a UnicodeError and leave the
     query unanswered (issue 11); the model refuses such names now, and the server answers SERVFAIL."""
