@@ -48,7 +48,7 @@ def write_resolv_conf(state: LabState, pod: PodInfo, service_cidr: ipaddress.IPv
 def write_node_resolv_conf(state: LabState, netns: str, text: str) -> None:
     """A node's resolv.conf (:func:`netlab.services.upstream.node_resolv_conf`), or a pod's with
     ``dnsPolicy: Default`` (the coredns pod): what ``ip netns exec`` mounts, what the cluster DNS forwards to."""
-    path = ETC_NETNS / netns / "resolv.conf"
+    path = resolv_conf_path(netns)
     if not path.exists() or path.read_text() != text:
         write(state, path, text)
 

@@ -1,8 +1,8 @@
 """The servers a cluster runs: the cluster DNS (in ``coredns``), the hostname workload in every
 pod that backs a Service or declares container ports (not in an ingress controller pod: that
 runs nginx, :mod:`netlab.services.ingress`), MetalLB's speaker in every node (once
-a LoadBalancer Service has an address) and the internet's authoritative DNS (once a Service
-asks ExternalDNS for a name).
+a LoadBalancer Service has an address) and the internet's DNS (in a lab with an ``internet``:
+the nodes' resolver, which the cluster DNS forwards to, and ExternalDNS's zones).
 
 Each is started inside its pod's namespace (:func:`netlab.kernel.processes.start`), by file
 rather than ``-m netlab...``, so the process imports only the standard library (and dnslib),
