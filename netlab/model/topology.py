@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from netlab import names
 from netlab.errors import TopologyError
@@ -80,10 +80,20 @@ class Pod(_Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     ports: tuple[PortMapping, ...] = ()
     host_network: bool = Field(False, alias="hostNetwork")
+    # spec.hostname and spec.subdomain: with subdomain = a Service's name (same namespace), the
+    # endpoint of that Service is <hostname>.<subdomain>.<ns>.svc.cluster.local in cluster DNS
+    # (the EndpointSlice controller sets the endpoint's hostname only then; see netlab/services/dns.py)
+    hostname: str | None = None
+    subdomain: str | None = None
 
     _check_name = field_validator("name")(
         classmethod(lambda cls, v: _name("pod name", 63, "a DNS label")(v))
     )
+
+    @field_validator("hostname", "subdomain")
+    @classmethod
+    def _dns_label(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else k8s_names.require(str(info.field_name), value, k8s_names.is_dns1123_label)
 
     @field_validator("labels")
     @classmethod

@@ -6,6 +6,7 @@ Pure (no kernel, no lab record):
 - :mod:`.kubeproxy`: kube-proxy's iptables rules for one node (text)
 - :mod:`.ipvs`: kube-proxy's IPVS mode: the virtual servers a node has, its nat rules
 - :mod:`.endpoints`: which pods back which Service; DNS records and resolv.conf text
+- :mod:`.upstream`: the resolver the cluster DNS forwards to (the internet's): its records, a node's resolv.conf
 
 A running lab:
 
@@ -16,7 +17,8 @@ A running lab:
 - :mod:`.manifests`: real Kubernetes manifests (v1 Service, v1 Pod, apps/v1 Deployment)
 
 Programs run inside pods, by file, importing only the standard library and dnslib:
-:mod:`.dns` (a CoreDNS-like cluster DNS), :mod:`.workload` (the hostname server),
+:mod:`.dns` (the cluster DNS, answering as CoreDNS does), :mod:`.authdns` (the internet's DNS),
+:mod:`.workload` (the hostname server),
 :mod:`.client` (what ``netlab requests`` runs).
 
 The Service *schema* is part of the model (:mod:`netlab.model.service`): a topology file

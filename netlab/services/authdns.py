@@ -10,7 +10,14 @@ authoritative server does:
   RFC 4592 expands them;
 - NXDOMAIN with the zone's SOA for a name that does not exist, NODATA for a type it lacks;
 - SOA and NS at the zone apex (``ns1.<zone>``, the internet host);
-- REFUSED for a name outside its zones (it is not a resolver).
+- REFUSED for a name outside its zones, unless it is also the emulated internet's resolver
+  (``"resolver": true`` in the records file, always so in a cluster with an ``internet``):
+  then RA is set on every answer and a name outside its zones is NXDOMAIN, since the
+  emulated internet holds no other names. The nodes' resolv.conf names it, so the cluster
+  DNS forwards names outside ``cluster.local`` here (``forward . /etc/resolv.conf``).
+
+Besides ExternalDNS's records (``records``), the file holds the emulated internet's own
+(``static``: ``example.com``, :mod:`netlab.services.upstream`).
 
 The records file is rewritten by netlab when Services change (:mod:`netlab.services.externaldns`);
 the server rereads it when its mtime changes, like the cluster DNS::
@@ -41,8 +48,9 @@ class Zones:
         self.zones = [str(z).lower().rstrip(".") for z in data.get("zones", [])]
         self.nameserver = str(data.get("nameserver", ""))
         self.serial = int(data.get("serial", 1))
+        self.resolver = bool(data.get("resolver", False))
         self.names: dict[str, list[tuple[str, int, str]]] = {}
-        for record in data.get("records", []):
+        for record in [*data.get("records", []), *data.get("static", [])]:
             name = str(record["name"]).lower().rstrip(".")
             self.names.setdefault(name, []).append((str(record["type"]), int(record.get("ttl", 300)), str(record["value"])))
 
@@ -52,12 +60,13 @@ class Zones:
 
     def answer(self, request: DNSRecord) -> DNSRecord:
         reply = request.reply()
+        reply.header.ra = int(self.resolver)
         qname = str(request.q.qname).lower().rstrip(".")
-        qtype = QTYPE[request.q.qtype]
+        qtype = QTYPE.get(request.q.qtype, str(request.q.qtype))
         zone = self.zone_of(qname)
         if zone is None:
             reply.header.aa = 0
-            reply.header.rcode = RCODE.REFUSED
+            reply.header.rcode = RCODE.NXDOMAIN if self.resolver else RCODE.REFUSED
             return reply
         reply.header.aa = 1
         if qname == zone and qtype in ("SOA", "NS", "ANY"):

@@ -34,12 +34,13 @@ from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import iptables, netns
 from netlab.model import Topology, aws_lb
 from netlab.model.service import Service, system_services
-from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer, nlb, nlbrun, pods
+from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer, nlb, nlbrun, pods, upstream
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import cluster_cidr, endpoints_for
 from netlab.services.files import (
     write_dns_records,
     write_internet_resolv_conf,
+    write_node_resolv_conf,
     write_resolv_conf,
     write_speaker_config,
     write_zones,
@@ -152,8 +153,14 @@ def sync(state: LabState) -> None:
         else:
             iptables.restore(ns, kubeproxy.ruleset(node.name, services, endpoints, cidr, iptables.save(ns), ingress, node_ip))
     write_dns_records(state, services, running, endpoints)
+    inet = topo.network.internet_host
+    node_resolv = upstream.node_resolv_conf(str(inet) if inet else None)
+    for node in topo.nodes:  # the nodes' resolver: the internet's (netlab/services/upstream.py)
+        write_node_resolv_conf(state, names.namespace(state.lab, node.name), node_resolv)
     for pod in running:
-        if not pod.host_network:
+        if pod.name == DNS_POD:  # dnsPolicy: Default, as kubeadm's coredns Deployment: the node's resolv.conf
+            write_node_resolv_conf(state, pod.netns, node_resolv)
+        elif not pod.host_network:
             write_resolv_conf(state, pod, topo.network.service_cidr)
     start_dns(state, record, running)
     start_workloads(state, record, services, running)
@@ -183,21 +190,27 @@ def _announce(state: LabState, record: ClusterRecord, topo: Topology, previous: 
 def _publish(
     state: LabState, record: ClusterRecord, topo: Topology, services: list[Service], ingress: dict[str, list[str]], endpoints: dict[str, list[Endpoint]]
 ) -> None:
-    """ExternalDNS: the annotated Services' records in the internet's authoritative DNS."""
+    """The internet's DNS: the upstream resolver the nodes use (:mod:`.upstream`), with
+    ExternalDNS's records for the annotated Services in its authoritative zones."""
     config = topo.external_dns
     inet = topo.network.internet_host
     balancers = nlbrun.balancers_of(state)
     hostnames = {k: [b["dns"]] for k, b in balancers.items() if not b.get("pending")}
     wanted, _notes = _sources(state, topo, services, ingress, endpoints, hostnames)
-    if inet is None or (not wanted and not balancers and record.external_dns is None):
-        return  # no outside world, or nothing was ever published
+    if inet is None:
+        return  # no outside world: no upstream, nothing to publish to
     published = externaldns.plan(wanted, config.domain_filter, config.txt_owner_id, config.txt_prefix, record.dns_owners)
     record.dns_owners = published.owners
     zones, records = list(config.domain_filter), list(published.records)
     if balancers:  # AWS's own zone for the NLBs' names (what elb.<region>.amazonaws.com answers)
         zones.append(nlb.ZONE)
         records += [{"name": b["dns"], "type": "A", "ttl": 60, "value": b["ip"]} for b in balancers.values() if b.get("ip") and not b.get("pending")]
-    write_zones(state, {"zones": zones, "nameserver": str(inet), "serial": int(time.time()), "records": records})
+    if upstream.ZONE not in zones:
+        zones.append(upstream.ZONE)
+    taken = {str(r["name"]) for r in records}
+    static = [r for r in upstream.static_records(str(inet)) if r["name"] not in taken]
+    write_zones(state, {"zones": zones, "nameserver": str(inet), "serial": int(time.time()), "records": records, "static": static,
+                        "resolver": True})
     internet = names.namespace(state.lab, names.INTERNET)
     write_internet_resolv_conf(state, internet, str(inet))
     start_external_dns(state, record, internet, str(inet))
@@ -295,7 +308,9 @@ def scale(state: LabState, name: str, replicas: int, deployment: Deployment | No
                 f"scale to at most {len(current) + free}",
             )
         taken = {h.name for h in state.host_objects()}
-        template = {"labels": deploy.labels, "ports": [list(p) for p in deploy.ports]}
+        template: dict[str, Any] = {"labels": deploy.labels, "ports": [list(p) for p in deploy.ports]}
+        names_in_dns = {k: v for k, v in (("hostname", deploy.hostname), ("subdomain", deploy.subdomain)) if v}
+        template.update(names_in_dns)  # only when set: the pod names of other templates stay what they were
         numbers = itertools.count(1)  # topology pods web-1, web-2, ...: the next free numbers
         fresh: list[str] = []
         for _ in range(more):
@@ -305,7 +320,7 @@ def scale(state: LabState, name: str, replicas: int, deployment: Deployment | No
         back = ClusterRecord.load(state).deleted_pods  # a deleted pod's name comes back on its node
         nodes = pods.place(rooms, [back.get(new) or None for new in fresh])
         new_pods: list[tuple[str, dict[str, Any]]] = [
-            (node, {"name": new, "labels": dict(deploy.labels)}) for node, new in zip(nodes, fresh, strict=True)
+            (node, {"name": new, "labels": dict(deploy.labels), **names_in_dns}) for node, new in zip(nodes, fresh, strict=True)
         ]
         pods.add(state, new_pods, deploy.namespace, deploy.ports)  # all or nothing
         added = [pod["name"] for _node, pod in new_pods]

@@ -26,6 +26,8 @@ class PodInfo:
     netns: str
     host_network: bool = False
     ports: tuple[tuple[int, str], ...] = field(default=())
+    hostname: str | None = None  # spec.hostname
+    subdomain: str | None = None  # spec.subdomain
 
 
 def cluster_cidr(topology: Topology) -> str:
@@ -77,10 +79,35 @@ def resolv_conf(namespace: str, nameserver: str) -> str:
     )
 
 
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")  # every cluster has these
+
+
+def endpoint_hostname(svc: Service, pod: PodInfo | None) -> str | None:
+    """The endpoint's ``hostname`` in the Service's EndpointSlice: the pod's ``spec.hostname``
+    when its ``spec.subdomain`` is this Service's name in the same namespace, else none
+    (kubernetes pkg/controller/util/endpoint/controller_utils.go ``ShouldSetHostname``)."""
+    if pod is None or not pod.hostname or pod.subdomain != svc.name or pod.namespace != svc.namespace:
+        return None
+    return pod.hostname
+
+
 def dns_records(services: list[Service], pods: list[PodInfo], endpoints: dict[str, list[Endpoint]]) -> dict[str, Any]:
-    """What the cluster DNS serves (see :mod:`netlab.services.dns`)."""
+    """What the cluster DNS serves (see :mod:`netlab.services.dns`): the Services with their
+    EndpointSlices (address, hostname, port) and the namespaces that exist."""
+    by_name = {p.name: p for p in pods}
+    namespaces = set(SYSTEM_NAMESPACES) | {s.namespace for s in services} | {p.namespace for p in pods}
+
+    def endpoint(svc: Service, ep: Endpoint) -> dict[str, Any]:
+        ip, _, port = ep.ip.partition(":")
+        out: dict[str, Any] = {"ip": ip, "hostname": endpoint_hostname(svc, by_name.get(ep.pod) if ep.pod else None)}
+        if port:
+            out["port"] = int(port)  # a static endpoint's own port
+        return out
+
     return {
         "domain": CLUSTER_DOMAIN,
+        "nameserver": next((s.cluster_ip for s in services if s.key == "kube-system/kube-dns"), None),
+        "namespaces": sorted(namespaces),
         "services": [
             {
                 "name": s.name,
@@ -89,9 +116,8 @@ def dns_records(services: list[Service], pods: list[PodInfo], endpoints: dict[st
                 "headless": s.headless,
                 "externalName": s.external_name,
                 "ports": [{"name": p.name, "port": p.port, "targetPort": p.target, "protocol": p.protocol} for p in s.ports],
-                "endpoints": [{"ip": b.ip.split(":")[0], "pod": b.pod} for b in endpoints.get(s.key, [])],
+                "endpoints": [endpoint(s, b) for b in endpoints.get(s.key, [])],
             }
             for s in services
         ],
-        "pods": [{"name": p.name, "namespace": p.namespace, "ip": p.ip} for p in pods if p.ip and not p.host_network],
     }

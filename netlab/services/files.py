@@ -45,6 +45,18 @@ def write_resolv_conf(state: LabState, pod: PodInfo, service_cidr: ipaddress.IPv
         write(state, path, text)
 
 
+def write_node_resolv_conf(state: LabState, netns: str, text: str) -> None:
+    """A node's resolv.conf (:func:`netlab.services.upstream.node_resolv_conf`), or a pod's with
+    ``dnsPolicy: Default`` (the coredns pod): what ``ip netns exec`` mounts, what the cluster DNS forwards to."""
+    path = resolv_conf_path(netns)
+    if not path.exists() or path.read_text() != text:
+        write(state, path, text)
+
+
+def resolv_conf_path(netns: str) -> Path:
+    return ETC_NETNS / netns / "resolv.conf"
+
+
 def remove_resolv_conf(netns: str) -> None:
     """A deleted pod's resolv.conf, and its directory if now empty."""
     resolv = ETC_NETNS / netns / "resolv.conf"

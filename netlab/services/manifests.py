@@ -7,9 +7,11 @@ Accepted, as tutorials write them (several documents per file, or ``kind: List``
   selected pods' container ports. Bookkeeping keys the API server fills in (``clusterIPs``,
   ``ipFamilies``, ...) are accepted and ignored.
 - ``v1 Pod``: name, namespace, labels, ``spec.nodeName`` (else the least loaded node),
-  ``spec.hostNetwork`` and the containers' ports.
+  ``spec.hostNetwork``, ``spec.hostname``/``spec.subdomain`` (its name in a headless Service's
+  DNS) and the containers' ports.
 - ``apps/v1 Deployment``: ``spec.replicas``, ``spec.selector.matchLabels`` (must match the
-  template's labels), ``spec.template`` labels and container ports. Pods are named like a
+  template's labels), ``spec.template`` labels, container ports, ``hostname`` and ``subdomain``
+  (every replica gets the same, as in Kubernetes). Pods are named like a
   ReplicaSet names them (``<deployment>-<pod-template-hash>-<5 chars>``); applying again
   with another replica count scales it.
 - ``v1 Namespace``: accepted (namespaces need no kernel object).
@@ -69,6 +71,8 @@ class PodSpec:
     named: dict[str, int] = field(default_factory=dict)  # named containerPorts
     node: str | None = None  # spec.nodeName
     host_network: bool = False
+    hostname: str | None = None  # spec.hostname, spec.subdomain: the pod's name in a headless Service's DNS
+    subdomain: str | None = None
 
 
 @dataclass
@@ -220,6 +224,7 @@ def _pod_spec(doc: _Doc, value: Any, field: str) -> PodSpec:
     for key in ("hostname", "subdomain"):
         if spec.get(key) is not None:
             doc.check(f"{field}.{key}", key, spec[key], k8s_names.is_dns1123_label)
+            setattr(out, key, spec[key])
     for i, container in enumerate(doc.items(spec.get("containers"), f"{field}.containers")):
         where = f"{field}.containers[{i}]"
         container = doc.mapping(container, where)
@@ -394,8 +399,9 @@ def _deployment(state: LabState, doc: _Doc) -> str:
     spec = doc.deployment
     assert spec is not None  # _check parsed it
     known = ClusterRecord.load(state).deployments.get(doc.name)
-    wanted = Deployment(doc.name, doc.namespace, spec.labels, list(spec.pod.ports))
-    if known and (known.labels != spec.labels or known.ports != wanted.ports):
+    wanted = Deployment(doc.name, doc.namespace, spec.labels, list(spec.pod.ports), hostname=spec.pod.hostname, subdomain=spec.pod.subdomain)
+    template = ("labels", "ports", "hostname", "subdomain")
+    if known and any(getattr(known, key) != getattr(wanted, key) for key in template):
         cluster.scale(state, doc.name, 0, known)  # template changed: recreate the pods
         known = None
     if known:
@@ -413,5 +419,8 @@ def _pod(state: LabState, doc: _Doc) -> str:
     pod: dict[str, Any] = {"name": doc.name, "labels": doc.labels}
     if doc.pod.host_network:
         pod["hostNetwork"] = True
+    for key in ("hostname", "subdomain"):
+        if getattr(doc.pod, key):
+            pod[key] = getattr(doc.pod, key)
     pods.add(state, [(node, pod)], doc.namespace, doc.pod.ports)
     return f"pod/{doc.name} created"

@@ -59,9 +59,10 @@ def render(topology: Topology, source: str = "<topology>") -> str:
         namespaces[pod] = ingress.NAMESPACE
         extra.append(ingress_apply.controller_service(topo.ingress_controller))
     plan = make_plan(topo, source)
+    specs = {p.name: p for _n, p in topo.pods()}
     running = [
-        PodInfo(h.name, namespaces.get(h.name, "default"), dict(next(p.labels for _n, p in topo.pods() if p.name == h.name)),
-                str(h.ip) if h.ip else None, h.node, h.ns, h.host_network)
+        PodInfo(h.name, namespaces.get(h.name, "default"), dict(specs[h.name].labels),
+                str(h.ip) if h.ip else None, h.node, h.ns, h.host_network, (), specs[h.name].hostname, specs[h.name].subdomain)
         for h in plan.hosts if h.kind == "pod"
     ]
     api = f"{topo.node_ip(topo.nodes[0])}:6443"

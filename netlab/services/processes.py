@@ -1,8 +1,8 @@
 """The servers a cluster runs: the cluster DNS (in ``coredns``), the hostname workload in every
 pod that backs a Service or declares container ports (not in an ingress controller pod: that
 runs nginx, :mod:`netlab.services.ingress`), MetalLB's speaker in every node (once
-a LoadBalancer Service has an address) and the internet's authoritative DNS (once a Service
-asks ExternalDNS for a name).
+a LoadBalancer Service has an address) and the internet's DNS (in a lab with an ``internet``:
+the nodes' resolver, which the cluster DNS forwards to, and ExternalDNS's zones).
 
 Each is started inside its pod's namespace (:func:`netlab.kernel.processes.start`), by file
 rather than ``-m netlab...``, so the process imports only the standard library (and dnslib),
@@ -22,7 +22,7 @@ from netlab.errors import EnvironmentProblem
 from netlab.kernel import cgroup, processes
 from netlab.model.service import Service
 from netlab.services.endpoints import PodInfo, workload_ports
-from netlab.services.files import external_dns_path, records_path, speaker_config_path
+from netlab.services.files import external_dns_path, records_path, resolv_conf_path, speaker_config_path
 from netlab.services.gateway import is_data_plane
 from netlab.services.ingress import is_controller
 from netlab.services.records import ClusterRecord, Server
@@ -65,7 +65,8 @@ def start_dns(state: LabState, record: ClusterRecord, pods: list[PodInfo]) -> No
     pod = next((p for p in pods if p.name == DNS_POD), None)
     if pod is None or (record.dns is not None and processes.alive(record.dns.pid)):
         return
-    pid, log = _start(state, pod.netns, DNS_POD, [*program("dns"), "--records", str(records_path(state.lab))])
+    argv = [*program("dns"), "--records", str(records_path(state.lab)), "--resolv-conf", str(resolv_conf_path(pod.netns))]
+    pid, log = _start(state, pod.netns, DNS_POD, argv)
     record.dns = Server(pid, str(log), pod=DNS_POD)
     _wait_ready([(DNS_POD, pid, log)])
 

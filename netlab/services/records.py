@@ -44,6 +44,8 @@ class Deployment:
     ports: list[Port] = field(default_factory=list)
     pods: list[str] = field(default_factory=list)
     replicas: int | None = None
+    hostname: str | None = None  # the pod template's spec.hostname and spec.subdomain (every replica's)
+    subdomain: str | None = None
     implicit: bool = False  # topology pods web-1, web-2, ... (not stored: derived from the topology)
 
 
@@ -132,7 +134,7 @@ def pods_of(state: LabState, record: ClusterRecord | None = None, topology: Topo
         out.append(
             PodInfo(
                 pod.name, rec.pod_namespaces.get(pod.name, "default"), dict(pod.labels), str(host.ip) if host.ip else None,
-                node.name, host.ns, host.host_network, tuple(rec.pod_ports.get(pod.name, [])),
+                node.name, host.ns, host.host_network, tuple(rec.pod_ports.get(pod.name, [])), pod.hostname, pod.subdomain,
             )
         )
     return out
@@ -149,7 +151,7 @@ def _server(data: dict[str, Any]) -> Server:
 def _deployment(data: dict[str, Any]) -> Deployment:
     return Deployment(
         data["name"], data["namespace"], dict(data["labels"]), [_port(p) for p in data.get("ports", [])],
-        list(data.get("pods", [])), data.get("replicas"),
+        list(data.get("pods", [])), data.get("replicas"), data.get("hostname"), data.get("subdomain"),
     )
 
 

@@ -80,7 +80,8 @@ def cleanup(root: None) -> Iterator[list[str]]:
 
 
 def workload_processes() -> list[int]:
-    """Servers netlab starts in pods (cluster DNS, hostname workloads), wherever they run."""
+    """Servers netlab starts in pods and on the internet host (cluster DNS, hostname workloads,
+    the internet's DNS), wherever they run."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -88,7 +89,7 @@ def workload_processes() -> list[int]:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"netlab/services/workload.py" in cmdline or b"netlab/services/dns.py" in cmdline:
+            if any(f"netlab/services/{server}.py".encode() in cmdline for server in ("workload", "dns", "authdns")):
                 found.append(int(entry))
     return [p for p in found if processes.alive(p)]
 

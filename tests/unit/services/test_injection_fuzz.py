@@ -118,7 +118,7 @@ TOPOLOGY = {
     "network": {"cni": "host-gw"},
     "nodes": [
         {"name": "node1", "pods": [{"name": "web-1", "labels": {"app": "web"}}, {"name": "client", "labels": {"app": "client"}}]},
-        {"name": "node2", "pods": [{"name": "web-2", "labels": {"app": "web"}}]},
+        {"name": "node2", "pods": [{"name": "web-2", "labels": {"app": "web"}, "hostname": "web-2", "subdomain": "web-headless"}]},
     ],
     "services": [
         {**SERVICE["spec"], "name": "web", "namespace": "default", "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}]},
@@ -206,7 +206,8 @@ def render(services: list[Service], running: list[PodInfo]) -> str:
     for name in records.names:
         assert DNS_NAME.fullmatch(name), name
         for qtype in ("A", "SRV", "ANY"):
-            reply = records.answer(DNSRecord.question(name, qtype))
+            reply = records.answer(DNSRecord.question(name, qtype), lambda _name, _qtype: [])
+            assert reply is not None
             reply.pack()
             assert reply.header.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN)
         for rtype, value in records.names[name]:
@@ -260,7 +261,8 @@ def manifest_outcome(docs: list[Any], used: list[str]) -> None:
             continue
         for j, name in enumerate(names):
             taken.add(name)
-            running.append(PodInfo(name, doc.namespace, dict(labels), f"10.244.{1 + i}.{2 + j}", "node1", f"fuzz-{name}", doc.pod.host_network, tuple(doc.pod.ports)))
+            running.append(PodInfo(name, doc.namespace, dict(labels), f"10.244.{1 + i}.{2 + j}", "node1", f"fuzz-{name}", doc.pod.host_network, tuple(doc.pod.ports),
+                                   doc.pod.hostname, doc.pod.subdomain))
     assert_absent(used, render(services, running))
 
 
@@ -284,7 +286,8 @@ def topology_outcome(data: dict[str, Any], used: list[str]) -> None:
         refused(error)
         return
     running = [
-        PodInfo(pod.name, "default", dict(pod.labels), f"10.244.{i + 1}.{j + 2}", node.name, f"fuzz-{pod.name}", pod.host_network)
+        PodInfo(pod.name, "default", dict(pod.labels), f"10.244.{i + 1}.{j + 2}", node.name, f"fuzz-{pod.name}", pod.host_network, (),
+                pod.hostname, pod.subdomain)
         for i, node in enumerate(topology.nodes)
         for j, pod in enumerate(node.pods)
     ]

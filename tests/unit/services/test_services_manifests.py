@@ -21,6 +21,10 @@ def test_shipped_manifests_parse() -> None:
     docs = manifests.load(ROOT / "topologies/manifests/nginx-nodeport.yaml")
     svc = manifests.parse_service(docs[1], {})
     assert svc.type == "NodePort" and svc.ports[0].node_port == 30123
+    docs = manifests.load(ROOT / "topologies/manifests/db-headless.yaml")  # a Pod's spec.hostname/subdomain are kept
+    assert [(d.name, d.pod.hostname, d.pod.subdomain) for d in docs if d.kind == "Pod"] == [
+        ("db-0", "db-0", "db"), ("db-1", "db-1", "db"), ("adhoc", None, None),
+    ]
 
 
 def write(tmp_path: Path, text: str) -> Path:
