@@ -96,12 +96,20 @@ class SetTunnel:
 
 @dataclass(frozen=True)
 class SetMaster:
+    """Enslave ``name`` to bridge ``master``; ``hairpin`` also lets the bridge send frames back
+    out this port (a pod reaching itself through a Service, as the bridge CNI plugin's
+    ``hairpinMode`` does)."""
+
     ns: str
     name: str
     master: str
+    hairpin: bool = False
 
     def render(self) -> list[str]:
-        return [f"{_ip(self.ns)} link set {self.name} master {self.master}"]
+        lines = [f"{_ip(self.ns)} link set {self.name} master {self.master}"]
+        if self.hairpin:
+            lines.append(f"bridge -n {self.ns} link set dev {self.name} hairpin on")
+        return lines
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,10 @@ class NetlinkBackend:
         self.ipr(op.ns).link("set", index=self.index(op.ns, op.name), mtu=op.mtu)
 
     def _set_master(self, op: SetMaster) -> None:
-        self.rtnl(op.ns).set_link(index=self.index(op.ns, op.name), master=self.index(op.ns, op.master))
+        index = self.index(op.ns, op.name)
+        self.rtnl(op.ns).set_link(index=index, master=self.index(op.ns, op.master))
+        if op.hairpin:  # after enslaving: the port exists only then (bridge plugin: LinkSetMaster, LinkSetHairpin)
+            self.rtnl(op.ns).set_hairpin(index)
 
     def _link_up(self, op: LinkUp) -> None:
         self.rtnl(op.ns).set_link(index=self.index(op.ns, op.dev), up=True)
