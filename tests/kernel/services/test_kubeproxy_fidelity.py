@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from netlab import lab
-from netlab.kernel import netns
+from netlab.kernel import conntrack, netns
 from netlab.model import Topology, parse_topology
+from netlab.services import cluster
 from netlab.services.processes import program
 from netlab.state import LabState
 
@@ -49,7 +50,7 @@ def topology(name: str, cni: str, proxy_mode: str = "iptables", web: int = 2) ->
             {"name": "web", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
             {"name": "web-np", "type": "NodePort", "selector": {"app": "web"},
              "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]},
-            {"name": "echo-udp", "selector": {"app": "web"}, "ports": [{"port": 5353, "targetPort": 8080, "protocol": "UDP"}]},
+            {"name": "echo-udp", "selector": {"app": "web"}, "ports": [{"port": 53, "targetPort": 5353, "protocol": "UDP"}]},
         ],
     }
     if cni == "vpc-native":
@@ -86,3 +87,86 @@ def test_a_pod_reaches_itself_through_its_service(lab_up: Any, cni: str) -> None
 @pytest.mark.requires("ipip")
 def test_a_pod_reaches_itself_through_its_service_on_calico(lab_up: Any) -> None:
     _hairpin(lab_up, "fkp-hp-ipip", "ipip", "iptables")
+
+
+# ----------------------------------------------------------------------------- localhost NodePorts
+def test_node_port_answers_on_localhost_inside_a_node(lab_up: Any) -> None:
+    """kube-proxy sets route_localnet=1 and sends 127.0.0.1:<nodePort> to the Service, like the
+    node's own address; KUBE-FIREWALL guards 127/8 against other hosts."""
+    state = lab_up(topology("fkp-lh", "host-gw"))
+    for node in ("node1", "node2"):
+        ns = ns_of(state, node)
+        seen = requests(ns, "http://127.0.0.1:30080", 40)
+        assert seen["errors"] == 0, seen
+        assert set(seen["answers"]) == {"web-1", "web-2"}, seen
+        assert netns.run_in(ns, lambda: netns.read_sysctl("net/ipv4/conf/all/route_localnet")) == "1"
+        rules = run(ns, "iptables-save", "-t", "filter")
+        assert '-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" ' in rules
+
+
+# ----------------------------------------------------------------------------- INVALID drop
+def invalid_drops(ns: str) -> int:
+    """Packets counted by KUBE-FORWARD's INVALID drop in ``ns``."""
+    for line in run(ns, "iptables-save", "-c", "-t", "filter").splitlines():
+        if line.endswith("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP"):
+            return int(line[1:].split(":", 1)[0])
+    raise AssertionError("no INVALID drop rule in KUBE-FORWARD")
+
+
+def test_forwarded_invalid_packet_is_dropped(lab_up: Any) -> None:
+    """A TCP segment conntrack calls INVALID (SYN+FIN) from a pod to a pod on another node is
+    dropped by node1's KUBE-FORWARD, before the pod network's FLANNEL-FWD would accept it."""
+    state = lab_up(topology("fkp-inv", "host-gw"))
+    node1, client = ns_of(state, "node1"), ns_of(state, "client")
+    web2 = str(lab.host(state, "web-2").ip)
+    forward = [r for r in run(node1, "iptables", "-S", "FORWARD").splitlines() if r.startswith("-A FORWARD")]
+    assert forward[1].endswith("-j KUBE-FORWARD") and forward[-1].endswith("-j FLANNEL-FWD"), forward
+    before = invalid_drops(node1)
+    send = (
+        "from scapy.all import IP, TCP, send; "
+        f"send(IP(dst='{web2}')/TCP(sport=40123, dport=8080, flags='SF'), count=3, verbose=0)"
+    )
+    done = subprocess.run(netns.exec_argv(client, [sys.executable, "-c", send]), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert invalid_drops(node1) - before == 3
+
+
+# ----------------------------------------------------------------------------- UDP conntrack
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[2])))
+s.settimeout(2)
+s.sendto(b"hi", (sys.argv[1], 53))
+try:
+    print(s.recv(200).decode().split(":")[0])
+except TimeoutError:
+    print("timeout")
+"""
+
+
+def udp_ask(ns: str, ip: str, sport: int) -> str:
+    done = subprocess.run(netns.exec_argv(ns, [sys.executable, "-c", UDP_CLIENT, ip, str(sport)]), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_udp_flow_moves_to_a_live_endpoint_when_its_endpoint_is_deleted(lab_up: Any) -> None:
+    """A UDP client keeps its source port; its flow was NATed to web-2. After web-2 is deleted
+    (scale down), kube-proxy deletes the flow's conntrack entry, so the next datagram is NATed
+    afresh and web-1 answers (without the cleanup it would go on to web-2's old address)."""
+    state = lab_up(topology("fkp-udp", "host-gw"))
+    client, node1 = ns_of(state, "client"), ns_of(state, "node1")
+    ip = next(str(s.cluster_ip) for s in cluster.services_of(state) if s.key == "default/echo-udp")
+    port = next(p for p in range(41000, 41100) if udp_ask(client, ip, p) == "web-2")  # a flow that went to web-2
+    assert udp_ask(client, ip, port) == "web-2"  # sticks: the conntrack entry
+    web2 = str(lab.host(state, "web-2").ip)
+    assert any(f.sport == port and f.reply_src == web2 for f in conntrack.udp_flows(node1))
+    cluster.scale(state, "web", 1)
+    assert not any(f.sport == port and f.reply_src == web2 for f in conntrack.udp_flows(node1))
+    assert udp_ask(client, ip, port) == "web-1"
+
+
+def run(ns: str, *argv: str) -> str:
+    done = subprocess.run(netns.exec_argv(ns, list(argv)), capture_output=True, text=True, timeout=30)
+    return done.stdout
