@@ -89,6 +89,36 @@ def test_a_pod_reaches_itself_through_its_service_on_calico(lab_up: Any) -> None
     _hairpin(lab_up, "fkp-hp-ipip", "ipip", "iptables")
 
 
+@pytest.mark.requires("ipvs")
+@pytest.mark.parametrize("cni", ["host-gw", "vxlan", "vpc-native"])
+def test_a_pod_reaches_itself_through_its_service_in_ipvs_mode(lab_up: Any, cni: str) -> None:
+    """IPVS mode: KUBE-LOOP-BACK holds web-1's entry on node1, and its masquerade makes the reply work."""
+    name = f"fkp-hv-{cni.replace('-', '')[:6]}"
+    _hairpin(lab_up, name, cni, "ipvs")
+    state = LabState.load(name)
+    assert state is not None
+    web1 = str(lab.host(state, "web-1").ip)
+    node1 = ns_of(state, "node1")
+    assert _loop_back_has(node1, web1)
+    assert "--match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE" in run(node1, "iptables-save", "-t", "nat")
+
+
+@pytest.mark.requires("ipip", "ipvs")
+def test_a_pod_reaches_itself_through_its_service_on_calico_in_ipvs_mode(lab_up: Any) -> None:
+    _hairpin(lab_up, "fkp-hv-ipip", "ipip", "ipvs")
+
+
+def _loop_back_has(ns: str, ip: str) -> bool:
+    """Whether ``ip`` is in the node's KUBE-LOOP-BACK set (asked over netlink: no ipset binary needed)."""
+    from pyroute2.ipset import IPSet
+
+    def inside() -> bool:
+        with IPSet() as sets:
+            return ip in repr(sets.list("KUBE-LOOP-BACK"))
+
+    return netns.run_in(ns, inside)
+
+
 # ----------------------------------------------------------------------------- localhost NodePorts
 def test_node_port_answers_on_localhost_inside_a_node(lab_up: Any) -> None:
     """kube-proxy sets route_localnet=1 and sends 127.0.0.1:<nodePort> to the Service, like the
