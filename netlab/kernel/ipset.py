@@ -21,6 +21,7 @@ from netlab.errors import EnvironmentProblem
 from netlab.kernel import netns
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+NAMES = {number: name for name, number in PROTOCOLS.items()}
 
 
 @dataclass(frozen=True, order=True)
@@ -54,3 +55,21 @@ def set_entries(ns: str, name: str, entries: list[IpPortIp]) -> None:
                 ipset.add(name, (entry.ip, port, entry.ip2), etype="ip,port,ip")
 
     netns.run_in(ns, inside)
+
+
+def entries(ns: str, name: str) -> list[IpPortIp]:
+    """What namespace ``ns``'s ``hash:ip,port,ip`` set ``name`` holds (``ipset list``)."""
+
+    def inside() -> list[IpPortIp]:
+        out = []
+        with IPSet() as ipset:
+            for message in ipset.list(name):
+                adt = message.get_attr("IPSET_ATTR_ADT")
+                for data in adt.get_attrs("IPSET_ATTR_DATA") if adt is not None else []:
+                    ip = data.get_attr("IPSET_ATTR_IP_FROM").get_attr("IPSET_ATTR_IPADDR_IPV4")
+                    ip2 = data.get_attr("IPSET_ATTR_IP2").get_attr("IPSET_ATTR_IPADDR_IPV4")
+                    protocol = NAMES.get(data.get_attr("IPSET_ATTR_PROTO"), str(data.get_attr("IPSET_ATTR_PROTO")))
+                    out.append(IpPortIp(ip, protocol, data.get_attr("IPSET_ATTR_PORT_FROM"), ip2))
+        return sorted(out)
+
+    return netns.run_in(ns, inside)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from netlab import lab
-from netlab.kernel import conntrack, netns
+from netlab.kernel import conntrack, ipset, netns
 from netlab.model import Topology, parse_topology
 from netlab.services import cluster
 from netlab.services.processes import program
@@ -110,13 +110,7 @@ def test_a_pod_reaches_itself_through_its_service_on_calico_in_ipvs_mode(lab_up:
 
 def _loop_back_has(ns: str, ip: str) -> bool:
     """Whether ``ip`` is in the node's KUBE-LOOP-BACK set (asked over netlink: no ipset binary needed)."""
-    from pyroute2.ipset import IPSet
-
-    def inside() -> bool:
-        with IPSet() as sets:
-            return ip in repr(sets.list("KUBE-LOOP-BACK"))
-
-    return netns.run_in(ns, inside)
+    return any(e.ip == ip and e.ip2 == ip for e in ipset.entries(ns, "KUBE-LOOP-BACK"))
 
 
 # ----------------------------------------------------------------------------- localhost NodePorts
@@ -200,3 +194,22 @@ def test_udp_flow_moves_to_a_live_endpoint_when_its_endpoint_is_deleted(lab_up: 
 def run(ns: str, *argv: str) -> str:
     done = subprocess.run(netns.exec_argv(ns, list(argv)), capture_output=True, text=True, timeout=30)
     return done.stdout
+
+
+def test_loop_back_ipset_holds_exactly_what_it_is_given(lab_up: Any) -> None:
+    """The kernel side of KUBE-LOOP-BACK (IPVS mode runs in the VM tier): created once, refilled
+    to exactly the new entries, and matchable by iptables' set match, in a node of a real lab."""
+    from netlab.kernel.ipset import IpPortIp, set_entries
+    from netlab.services.ipvs import LOOP_BACK_SET
+
+    state = lab_up(topology("fkp-ips", "host-gw"))
+    node1 = ns_of(state, "node1")
+    web1, web2 = str(lab.host(state, "web-1").ip), str(lab.host(state, "web-2").ip)
+    set_entries(node1, LOOP_BACK_SET, [IpPortIp(web1, "tcp", 8080, web1), IpPortIp(web2, "udp", 53, web2)])
+    set_entries(node1, LOOP_BACK_SET, [IpPortIp(web1, "tcp", 8080, web1)])
+    assert [e.render() for e in ipset.entries(node1, LOOP_BACK_SET)] == [f"{web1},tcp:8080,{web1}"]
+    done = subprocess.run(
+        netns.exec_argv(node1, ["iptables", "-t", "nat", "-C", "POSTROUTING", "-m", "set", "--match-set", LOOP_BACK_SET, "dst,dst,src", "-j", "RETURN"]),
+        capture_output=True, text=True, timeout=30,
+    )
+    assert "does a matching rule exist" in done.stderr or done.returncode == 1, done.stderr  # the set match loads; no such rule yet
