@@ -4,8 +4,8 @@ kube-proxy deletes the conntrack entries of a UDP endpoint that went away (and o
 Service that just got its first endpoint), so a client that keeps sending from the same
 port is NATed afresh to a live endpoint instead of into the void (kubernetes
 pkg/proxy/conntrack/cleanup.go, v1.30: ``deleteStaleEndpointConntrackEntries`` and
-``deleteStaleServiceConntrackEntries``; releases up to 1.30 ran the ``conntrack`` binary per
-entry, 1.31+ send netlink filters like this). Which entries are stale is decided by
+``deleteStaleServiceConntrackEntries``; v1.30 runs the ``conntrack`` binary per filter, later
+releases send netlink filters, as this module does). Which entries are stale is decided by
 :func:`netlab.services.kubeproxy.stale_udp_flows`; this module only lists and deletes them,
 inside the node's namespace, never the host's.
 """
