@@ -96,12 +96,20 @@ class SetTunnel:
 
 @dataclass(frozen=True)
 class SetMaster:
+    """Enslave ``name`` to bridge ``master``; ``hairpin`` also lets the bridge send frames back
+    out this port (a pod reaching itself through a Service, as the bridge CNI plugin's
+    ``hairpinMode`` does)."""
+
     ns: str
     name: str
     master: str
+    hairpin: bool = False
 
     def render(self) -> list[str]:
-        return [f"{_ip(self.ns)} link set {self.name} master {self.master}"]
+        lines = [f"{_ip(self.ns)} link set {self.name} master {self.master}"]
+        if self.hairpin:
+            lines.append(f"bridge -n {self.ns} link set dev {self.name} hairpin on")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -215,18 +223,6 @@ class SetSysctl:
 
 
 @dataclass(frozen=True)
-class SetHairpin:
-    """Hairpin mode on a bridge port (IFLA_BRPORT_MODE): the bridge may send a frame back out
-    of the port it came in on, so a container reaches itself through a DNAT on its host."""
-
-    ns: str
-    dev: str
-
-    def render(self) -> list[str]:
-        return [f"bridge -n {self.ns} link set dev {self.dev} hairpin on"]
-
-
-@dataclass(frozen=True)
 class LoadIptables:
     """Rules in iptables-save format, loaded atomically with iptables-restore."""
 
@@ -243,7 +239,7 @@ class LoadIptables:
 
 Operation = Union[
     CreateNamespace, AddVeth, AddBridge, AddVxlan, SetTunnel, SetMaster, AddAddress, SetMac, LinkUp,
-    AddRoute, AddRule, AddNeighbour, AddFdb, SetSysctl, SetHairpin, LoadIptables,
+    AddRoute, AddRule, AddNeighbour, AddFdb, SetSysctl, LoadIptables,
 ]
 
 

@@ -54,7 +54,7 @@ apt_install() {  # install the packages of "$@" that are not installed yet
 # nginx: the ingress-nginx controller's data plane (netlab starts its own master per controller pod,
 # from its own configuration and state directory; apt_install keeps the package's own service from starting);
 # openssl: the controller's default certificate and scripts/tls-secret.sh
-APT_PACKAGES=(iproute2 iptables util-linux iputils-ping tcpdump libpcap0.8 iperf3 sockperf ethtool nftables dnsutils curl ipvsadm python3 kmod time nginx openssl)
+APT_PACKAGES=(iproute2 iptables util-linux iputils-ping tcpdump libpcap0.8 iperf3 sockperf ethtool nftables dnsutils curl ipvsadm ipset python3 kmod time nginx openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES+=(python3-venv)
 apt_install "${APT_PACKAGES[@]}"
 

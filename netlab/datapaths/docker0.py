@@ -40,7 +40,7 @@ import ipaddress
 from netlab import names
 from netlab.datapaths.underlay import Builder
 from netlab.model import DOCKER_BRIDGE_CIDR, Node, Topology
-from netlab.plan import AddAddress, AddBridge, AddRoute, Host, LinkUp, LoadIptables, SetHairpin, SetSysctl
+from netlab.plan import AddAddress, AddBridge, AddRoute, Host, LinkUp, LoadIptables, SetSysctl
 
 BRIDGE = "docker0"
 ENGINE_VERSION = "28.5.2"  # the Docker Engine whose rules and behaviour netlab reproduces
@@ -72,9 +72,7 @@ def _host(topology: Topology, b: Builder, node: Node) -> None:
         ip = container_ip(index)
         ns = b.namespace(pod.name, "pod")
         veth = names.docker_veth(node.name, pod.name)
-        b.veth(host_ns, veth, ns, "eth0", mtu, peer_mac=names.docker_mac(str(ip)), master=BRIDGE)
-        if not proxy:
-            b.add(SetHairpin(host_ns, veth))
+        b.veth(host_ns, veth, ns, "eth0", mtu, peer_mac=names.docker_mac(str(ip)), master=BRIDGE, hairpin=not proxy)
         b.add(
             AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{ip}/{prefix}")),
             AddRoute(ns, None, gateway=gateway),

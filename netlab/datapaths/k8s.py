@@ -6,7 +6,13 @@
 - A ``hostNetwork: true`` pod gets no namespace and no address: it is an endpoint whose
   namespace is its node's and whose address is the node's (``exec LAB agent`` runs in the node).
 - Flannel's pods hang on the ``cni0`` bridge (the bridge CNI plugin), 10.244.N.1 is the gateway,
-  pods get .2, .3, ... and host ends ``veth<hash>``.
+  pods get .2, .3, ... and host ends ``veth<hash>``. Every pod's port has hairpin mode on:
+  Flannel's CNI config (``cni-conf.json`` in flannel-io/flannel Documentation/kube-flannel.yml)
+  delegates to the bridge plugin with ``"hairpinMode": true``, and the bridge plugin
+  (containernetworking/plugins plugins/main/bridge/bridge.go, setupVeth) sets it on the host
+  end right after enslaving it. Without it a pod that kube-proxy sends to itself (its own
+  Service, the endpoint chosen is the caller) never gets the reply: the bridge does not send
+  a frame back out the port it came in on.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def bridge_pods(topology: Topology, b: Builder, node: Node, mtu: int) -> None:
     for index, pod in enumerate(ordinary_pods(node)):
         ip = block.network_address + 2 + index
         ns = b.namespace(pod.name, "pod")
-        b.veth(host, names.docker_veth(node.name, pod.name), ns, "eth0", mtu, peer_mac=names.mac(node.name, pod.name), master=BRIDGE)
+        b.veth(host, names.docker_veth(node.name, pod.name), ns, "eth0", mtu, peer_mac=names.mac(node.name, pod.name), master=BRIDGE, hairpin=True)
         b.add(
             AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{ip}/{block.prefixlen}")),
             AddRoute(ns, None, gateway=gateway),

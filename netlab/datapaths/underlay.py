@@ -68,11 +68,13 @@ class Builder:
         mac: str | None = None,
         peer_mac: str | None = None,
         master: str | None = None,
+        hairpin: bool = False,
     ) -> None:
-        """A veth pair, both ends up; ``master`` enslaves the ``ns`` end to a bridge."""
+        """A veth pair, both ends up; ``master`` enslaves the ``ns`` end to a bridge (``hairpin``:
+        with hairpin mode on that port)."""
         self.add(AddVeth(ns, name, peer_ns, peer, mtu, mac, peer_mac))
         if master:
-            self.add(SetMaster(ns, name, master))
+            self.add(SetMaster(ns, name, master, hairpin))
         self.add(LinkUp(ns, name), LinkUp(peer_ns, peer))
 
     def underlay(self) -> None:

@@ -35,7 +35,6 @@ from netlab.plan import (
     LinkUp,
     LoadIptables,
     Operation,
-    SetHairpin,
     SetMac,
     SetMaster,
     SetSysctl,
@@ -274,7 +273,10 @@ class NetlinkBackend:
         self.ipr(op.ns).link("set", index=self.index(op.ns, op.name), mtu=op.mtu)
 
     def _set_master(self, op: SetMaster) -> None:
-        self.rtnl(op.ns).set_link(index=self.index(op.ns, op.name), master=self.index(op.ns, op.master))
+        index = self.index(op.ns, op.name)
+        self.rtnl(op.ns).set_link(index=index, master=self.index(op.ns, op.master))
+        if op.hairpin:  # after enslaving: the port exists only then (bridge plugin: LinkSetMaster, LinkSetHairpin)
+            self.rtnl(op.ns).set_hairpin(index)
 
     def _link_up(self, op: LinkUp) -> None:
         self.rtnl(op.ns).set_link(index=self.index(op.ns, op.dev), up=True)
@@ -322,9 +324,6 @@ class NetlinkBackend:
     def _set_sysctl(self, op: SetSysctl) -> None:
         netns.run_in(op.ns, lambda: netns.write_sysctl(op.key, op.value))
 
-    def _set_hairpin(self, op: SetHairpin) -> None:
-        self.ipr(op.ns).brport("set", index=self.index(op.ns, op.dev), mode=1)  # IFLA_BRPORT_MODE = BRIDGE_MODE_HAIRPIN
-
     def _load_iptables(self, op: LoadIptables) -> None:
         iptables.restore(op.ns, op.rules)
 
@@ -343,7 +342,6 @@ class NetlinkBackend:
         AddNeighbour: _add_neighbour,
         AddFdb: _add_fdb,
         SetSysctl: _set_sysctl,
-        SetHairpin: _set_hairpin,
         LoadIptables: _load_iptables,
     }
 

@@ -34,13 +34,17 @@ NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200
 NLM_F_DUMP = 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 18, 20, 22, 24, 26
+RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
+RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 20, 22, 24, 26
 SOL_NETLINK = 270
 NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
 NLMSGERR_ATTR_MSG = 1
 IFF_UP = 1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
-IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
+IFLA_PROTINFO, IFLA_LINKINFO, IFLA_NET_NS_FD = 12, 18, 28
+IFLA_BRPORT_MODE = 4  # a bridge port's hairpin mode (nested in IFLA_PROTINFO, family AF_BRIDGE)
+NLA_F_NESTED = 0x8000
+AF_BRIDGE = 7
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
@@ -177,6 +181,15 @@ class Rtnl:
         if mac:
             body += _mac(IFLA_ADDRESS, mac)
         self.request(RTM_NEWLINK, CHANGE, body)
+
+    def set_hairpin(self, index: int, on: bool = True) -> None:
+        """``bridge link set dev <index> hairpin on``: the bridge may send a frame back out the
+        port it came in on. An ``AF_BRIDGE`` RTM_SETLINK with the port's mode nested in
+        IFLA_PROTINFO, as iproute2's ``bridge link`` and vishvananda/netlink's LinkSetHairpin
+        (what the bridge CNI plugin calls) send it."""
+        body = _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0)
+        body += _attr(IFLA_PROTINFO | NLA_F_NESTED, _attr(IFLA_BRPORT_MODE, bytes([1 if on else 0])))
+        self.request(RTM_SETLINK, CHANGE, body)
 
     def link_index(self, name: str) -> int:
         """The index of interface ``name`` (``NetlinkError`` ``ENODEV`` if there is none)."""

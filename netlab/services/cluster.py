@@ -31,7 +31,7 @@ from typing import Any
 
 from netlab import names
 from netlab.errors import EnvironmentProblem, UsageError
-from netlab.kernel import iptables, netns
+from netlab.kernel import conntrack, iptables, netns
 from netlab.model import Topology, aws_lb
 from netlab.model.service import Service, system_services
 from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer, nlb, nlbrun, pods, upstream
@@ -53,6 +53,7 @@ from netlab.services.kubeproxy import Endpoint
 from netlab.services.loadbalancer import Assignment
 from netlab.services.processes import DNS_POD, start_dns, start_external_dns, start_speakers, start_workloads, wait_applied
 from netlab.services.records import ClusterRecord, Deployment, pods_of, topology_of
+from netlab.services.stale_udp import stale_udp_flows
 from netlab.state import LabState
 
 BRIDGED_CNIS = ("vxlan", "host-gw")  # pods on cni0
@@ -151,7 +152,11 @@ def sync(state: LabState) -> None:
         if topo.network.proxy_mode == "ipvs":
             ipvs.sync(ns, node.name, node_ip, services, endpoints, cidr, topo.network.ipvs_scheduler, ingress)
         else:
-            iptables.restore(ns, kubeproxy.ruleset(node.name, services, endpoints, cidr, iptables.save(ns), ingress, node_ip))
+            liberal = netns.run_in(ns, _iptables_mode_sysctls)
+            saved = iptables.save(ns)
+            iptables.restore(ns, kubeproxy.ruleset(node.name, services, endpoints, cidr, saved, ingress, node_ip, tcp_be_liberal=liberal))
+        # after the rules, as kube-proxy does: UDP entries still NATed to an endpoint that is gone
+        conntrack.delete_udp(ns, stale_udp_flows(conntrack.udp_flows(ns), services, endpoints, node_ip, ingress))
     write_dns_records(state, services, running, endpoints)
     inet = topo.network.internet_host
     node_resolv = upstream.node_resolv_conf(str(inet) if inet else None)
@@ -228,6 +233,19 @@ def _sources(
         wanted += more
         notes += why
     return wanted, notes
+
+
+def _iptables_mode_sysctls() -> bool:
+    """In a node's namespace, what kube-proxy's iptables mode sets up at start (proxier.go
+    NewProxier): ``route_localnet=1`` so NodePorts answer on 127.0.0.1 (localhost NodePorts,
+    on by default), and whether ``nf_conntrack_tcp_be_liberal`` is set (then it writes no
+    INVALID drop). Returns the latter."""
+    if netns.read_sysctl(kubeproxy.ROUTE_LOCALNET) != "1":
+        netns.write_sysctl(kubeproxy.ROUTE_LOCALNET, "1")
+    try:
+        return netns.read_sysctl(kubeproxy.TCP_BE_LIBERAL) not in ("", "0")
+    except FileNotFoundError:  # conntrack not loaded in this namespace yet: the default, 0
+        return False
 
 
 def _bridge_netfilter() -> None:

@@ -95,7 +95,7 @@ def ttl_of(obj: Service | Ingress | HTTPRoute) -> tuple[int, str]:
     text = obj.annotations.get(TTL_KEY, "").strip()
     if not text:
         return DEFAULT_TTL, ""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit() is also true of '²', which int() refuses
         return max(1, int(text)), ""
     match = _DURATION.fullmatch(text)
     if match and any(match.groups()):

@@ -12,6 +12,13 @@ What kube-proxy does with ``--proxy-mode=ipvs``, per node:
 - iptables only for what IPVS cannot do: KUBE-MARK-MASQ / KUBE-POSTROUTING masquerade for
   traffic from outside the pod network (kube-proxy matches ipsets; netlab writes one rule
   per service, same effect), and ``net.ipv4.vs.conntrack=1`` so NAT and IPVS agree;
+- hairpin: when IPVS sends a pod's connection to its own Service back to that pod, the
+  reply would come from the pod to itself and never reach the socket that asked. kube-proxy
+  keeps the real ipset ``KUBE-LOOP-BACK`` (``hash:ip,port,ip``, one entry
+  ``<ep IP>,<proto>:<port>,<ep IP>`` per endpoint on this node) and masquerades what matches
+  it as ``dst,dst,src`` first thing in KUBE-POSTROUTING (pkg/proxy/ipvs/proxier.go v1.30:
+  ``ipsetWithIptablesChain``, ``writeIptablesRules``, "Handle traffic that loops back to the
+  originator with SNAT"); netlab does the same, over netlink (:mod:`netlab.kernel.ipset`);
 - LoadBalancer ingress IPs (pkg/proxy/ipvs/proxier.go, "Capture load-balancer ingress"): each
   is bound to ``kube-ipvs0`` on every node and gets a virtual server per port; kube-proxy's
   strictARP (``arp_ignore=1``, ``arp_announce=2``, which MetalLB requires in IPVS mode) keeps
@@ -35,8 +42,9 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 
 from netlab import doctor
-from netlab.kernel import iptables
+from netlab.kernel import ipset, iptables
 from netlab.kernel import ipvs as kernel_ipvs
+from netlab.kernel.ipset import IpPortIp
 from netlab.kernel.ipvs import VirtualServer
 from netlab.model.service import Service, ServicePort
 from netlab.services.kubeproxy import MASQ_MARK, Endpoint, endpoint_address, parse_save, rule_words
@@ -49,6 +57,8 @@ def require() -> None:
     doctor.require(("ipvs",), "proxyMode ipvs (kube-proxy's IPVS mode)")
 
 
+LOOP_BACK_SET = "KUBE-LOOP-BACK"
+LOOP_BACK_COMMENT = "Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose"  # kubeLoopBackIPSetComment
 LB_COMMENT = "Kubernetes service lb portal"  # ipset KUBE-LOAD-BALANCER
 LB_LOCAL_COMMENT = "Kubernetes service load balancer ip + port with externalTrafficPolicy=local"
 LB_FW_COMMENT = "Kubernetes service load balancer ip + port for load balancer with sourceRange"
@@ -90,6 +100,23 @@ def desired(
     return addresses, servers
 
 
+def loop_back_entries(node: str, services: list[Service], backends: dict[str, list[Endpoint]]) -> list[IpPortIp]:
+    """KUBE-LOOP-BACK's entries on ``node``: every endpoint on this node, per Service port
+    (proxier.go: ``if !ep.IsLocal() { continue }``, entry IP, Port, Protocol, IP2 = the endpoint)."""
+    entries = set()
+    for svc in services:
+        if svc.type == "ExternalName" or svc.headless or not svc.cluster_ip:
+            continue
+        for port in svc.ports:
+            for backend in backends.get(svc.key, []):
+                if backend.node != node:
+                    continue
+                ip, number = _real(svc, port, backend)
+                rule_words(svc.port_name(port), ip)
+                entries.add(IpPortIp(ip, port.protocol.lower(), number, ip))
+    return sorted(entries)
+
+
 def _real(svc: Service, port: object, backend: Endpoint) -> tuple[str, int]:
     address = endpoint_address(svc, port, backend)  # type: ignore[arg-type]
     ip, number = address.rsplit(":", 1)
@@ -98,10 +125,11 @@ def _real(svc: Service, port: object, backend: Endpoint) -> tuple[str, int]:
 
 def nat_rules(
     services: list[Service], cluster_cidr: str, saved_chains: set[str], ingress: Mapping[str, Sequence[str]] | None = None,
-    saved_filter_chains: set[str] | None = None, node_ip: str = "",
+    saved_filter_chains: set[str] | None = None, node_ip: str = "", loop_back: bool = False,
 ) -> str:
     """kube-proxy IPVS mode's nat table (masquerade what does not come from a pod) and, for
-    loadBalancerSourceRanges, its filter table."""
+    loadBalancerSourceRanges, its filter table; ``loop_back``: the node's KUBE-LOOP-BACK set
+    has entries (kube-proxy writes the rule only then)."""
     chains = ["KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-NODE-PORT", "KUBE-LOAD-BALANCER"]
     lines = ["*nat"] + [f":{c} - [0:0]" for c in chains]
     if "KUBE-SERVICES" not in saved_chains:
@@ -110,6 +138,10 @@ def nat_rules(
             '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
             '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
         ]
+    if loop_back:
+        lines.append(
+            f'-A KUBE-POSTROUTING -m comment --comment "{LOOP_BACK_COMMENT}" -m set --match-set {LOOP_BACK_SET} dst,dst,src -j MASQUERADE'
+        )
     lines += [
         f"-A KUBE-MARK-MASQ -j MARK --set-xmark {MASQ_MARK}",
         f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK} -j RETURN",
@@ -187,6 +219,9 @@ def sync(
     kernel_ipvs.set_sysctls(ns)
     kernel_ipvs.set_addresses(ns, DEVICE, addresses)
     kernel_ipvs.set_table(ns, servers)
+    loop_back = loop_back_entries(node, services, backends)
+    ipset.set_entries(ns, LOOP_BACK_SET, loop_back)  # before the rule that matches it
     chains, _rules = parse_save(iptables.save(ns))
-    iptables.restore(ns, nat_rules(services, cluster_cidr, chains.get("nat", set()), ingress, chains.get("filter", set()), node_ip))
+    nat = nat_rules(services, cluster_cidr, chains.get("nat", set()), ingress, chains.get("filter", set()), node_ip, bool(loop_back))
+    iptables.restore(ns, nat)
     return servers

@@ -18,9 +18,12 @@ The chain structure and names are kube-proxy's own (pkg/proxy/iptables), so what
       through is dropped by filter KUBE-PROXY-FIREWALL, which matches only packets still
       addressed to the LB IP, i.e. not DNATed)
 
-Every rule follows kubernetes pkg/proxy/iptables/proxier.go (``syncProxyRules``, v1.30+:
-``LoadBalancerVIPs``, ``KUBE-PROXY-FIREWALL`` without ``KUBE-MARK-DROP``), written in the order
-and spelling ``iptables-save`` prints it. Chain hashes are kube-proxy's: base32(sha256(servicePortName + protocol))[:16], with the
+Every rule follows kubernetes pkg/proxy/iptables/proxier.go as of v1.30 (``syncProxyRules``:
+``LoadBalancerVIPs``, ``KUBE-PROXY-FIREWALL`` without ``KUBE-MARK-DROP``, the filter table's
+``KUBE-FORWARD`` INVALID drop and ``KUBE-FIREWALL`` localnet guard, localhost NodePorts on;
+``iptablesJumpChains`` for the jumps), written in the order and spelling ``iptables-save``
+prints it; the full output for a fixed input is the golden file
+``tests/unit/services/golden/kubeproxy-iptables.rules``. Chain hashes are kube-proxy's: base32(sha256(servicePortName + protocol))[:16], with the
 endpoint ("ip:port") appended for KUBE-SEP. Every sync is one atomic iptables-restore
 --noflush: kube-proxy's chains are redeclared (which flushes them), chains no longer needed
 are deleted, and the jumps from the built-in chains are written once.
@@ -104,22 +107,40 @@ def rule_words(name: str, *addresses: str) -> str:
 
 
 NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
-FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-PROXY-FIREWALL")
-NAT_JUMPS = (
-    '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-    '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-    '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL")
+FIREWALL_CHAIN = "KUBE-FIREWALL"  # kubelet's, duplicated by kube-proxy for localhost NodePorts
+LOCALNET_RULE = (
+    f'-A {FIREWALL_CHAIN} ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" '
+    "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+)
+INVALID_RULE = "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP"
+ROUTE_LOCALNET = "net/ipv4/conf/all/route_localnet"  # proxier.go sysctlRouteLocalnet
+TCP_BE_LIBERAL = "net/netfilter/nf_conntrack_tcp_be_liberal"  # proxier.go sysctlNFConntrackTCPBeLiberal
+
+# The jumps from the built-in chains, as proxier.go's iptablesJumpChains (and
+# iptablesKubeletJumpChains) list them. kube-proxy ensures each with EnsureRule(Prepend, ...),
+# i.e. ``-I <chain>`` when missing, so they end up in reverse order above whatever the pod
+# network (FLANNEL-FWD, FLANNEL-POSTRTG) appended; kubelet, which starts first, has already put
+# its KUBE-FIREWALL jumps there (pkg/kubelet/kubelet_network_linux.go), so those come first.
+KUBELET_FILTER_JUMPS = (
+    f"-I INPUT -j {FIREWALL_CHAIN}",
+    f"-I OUTPUT -j {FIREWALL_CHAIN}",
 )
 FILTER_JUMPS = (
-    '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
-    '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
-    '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-    '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
-    '-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-    # proxier.go iptablesJumpChains: the load balancer firewall (loadBalancerSourceRanges)
-    '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
-    '-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
-    '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+    '-I INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+    '-I FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+    '-I INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS',
+    '-I FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+    '-I INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+    '-I OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+    '-I FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+)
+NAT_JUMPS = (
+    '-I OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
 )
 
 
@@ -183,22 +204,28 @@ def ruleset(
     saved: str = "",
     ingress: Mapping[str, Sequence[str]] | None = None,
     node_ip: str = "",
+    tcp_be_liberal: bool = False,
+    localhost_node_ports: bool = True,
 ) -> str:
-    """The nat and filter tables kube-proxy writes on ``node``, in iptables-restore format.
+    """The filter and nat tables kube-proxy writes on ``node``, in iptables-restore format.
 
     ``endpoints`` maps a service key (``ns/name``) to its ready backends; ``saved`` is the
     node's current ``iptables-save`` output (to delete stale chains and not repeat jumps);
     ``ingress`` maps a service key to its ``status.loadBalancer.ingress`` IPs; ``node_ip`` is
-    this node's address (a source range containing it also lets the node itself in).
+    this node's address (a source range containing it also lets the node itself in);
+    ``tcp_be_liberal``: the node's nf_conntrack_tcp_be_liberal is set (then kube-proxy writes
+    no INVALID drop); ``localhost_node_ports``: ``--iptables-localhost-nodeports`` (default
+    true: NodePorts answer on 127.0.0.1 too, with route_localnet=1 and KUBE-FIREWALL's guard).
     """
     nat = _Table("nat", NAT_CHAINS)
     filt = _Table("filter", FILTER_CHAINS)
+    if localhost_node_ports:  # proxier.go: the anti-martian rule, "issue.k8s.io/90259"
+        filt.chain(FIREWALL_CHAIN)
+        filt.rules.append(LOCALNET_RULE)
     nat.add("KUBE-MARK-MASQ", "-j MARK --set-xmark", MASQ_MARK)
     nat.add("KUBE-POSTROUTING", "-m mark ! --mark", MASQ_MARK, "-j RETURN")
     nat.add("KUBE-POSTROUTING", "-j MARK --set-xmark 0x4000/0x0")
     nat.add("KUBE-POSTROUTING", '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully')
-    filt.add("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding rules" -m mark --mark', MASQ_MARK, "-j ACCEPT")
-    filt.add("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT')
     node_port_rules: list[tuple[str, ...]] = []
     for svc in services:
         if svc.type == "ExternalName" or svc.headless or not svc.cluster_ip:
@@ -209,14 +236,24 @@ def ruleset(
             _service_port(nat, filt, svc, port, backends, node, cluster_cidr, node_port_rules, lb_ips, node_ip)
     for words in node_port_rules:
         nat.add("KUBE-NODEPORTS", *words)
+    local = "-m addrtype --dst-type LOCAL" + ("" if localhost_node_ports else " ! -d 127.0.0.0/8")
     nat.add(
         "KUBE-SERVICES",
         '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"',
-        "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+        local, "-j KUBE-NODEPORTS",
     )
+    # Drop packets conntrack finds INVALID (kubernetes#74839: a spurious out-of-window
+    # retransmit would otherwise reach the pod un-DNATed and be answered with a RST), unless
+    # the node's conntrack is liberal (v1.29+). v1.30+ add "-m nfacct --nfacct-name
+    # ct_state_invalid_dropped_pkts" where the kernel has nfacct; this is the form without it.
+    if not tcp_be_liberal:
+        filt.rules.append(INVALID_RULE)
+    filt.add("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding rules" -m mark --mark', MASQ_MARK, "-j ACCEPT")
+    filt.add("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT')
     chains, saved_rules = parse_save(saved)
-    lines = nat.render(chains, NAT_JUMPS, saved_rules.get("nat", set()))
-    lines += filt.render(chains, FILTER_JUMPS, saved_rules.get("filter", set()))
+    filter_jumps = (KUBELET_FILTER_JUMPS if localhost_node_ports else ()) + FILTER_JUMPS
+    lines = filt.render(chains, filter_jumps, saved_rules.get("filter", set()))
+    lines += nat.render(chains, NAT_JUMPS, saved_rules.get("nat", set()))
     return "\n".join(lines) + "\n"
 
 

@@ -95,7 +95,9 @@ def render(topology: Topology, source: str = "<topology>") -> str:
             addresses, servers = ipvs.desired(node.name, node_ip, services, endpoints, topo.network.ipvs_scheduler, lb_ips)
             out.append(f"#   {ipvs.DEVICE} holds {', '.join(addresses)}; IPVS table (ipvsadm -Ln):")
             out += [f"#   {line}" for vs in servers for line in vs.render().splitlines()]
-            rules = ipvs.nat_rules(services, cidr, set(), lb_ips, set(), node_ip)
+            loop_back = ipvs.loop_back_entries(node.name, services, endpoints)
+            out.append(f"#   ipset {ipvs.LOOP_BACK_SET} (hash:ip,port,ip): {', '.join(e.render() for e in loop_back) or 'empty'}")
+            rules = ipvs.nat_rules(services, cidr, set(), lb_ips, set(), node_ip, bool(loop_back))
         else:
             rules = kubeproxy.ruleset(node.name, services, endpoints, cidr, "", lb_ips, node_ip)
         out.append(f"ip netns exec {ns} iptables-restore --noflush <<'EOF'")

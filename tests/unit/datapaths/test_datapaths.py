@@ -270,3 +270,23 @@ def test_calico_and_vpc_nodes_always_have_a_router(cni: str) -> None:
     assert "t-gateway" in plan.namespaces
     assert "ip -n t-node1 route add default via 192.168.1.1" in out and "ip -n t-node2 route add default via 192.168.1.1" in out
     assert "t-gateway" not in make_plan(parse_topology(cluster("vxlan"))).namespaces
+
+
+# ----------------------------------------------------------------------------- hairpin
+@pytest.mark.parametrize("file", ["flannel-vxlan.yaml", "host-gw.yaml"])
+def test_flannel_pod_ports_have_hairpin_mode_on(file: str) -> None:
+    """kube-flannel's cni-conf.json delegates with hairpinMode true: every cni0 port, right after
+    it is enslaved (so a pod can reach itself through its Service)."""
+    plan = plan_of(file)
+    out, ns = lines(plan), f"{plan.lab}-node1"
+    enslaved = [i for i, line in enumerate(out) if line.startswith(f"ip -n {ns} link set veth") and line.endswith(" master cni0")]
+    assert enslaved
+    for i in enslaved:
+        port = out[i].split()[5]
+        assert out[i + 1] == f"bridge -n {ns} link set dev {port} hairpin on"
+
+
+@pytest.mark.parametrize("file", ["docker0.yaml", "calico-ipip.yaml", "vpc-native.yaml"])
+def test_no_hairpin_where_the_real_network_sets_none(file: str) -> None:
+    """Docker sets hairpin only with userland-proxy off; Calico and the AWS VPC CNI have no bridge."""
+    assert not [line for line in lines(plan_of(file)) if "hairpin" in line]

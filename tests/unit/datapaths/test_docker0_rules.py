@@ -12,7 +12,7 @@ from netlab.build import phases
 from netlab.datapaths import docker0, make_plan
 from netlab.errors import TopologyError
 from netlab.model import load_topology, parse_topology
-from netlab.plan import LoadIptables, SetHairpin, SetSysctl
+from netlab.plan import LoadIptables, SetMaster, SetSysctl
 from netlab.services.dockerd import DockerProxyPhase, proxy_argv
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
@@ -51,15 +51,15 @@ def test_the_plan_loads_the_three_tables_in_one_restore() -> None:
     assert [line for line in rules.splitlines() if line.startswith("*")] == ["*raw", "*filter", "*nat"]
     assert "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT" in rules
     assert "-A DOCKER ! -i docker0 -p udp -m udp --dport 5353 -j DNAT --to-destination 172.17.0.2:53" in rules
-    assert not [op for op in plan.operations if isinstance(op, (SetHairpin, SetSysctl)) and op.ns == "fdk-u-host1"
-                and not (isinstance(op, SetSysctl) and op.key == "net/ipv4/ip_forward")]
+    assert not [op for op in plan.operations if isinstance(op, SetSysctl) and op.ns == "fdk-u-host1" and op.key != "net/ipv4/ip_forward"]
+    assert not [op for op in plan.operations if isinstance(op, SetMaster) and op.hairpin], "docker0 ports: no hairpin with the proxy"
 
 
 def test_without_the_userland_proxy_route_localnet_and_hairpin_are_set() -> None:
     plan = make_plan(topo(False))
     ops = plan.operations
     assert SetSysctl("fdk-u-host1", "net/ipv4/conf/docker0/route_localnet", "1") in ops
-    hairpins = [op for op in ops if isinstance(op, SetHairpin)]
+    hairpins = [op for op in ops if isinstance(op, SetMaster) and op.hairpin]
     assert [op.ns for op in hairpins] == ["fdk-u-host1", "fdk-u-host1"]  # every container's port
     assert "bridge -n fdk-u-host1 link set dev veth" in plan.render()
     assert "ip netns exec fdk-u-host1 sysctl -qw net.ipv4.conf.docker0.route_localnet=1" in plan.render()

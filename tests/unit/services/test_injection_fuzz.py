@@ -47,7 +47,7 @@ NAMESERVER = "10.96.0.10"
 
 # ----------------------------------------------------------------------------- what is rendered may look like this
 _TOKEN = r'(?:[A-Za-z0-9!._:/,=+-]+|"[A-Za-z0-9 ./:;,>=-]*")'
-RULE_LINE = re.compile(rf"\*(?:nat|filter)|:[A-Z0-9-]+ - \[0:0\]|COMMIT|-X [A-Z0-9-]+|-A [A-Z0-9-]+(?: {_TOKEN})+")
+RULE_LINE = re.compile(rf"\*(?:nat|filter)|:[A-Z0-9-]+ - \[0:0\]|COMMIT|-X [A-Z0-9-]+|-[AI] [A-Z0-9-]+(?: {_TOKEN})+")
 RESOLV_CONF = re.compile(
     r"search ([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc\.cluster\.local svc\.cluster\.local cluster\.local\n"
     rf"nameserver {re.escape(NAMESERVER)}\noptions ndots:5\n"
@@ -187,7 +187,7 @@ def render(services: list[Service], running: list[PodInfo]) -> str:
         assert rules.endswith("\n") and nat.endswith("\n")
         for line in (rules + nat)[:-1].split("\n"):  # iptables-restore reads lines split at \n only
             assert RULE_LINE.fullmatch(line), f"iptables-restore line outside the grammar: {line!r}"
-        assert (rules + nat).count("-A PREROUTING") == 2  # kube-proxy's one jump per mode, nothing else
+        assert len(re.findall(r"^-[AI] PREROUTING ", rules + nat, re.M)) == 2  # kube-proxy's one jump per mode, nothing else
         addresses, servers = ipvs.desired(node, node_ip, allocated, endpoints, "rr")
         for server in servers:
             ipaddress.IPv4Address(server.addr)

@@ -50,3 +50,24 @@ def test_masquerade_rules_for_outside_traffic() -> None:
     assert "--dport 30080 -j KUBE-MARK-MASQ" in text
     assert "-A PREROUTING" in text
     assert "-A PREROUTING" not in nat_rules([web], "10.244.0.0/16", {"KUBE-SERVICES"})
+
+
+def test_loop_back_set_holds_this_nodes_endpoints_and_postrouting_masquerades_them_first() -> None:
+    """kube-proxy IPVS: KUBE-LOOP-BACK (hash:ip,port,ip) has ep,proto:port,ep for each local endpoint."""
+    from netlab.model.service import Service, system_services
+    from netlab.services.allocate import allocate
+    from netlab.services.ipvs import loop_back_entries, nat_rules
+    from netlab.services.kubeproxy import Endpoint
+
+    spec = {"name": "web", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"name": "dns", "port": 53, "protocol": "UDP"}]}
+    services = allocate(system_services("192.168.1.11:6443") + [Service.model_validate(spec)], ipaddress.IPv4Network("10.96.0.0/12"))
+    backends = {"default/web": [Endpoint("10.244.1.2", "node1", "web-1"), Endpoint("10.244.2.2", "node2", "web-2")]}
+    entries = [e.render() for e in loop_back_entries("node1", services, backends)]
+    assert entries == ["10.244.1.2,tcp:8080,10.244.1.2", "10.244.1.2,udp:53,10.244.1.2"]
+    rules = nat_rules(services, "10.244.0.0/16", set(), loop_back=True).splitlines()
+    postrouting = [r for r in rules if r.startswith("-A KUBE-POSTROUTING")]
+    assert postrouting[0] == (
+        '-A KUBE-POSTROUTING -m comment --comment "Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose" '
+        "-m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE"
+    )
+    assert "KUBE-LOOP-BACK" not in nat_rules(services, "10.244.0.0/16", set())  # empty set: no rule, as kube-proxy

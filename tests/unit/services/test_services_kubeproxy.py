@@ -48,9 +48,9 @@ def test_cluster_ip_dnat_and_masquerade() -> None:
     sep = sep_chain("default/web", "TCP", "10.244.1.2:8080")
     assert f'-A {sep} -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination 10.244.1.2:8080' in text
     assert "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000" in text
-    assert '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING' in text
+    assert '-I POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING' in text
     # the NodePort jump is the last rule of KUBE-SERVICES
-    nat = text[: text.index("*filter")]
+    nat = text[text.index("*nat") :]
     last = [r for r in nat if r.startswith("-A KUBE-SERVICES")][-1]
     assert last.endswith("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
 
@@ -96,8 +96,8 @@ def test_resync_deletes_stale_chains_and_keeps_jumps_once() -> None:
     text = rules(saved=saved)
     assert "-X KUBE-SVC-OLD" in text and "-X KUBE-SEP-OLD" in text and ":KUBE-SVC-OLD - [0:0]" in text
     assert not any("FLANNEL" in r for r in text)
-    assert not any(r.startswith("-A PREROUTING") for r in text)
-    assert any(r.startswith("-A OUTPUT") and r.endswith("KUBE-SERVICES") for r in text)
+    assert not any(r.startswith(("-A PREROUTING", "-I PREROUTING")) for r in text)
+    assert any(r.startswith("-I OUTPUT") and r.endswith("KUBE-SERVICES") for r in text)
 
 
 def test_rules_are_rendered_from_kubernetes_names_only() -> None:
@@ -119,3 +119,22 @@ def test_rules_are_rendered_from_kubernetes_names_only() -> None:
     bad = Service.model_construct(name="web", namespace="default", ports=(ServicePort.model_construct(name='x"', port=80, protocol="TCP"),))
     with pytest.raises(ValueError):
         kubeproxy.ruleset("node1", [bad.model_copy(update={"cluster_ip": "10.96.0.5"})], {"default/web": [Endpoint("10.244.1.2")]}, "10.244.0.0/16")
+
+
+def test_filter_table_invalid_drop_and_localnet_guard() -> None:
+    text = rules()
+    filt = text[: text.index("COMMIT") + 1]
+    forward = [r for r in filt if r.startswith("-A KUBE-FORWARD")]
+    assert forward[0] == "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP"  # first, before the ACCEPTs
+    assert any(r.startswith("-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8") and r.endswith("! --ctstate RELATED,ESTABLISHED,DNAT -j DROP") for r in filt)
+    assert "-I INPUT -j KUBE-FIREWALL" in filt and "-I OUTPUT -j KUBE-FIREWALL" in filt
+    assert '-I INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS' in filt
+    # kube-proxy writes its jumps with EnsureRule(Prepend): the FORWARD jump to KUBE-FORWARD is an insert
+    assert '-I FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD' in filt
+
+
+def test_liberal_conntrack_writes_no_invalid_drop_and_no_localhost_node_ports_excludes_127() -> None:
+    eps = {"default/web": WEB}
+    text = ruleset("node1", services(), eps, "10.244.0.0/16", tcp_be_liberal=True, localhost_node_ports=False)
+    assert "--ctstate INVALID" not in text and "KUBE-FIREWALL" not in text
+    assert "-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS" in text

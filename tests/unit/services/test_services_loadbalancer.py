@@ -122,7 +122,7 @@ def test_iptables_load_balancer_ip_goes_to_the_ext_chain() -> None:
     ext = kubeproxy.ext_chain("default/web", "TCP")
     assert f'-A KUBE-SERVICES -d 192.168.1.240/32 -p tcp -m comment --comment "default/web loadbalancer IP" -m tcp --dport 80 -j {ext}' in text
     assert f'-A {ext} -m comment --comment "masquerade traffic for default/web external destinations" -j KUBE-MARK-MASQ' in text
-    assert '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL' in text
+    assert '-I INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL' in text
     assert "KUBE-FW-" not in text
 
 

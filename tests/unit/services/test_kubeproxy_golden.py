@@ -1,0 +1,57 @@
+"""kube-proxy's whole iptables-mode ruleset (filter + nat) for a fixed cluster, against a golden file.
+
+The golden file names its upstream source in its header; regenerate it after a deliberate
+change with ``NETLAB_REGOLD=1 pytest tests/unit/services/test_kubeproxy_golden.py`` and read
+the diff against that source before committing it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from netlab.model.service import Service, system_services
+from netlab.services.allocate import allocate
+from netlab.services.kubeproxy import Endpoint, ruleset
+
+GOLDEN = Path(__file__).parent / "golden" / "kubeproxy-iptables.rules"
+HEADER = """\
+# kube-proxy iptables mode, node1 of a 2-node cluster, first sync (nothing saved yet): the
+# iptables-restore --noflush input netlab writes. Upstream: kubernetes v1.30
+# pkg/proxy/iptables/proxier.go (syncProxyRules; the -I jumps are iptablesJumpChains and
+# iptablesKubeletJumpChains, which kube-proxy ensures with EnsureRule(Prepend)), localhost
+# NodePorts on, nf_conntrack_tcp_be_liberal 0, no nfacct. Chain hashes are kube-proxy's.
+"""
+
+
+def cluster() -> list[Service]:
+    specs = [
+        {"name": "web", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        {"name": "web-np", "type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]},
+        {"name": "web-local", "type": "NodePort", "externalTrafficPolicy": "Local", "selector": {"app": "web"},
+         "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30081}]},
+        {"name": "web-sticky", "selector": {"app": "web"}, "sessionAffinity": "ClientIP", "ports": [{"port": 80, "targetPort": 8080}]},
+        {"name": "echo", "selector": {"app": "echo"}, "ports": [{"port": 53, "targetPort": 5353, "protocol": "UDP"}]},
+        {"name": "empty", "selector": {"app": "none"}, "ports": [{"port": 80}]},
+    ]
+    services = [Service.model_validate(s) for s in specs]
+    return allocate(system_services("192.168.1.11:6443") + services, ipaddress.IPv4Network("10.96.0.0/12"))
+
+
+def render() -> str:
+    web = [Endpoint("10.244.1.2", "node1", "web-1"), Endpoint("10.244.2.2", "node2", "web-2")]
+    endpoints = {
+        "default/kubernetes": [Endpoint("192.168.1.11:6443")],
+        "kube-system/kube-dns": [Endpoint("10.244.1.3", "node1", "coredns")],
+        "default/web": web, "default/web-np": web, "default/web-local": web, "default/web-sticky": web,
+        "default/echo": [Endpoint("10.244.2.4", "node2", "echo-1")],
+    }
+    return HEADER + ruleset("node1", cluster(), endpoints, "10.244.0.0/16", "", None, "192.168.1.11")
+
+
+def test_full_ruleset_matches_the_golden_file() -> None:
+    text = render()
+    if os.environ.get("NETLAB_REGOLD"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
