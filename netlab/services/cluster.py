@@ -5,7 +5,7 @@ whenever Services or pods change (:func:`sync`), it
 
 1. computes each Service's endpoints from the pods whose labels match its selector
    (:mod:`.endpoints`),
-2. writes kube-proxy's rules into every node (iptables-restore, or IPVS),
+2. writes kube-proxy's rules into every node (iptables-restore, IPVS, or one nft transaction),
 3. rewrites the cluster DNS records (the ``coredns`` pod in kube-system rereads them),
 4. gives every pod ``/etc/netns/<netns>/resolv.conf`` (:mod:`.files`) and runs the hostname
    server in pods that back a Service (:mod:`.processes`),
@@ -31,10 +31,10 @@ from typing import Any
 
 from netlab import names
 from netlab.errors import EnvironmentProblem, UsageError
-from netlab.kernel import iptables, netns
+from netlab.kernel import iptables, netns, nft
 from netlab.model import Topology, aws_lb
 from netlab.model.service import Service, system_services
-from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer, nlb, nlbrun, pods
+from netlab.services import externaldns, ipvs, kubeproxy, kubeproxy_nft, loadbalancer, nlb, nlbrun, pods
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import cluster_cidr, endpoints_for
 from netlab.services.files import (
@@ -149,6 +149,8 @@ def sync(state: LabState) -> None:
             netns.run_in(ns, _bridge_netfilter)
         if topo.network.proxy_mode == "ipvs":
             ipvs.sync(ns, node.name, node_ip, services, endpoints, cidr, topo.network.ipvs_scheduler, ingress)
+        elif topo.network.proxy_mode == "nftables":
+            sync_nftables(ns, node.name, node_ip, services, endpoints, cidr, str(topo.network.service_cidr), ingress)
         else:
             iptables.restore(ns, kubeproxy.ruleset(node.name, services, endpoints, cidr, iptables.save(ns), ingress, node_ip))
     write_dns_records(state, services, running, endpoints)
@@ -163,6 +165,15 @@ def sync(state: LabState) -> None:
     record.store(state)
     sync_ingress_controller(state)  # the ingress controller's upstreams follow the endpoints
     sync_gateways(state)  # so do the Gateways' (NGINX Gateway Fabric)
+
+
+def sync_nftables(
+    ns: str, node: str, node_ip: str, services: list[Service], endpoints: dict[str, list[Endpoint]], cidr: str, service_cidr: str,
+    ingress: dict[str, list[str]],
+) -> None:
+    """kube-proxy's nftables mode on one node: one full-sync transaction (:mod:`.kubeproxy_nft`)."""
+    existing = nft.list_table(ns, "ip", "kube-proxy")
+    nft.load(ns, kubeproxy_nft.ruleset(node, services, endpoints, cidr, service_cidr, node_ip, existing, ingress))
 
 
 def _announce(state: LabState, record: ClusterRecord, topo: Topology, previous: dict[str, Assignment], now: dict[str, Assignment]) -> None:

@@ -4,8 +4,8 @@
 The same functions ``up`` uses, on the pods the plan will create (the ``coredns`` pod ``up``
 adds to the first node included): ClusterIPs and NodePorts (:mod:`.allocate`), endpoints,
 MetalLB's addresses and leaders (:mod:`.loadbalancer`), ExternalDNS's records
-(:mod:`.externaldns`) and, per node, the rules kube-proxy loads (iptables-restore text, or
-IPVS virtual servers and their nat rules). Pure: no root, no kernel.
+(:mod:`.externaldns`) and, per node, the rules kube-proxy loads (iptables-restore text,
+IPVS virtual servers and their nat rules, or the nftables mode's ``nft -f`` transaction). Pure: no root, no kernel.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from netlab import names
 from netlab.datapaths import make_plan
 from netlab.model import Topology, parse_topology
 from netlab.model.service import system_services
-from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer
+from netlab.services import externaldns, ipvs, kubeproxy, kubeproxy_nft, loadbalancer
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import PodInfo, cluster_cidr, endpoints_for
 from netlab.services.processes import DNS_POD
@@ -73,6 +73,12 @@ def render(topology: Topology, source: str = "<topology>") -> str:
             out.append(f"#   {ipvs.DEVICE} holds {', '.join(addresses)}; IPVS table (ipvsadm -Ln):")
             out += [f"#   {line}" for vs in servers for line in vs.render().splitlines()]
             rules = ipvs.nat_rules(services, cidr, set(), ingress, set(), node_ip)
+        elif mode == "nftables":
+            script = kubeproxy_nft.ruleset(node.name, services, endpoints, cidr, str(topo.network.service_cidr), node_ip, "", ingress)
+            out.append(f"ip netns exec {ns} nft -f - <<'EOF'")
+            out += script.rstrip("\n").splitlines()
+            out.append("EOF")
+            continue
         else:
             rules = kubeproxy.ruleset(node.name, services, endpoints, cidr, "", ingress, node_ip)
         out.append(f"ip netns exec {ns} iptables-restore --noflush <<'EOF'")
