@@ -29,7 +29,7 @@ import subprocess
 import time
 from typing import Any
 
-from netlab import names
+from netlab import doctor, names
 from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import iptables, netns, nft
 from netlab.model import Topology, aws_lb
@@ -89,11 +89,13 @@ def notes(state: LabState, topo: Topology) -> list[str]:
 
 
 def require(topology: Topology) -> None:
-    """Refuse what cannot run Services here: docker0, or IPVS mode on a kernel without IPVS."""
+    """Refuse what cannot run Services here: docker0, or IPVS / nftables mode on a kernel without them."""
     if topology.network.cni == "docker0":
         raise UsageError("Services need a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0")
     if topology.network.proxy_mode == "ipvs":
         ipvs.require()
+    if topology.network.proxy_mode == "nftables":
+        doctor.require(("nftables",), "proxyMode nftables (kube-proxy's nftables mode)")
 
 
 def dns_room(topology: Topology) -> None:
