@@ -41,3 +41,9 @@ def list_table(ns: str, family: str, table: str) -> str:
     """``nft list table FAMILY TABLE`` in ``ns``; empty when the table does not exist."""
     done = _run(ns, ["nft", "list", "table", family, table])
     return done.stdout if done.returncode == 0 else ""
+
+
+def list_names(ns: str, family: str) -> str:
+    """``nft list chains FAMILY`` and ``nft list sets FAMILY`` in ``ns``: every table's chain
+    and set declarations (rules left out, so it stays quick however big the rulesets are)."""
+    return "".join(_run(ns, ["nft", "list", what, family]).stdout for what in ("chains", "sets"))

@@ -174,7 +174,7 @@ def sync_nftables(
     ingress: dict[str, list[str]],
 ) -> None:
     """kube-proxy's nftables mode on one node: one full-sync transaction (:mod:`.kubeproxy_nft`)."""
-    existing = nft.list_table(ns, "ip", "kube-proxy")
+    existing = nft.list_names(ns, "ip")
     nft.load(ns, kubeproxy_nft.ruleset(node, services, endpoints, cidr, service_cidr, node_ip, existing, ingress))
 
 

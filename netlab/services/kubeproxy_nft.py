@@ -117,15 +117,25 @@ _SET_LINE = re.compile(r"^\s*set (\S+) \{")
 
 @dataclass(frozen=True)
 class Existing:
-    """What the node's table holds now (from ``nft list table ip kube-proxy``)."""
+    """The chains and sets the node's kube-proxy table holds now, from ``nft list chains ip``
+    and ``nft list sets ip`` (what knftables' List reads; other tables in the listing, such as
+    iptables-nft's, are skipped)."""
 
     chains: frozenset[str] = frozenset()
     sets: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, listing: str) -> Existing:
-        chains = {m.group(1) for line in listing.splitlines() if (m := _CHAIN_LINE.match(line))}
-        sets = {m.group(1) for line in listing.splitlines() if (m := _SET_LINE.match(line))}
+        chains: set[str] = set()
+        sets: set[str] = set()
+        ours = False
+        for line in listing.splitlines():
+            if line.startswith("table "):
+                ours = line.split()[1:3] == TABLE.split()
+            elif ours and (m := _CHAIN_LINE.match(line)):
+                chains.add(m.group(1))
+            elif ours and (m := _SET_LINE.match(line)):
+                sets.add(m.group(1))
         return cls(frozenset(chains), frozenset(sets))
 
 
@@ -211,7 +221,7 @@ def ruleset(
     """The ``nft -f`` transaction kube-proxy's full sync sends on ``node``.
 
     ``endpoints`` maps a service key to its ready backends; ``existing`` is the node's current
-    ``nft list table ip kube-proxy`` (stale service chains and affinity sets are deleted);
+    ``nft list chains ip`` and ``nft list sets ip`` (stale service chains and affinity sets are deleted);
     ``ingress`` maps a LoadBalancer Service's key to its status.loadBalancer.ingress IPs.
     """
     rule_words("default/kubernetes", cluster_cidr, service_cidr, node_ip)

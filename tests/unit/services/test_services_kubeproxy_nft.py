@@ -126,7 +126,10 @@ def test_nodeport_local_policy_and_no_endpoints() -> None:
 def test_stale_chains_and_affinity_sets_are_deleted() -> None:
     web = _svc("web")
     gone = endpoint_chain(web, PORT, "10.244.9.9:8080")
-    listing = f"table ip kube-proxy {{\n\tset affinity-X-default/old/tcp/__1.2.3.4/80 {{\n\t}}\n\tchain {gone} {{\n\t}}\n\tchain services {{\n\t}}\n}}\n"
+    listing = (
+        f"table ip kube-proxy {{\n\tset affinity-X-default/old/tcp/__1.2.3.4/80 {{\n\t}}\n\tchain {gone} {{\n\t}}\n\tchain services {{\n\t}}\n}}\n"
+        "table ip nat {\n\tchain not/ours {\n\t}\n}\n"  # iptables-nft's own table: never touched
+    )
     assert Existing.parse(listing).chains == frozenset({gone, "services"})
     lines = render(existing=listing).splitlines()
     assert lines[-3:] == [f"flush chain ip kube-proxy {gone}", "delete set ip kube-proxy affinity-X-default/old/tcp/__1.2.3.4/80", f"delete chain ip kube-proxy {gone}"]
