@@ -82,3 +82,32 @@ def test_nftables_nodeport_cluster_and_local(lab_up) -> None:
     assert dropped["errors"] == 2 and not dropped["answers"]
     table = run(ns_of(state, "node3"), "nft", "list", "table", "ip", "kube-proxy")
     assert "tcp . 30081 comment \"default/web-local\" : drop" in table, table
+
+
+def test_nftables_load_balancer_local_and_source_ranges(lab_up) -> None:
+    """MetalLB's addresses reach the pods through @service-ips; loadBalancerSourceRanges drop in firewall-..."""
+    from netlab import lab
+    from netlab.services import manifests
+
+    topology = load_topology(ROOT / "topologies" / "loadbalancer.yaml")
+    topology = topology.model_copy(update={"network": topology.network.model_copy(update={"proxy_mode": "nftables"})})
+    state = lab_up(topology, name="fnf-lb")
+    ns = {name: lab.host(state, name).ns for name in ("node1", "node2", "node3", "internet")}
+    seen = requests(ns["internet"], "http://192.168.1.240/client", 5)  # Cluster, leader node3: masqueraded to its address
+    assert seen["errors"] == 0 and all(a.startswith("192.168.1.13:") for a in seen["answers"]), seen
+    spread = requests(ns["internet"], "http://192.168.1.240", 60)
+    assert spread["errors"] == 0 and set(spread["answers"]) == {"web-1", "web-2", "web-3"}, spread
+    kept = requests(ns["internet"], "http://192.168.1.244/client", 5)  # Local: the client's own address
+    assert kept["errors"] == 0 and all(a.startswith("203.0.113.1:") for a in kept["answers"]), kept
+    assert set(requests(ns["internet"], "http://192.168.1.244", 20)["answers"]) <= {"web-2", "web-3"}
+
+    manifests.apply_file(state, ROOT / "topologies" / "manifests" / "metallb-source-ranges.yaml")
+    office = next(r for r in cluster.describe_services(state) if r["service"] == "default/web-office")
+    assert office["externalIP"] == "192.168.1.241"
+    assert requests(ns["internet"], "http://192.168.1.241", 1, timeout=1.0)["errors"] == 1  # not in the source ranges
+    table = run(lab.host(state, office["loadBalancer"]["leader"]).ns, "nft", "list", "table", "ip", "kube-proxy")
+    assert "192.168.1.241 . tcp . 80 : goto firewall-" in table and "drop" in table, table
+
+    cluster.delete_services(state, ["default/web-lb"])
+    assert requests(ns["internet"], "http://192.168.1.240", 1, timeout=1.0)["errors"] == 1
+    assert "192.168.1.240" not in run(ns["node3"], "nft", "list", "table", "ip", "kube-proxy")
