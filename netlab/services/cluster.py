@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from netlab import doctor, names
@@ -37,6 +39,9 @@ from netlab.model.service import Service, system_services
 from netlab.services import externaldns, ipvs, kubeproxy, kubeproxy_nft, loadbalancer, nlb, nlbrun, pods
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import cluster_cidr, endpoints_for
+from netlab.services.files import (
+    write as write_file,
+)
 from netlab.services.files import (
     write_dns_records,
     write_internet_resolv_conf,
@@ -50,7 +55,7 @@ from netlab.services.kubeproxy import Endpoint
 from netlab.services.loadbalancer import Assignment
 from netlab.services.processes import DNS_POD, start_dns, start_external_dns, start_speakers, start_workloads, wait_applied
 from netlab.services.records import ClusterRecord, Deployment, pods_of, topology_of
-from netlab.state import LabState
+from netlab.state import LabState, state_dir
 
 BRIDGED_CNIS = ("vxlan", "host-gw")  # pods on cni0
 DNS_LABELS = {"k8s-app": "kube-dns"}
@@ -152,7 +157,7 @@ def sync(state: LabState) -> None:
         if topo.network.proxy_mode == "ipvs":
             ipvs.sync(ns, node.name, node_ip, services, endpoints, cidr, topo.network.ipvs_scheduler, ingress)
         elif topo.network.proxy_mode == "nftables":
-            sync_nftables(ns, node.name, node_ip, services, endpoints, cidr, str(topo.network.service_cidr), ingress)
+            sync_nftables(state, ns, node.name, node_ip, services, endpoints, cidr, str(topo.network.service_cidr), ingress)
         else:
             iptables.restore(ns, kubeproxy.ruleset(node.name, services, endpoints, cidr, iptables.save(ns), ingress, node_ip))
     write_dns_records(state, services, running, endpoints)
@@ -170,12 +175,34 @@ def sync(state: LabState) -> None:
 
 
 def sync_nftables(
-    ns: str, node: str, node_ip: str, services: list[Service], endpoints: dict[str, list[Endpoint]], cidr: str, service_cidr: str,
-    ingress: dict[str, list[str]],
+    state: LabState, ns: str, node: str, node_ip: str, services: list[Service], endpoints: dict[str, list[Endpoint]], cidr: str,
+    service_cidr: str, ingress: dict[str, list[str]], full: bool = False,
 ) -> None:
-    """kube-proxy's nftables mode on one node: one full-sync transaction (:mod:`.kubeproxy_nft`)."""
+    """kube-proxy's nftables mode on one node (:mod:`.kubeproxy_nft`): a partial sync after the
+    node's first, as kube-proxy does, remembering what it wrote in a journaled file (kube-proxy
+    keeps it in memory); a full one on the first sync, with ``full``, or when a partial one fails
+    (kube-proxy's needFullSync)."""
+    path = nft_memory_path(state.lab)
+    try:
+        memories: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        memories = {}
+    memory = None if full else memories.get(node)
     existing = nft.list_names(ns, "ip")
-    nft.load(ns, kubeproxy_nft.ruleset(node, services, endpoints, cidr, service_cidr, node_ip, existing, ingress))
+    script, memories[node] = kubeproxy_nft.sync(node, services, endpoints, cidr, service_cidr, node_ip, existing, ingress, memory)
+    try:
+        nft.load(ns, script)
+    except OSError:
+        if memory is None:
+            raise
+        script, memories[node] = kubeproxy_nft.sync(node, services, endpoints, cidr, service_cidr, node_ip, existing, ingress)
+        nft.load(ns, script)
+    write_file(state, path, json.dumps(memories))
+
+
+def nft_memory_path(lab: str) -> Path:
+    """What the nftables mode's last sync wrote on each node (not *.json: those are lab records)."""
+    return state_dir() / f"{lab}.kube-proxy-nft"
 
 
 def _announce(state: LabState, record: ClusterRecord, topo: Topology, previous: dict[str, Assignment], now: dict[str, Assignment]) -> None:

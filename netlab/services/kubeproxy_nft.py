@@ -47,6 +47,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from netlab.model.service import Service, ServicePort
 from netlab.services.kubeproxy import Endpoint, endpoint_address, rule_words
@@ -141,31 +142,59 @@ class Existing:
 
 @dataclass
 class _Tx:
-    """One knftables-style transaction, rendered as ``nft -f`` lines."""
+    """Statements of one knftables-style transaction, rendered as ``nft -f`` lines: ``create``
+    (ensureChain: add + flush), ``elements`` (container, key, `` comment ... : verdict``) and
+    ``body`` (rules, sets). The setup is one of these, and so is each service port."""
 
-    lines: list[str] = field(default_factory=list)
+    create: list[str] = field(default_factory=list)
+    elements: list[tuple[str, str, str]] = field(default_factory=list)
+    body: list[str] = field(default_factory=list)
     chains: list[str] = field(default_factory=list)  # ensureChain's createdChains / activeChains
     affinity: list[str] = field(default_factory=list)
+    ordered: bool = False  # the setup: every statement in body, in the order written
+    _seen: set[str] = field(default_factory=set)
 
     def ensure_chain(self, name: str) -> str:
-        if name not in self.chains:
+        if name not in self._seen:
+            self._seen.add(name)
             self.chains.append(name)
-            self.lines += [f"add chain {TABLE} {name}", f"flush chain {TABLE} {name}"]
+            (self.body if self.ordered else self.create).extend([f"add chain {TABLE} {name}", f"flush chain {TABLE} {name}"])
         return name
 
     def rule(self, chain: str, rule: str, comment: str = "") -> None:
-        self.lines.append(f"add rule {TABLE} {chain} {rule}" + (f' comment "{comment}"' if comment else ""))
+        self.body.append(f"add rule {TABLE} {chain} {rule}" + (f' comment "{comment}"' if comment else ""))
 
     def element(self, container: str, key: str, value: str = "", comment: str = "") -> None:
         note = f' comment "{comment}"' if comment else ""
-        self.lines.append(f"add element {TABLE} {container} {{ {key}{note}{' : ' + value if value else ''} }}")
+        element = (container, key, f"{note}{' : ' + value if value else ''}")
+        if self.ordered:
+            self.body.append(_add(element))
+        else:
+            self.elements.append(element)
+
+    def fingerprint(self) -> str:
+        """What decides whether a service port's chains must be rewritten (skipServiceUpdate)."""
+        return hashlib.sha256("\n".join(self.create + self.body).encode()).hexdigest()[:16]
+
+    def lines(self) -> list[str]:
+        """As one full sync writes them: chains, then map elements, then rules."""
+        return self.create + [_add(e) for e in self.elements] + self.body
+
+
+def _add(element: tuple[str, str, str]) -> str:
+    container, key, rest = element
+    return f"add element {TABLE} {container} {{ {key}{rest} }}"
+
+
+def _delete(container: str, key: str) -> str:
+    return f"delete element {TABLE} {container} {{ {key} }}"
 
 
 def _setup(tx: _Tx, service_cidr: str, node_ip: str) -> None:
     """setupNFTables: the table, base chains, jump chains, masquerading, sets and maps."""
-    tx.lines.append(f'add table {TABLE} {{ comment "rules for kube-proxy" ; }}')
+    tx.body.append(f'add table {TABLE} {{ comment "rules for kube-proxy" ; }}')
     for name, kind, hook, priority in BASE_CHAINS:
-        tx.lines += [f"add chain {TABLE} {name} {{ type {kind} hook {hook} priority {priority} ; }}", f"flush chain {TABLE} {name}"]
+        tx.body += [f"add chain {TABLE} {name} {{ type {kind} hook {hook} priority {priority} ; }}", f"flush chain {TABLE} {name}"]
     for to, source, match in JUMP_CHAINS:
         tx.ensure_chain(to)
         tx.rule(source, f"{match} jump {to}".strip())
@@ -175,18 +204,18 @@ def _setup(tx: _Tx, service_cidr: str, node_ip: str) -> None:
     tx.rule("masquerading", f"mark and {MASQ_MARK} == 0 return")
     tx.rule("masquerading", f"mark set mark xor {MASQ_MARK}")
     tx.rule("masquerading", "masquerade fully-random")
-    tx.lines.append(f'add set {TABLE} cluster-ips {{ type ipv4_addr ; comment "Active ClusterIPs" ; }}')
+    tx.body.append(f'add set {TABLE} cluster-ips {{ type ipv4_addr ; comment "Active ClusterIPs" ; }}')
     tx.rule("cluster-ips-check", "ip daddr @cluster-ips reject", "Reject traffic to invalid ports of ClusterIPs")
     tx.rule("cluster-ips-check", f"ip daddr {{ {service_cidr} }} drop", "Drop traffic to unallocated ClusterIPs")
     # --nodeport-addresses primary (the nftables mode's default): only the node's own address
-    tx.lines += [
+    tx.body += [
         f'add set {TABLE} nodeport-ips {{ type ipv4_addr ; comment "IPs that accept NodePort traffic" ; }}',
         f"flush set {TABLE} nodeport-ips",
     ]
     tx.element("nodeport-ips", node_ip)
     verdict_map = "type ipv4_addr . inet_proto . inet_service : verdict"
     port_map = "type inet_proto . inet_service : verdict"
-    tx.lines += [
+    tx.body += [
         f'add map {TABLE} no-endpoint-services {{ {verdict_map} ; comment "vmap to drop or reject packets to services with no endpoints" ; }}',
         f'add map {TABLE} no-endpoint-nodeports {{ {port_map} ; comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }}',
         f'add chain {TABLE} reject-chain {{ comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }}',
@@ -195,17 +224,20 @@ def _setup(tx: _Tx, service_cidr: str, node_ip: str) -> None:
     tx.rule("reject-chain", "reject")
     tx.rule("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
     tx.rule("nodeport-endpoints-check", "ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
-    tx.lines.append(f'add map {TABLE} firewall-ips {{ {verdict_map} ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }}')
+    tx.body.append(f'add map {TABLE} firewall-ips {{ {verdict_map} ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }}')
     tx.ensure_chain("firewall-check")
     tx.rule("firewall-check", "ip daddr . meta l4proto . th dport vmap @firewall-ips")
-    tx.lines += [
+    tx.body += [
         f'add map {TABLE} service-ips {{ {verdict_map} ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }}',
         f'add map {TABLE} service-nodeports {{ {port_map} ; comment "NodePort traffic" ; }}',
     ]
     tx.rule("services", "ip daddr . meta l4proto . th dport vmap @service-ips")
     tx.rule("services", "ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports")
     for name in MAPS:  # nftElementStorage.reset: flush, then refill below
-        tx.lines.append(f"flush {'set' if name == 'cluster-ips' else 'map'} {TABLE} {name}")
+        tx.body.append(f"flush {'set' if name == 'cluster-ips' else 'map'} {TABLE} {name}")
+
+
+Memory = dict[str, Any]  # what the last sync wrote on a node (JSON): kube-proxy's in-memory state
 
 
 def ruleset(
@@ -218,29 +250,77 @@ def ruleset(
     existing: str = "",
     ingress: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """The ``nft -f`` transaction kube-proxy's full sync sends on ``node``.
+    """The ``nft -f`` transaction kube-proxy's full sync sends on ``node`` (see :func:`sync`)."""
+    return sync(node, services, endpoints, cluster_cidr, service_cidr, node_ip, existing, ingress)[0]
+
+
+def sync(
+    node: str,
+    services: list[Service],
+    endpoints: dict[str, list[Endpoint]],
+    cluster_cidr: str,
+    service_cidr: str,
+    node_ip: str,
+    existing: str = "",
+    ingress: Mapping[str, Sequence[str]] | None = None,
+    memory: Memory | None = None,
+) -> tuple[str, Memory]:
+    """The ``nft -f`` transaction of one sync on ``node``, and what to remember for the next.
+
+    Without ``memory`` (kube-proxy just started, or its last sync failed) it is a full sync:
+    setupNFTables, every chain flushed and rewritten, every map flushed and refilled. With the
+    ``memory`` the previous sync returned it is a partial sync, as kube-proxy's after its first:
+    only the chains of service ports whose rules changed are rewritten, only map elements that
+    are new, changed or gone are added or deleted (nftElementStorage).
 
     ``endpoints`` maps a service key to its ready backends; ``existing`` is the node's current
-    ``nft list chains ip`` and ``nft list sets ip`` (stale service chains and affinity sets are deleted);
-    ``ingress`` maps a LoadBalancer Service's key to its status.loadBalancer.ingress IPs.
+    ``nft list chains ip`` and ``nft list sets ip`` (stale service chains and affinity sets are
+    deleted); ``ingress`` maps a LoadBalancer Service's key to its status.loadBalancer.ingress IPs.
     """
     rule_words("default/kubernetes", cluster_cidr, service_cidr, node_ip)
-    tx = _Tx()
-    _setup(tx, service_cidr, node_ip)
+    setup = _Tx(ordered=True)
+    _setup(setup, service_cidr, node_ip)
+    parts: dict[str, _Tx] = {}
     for svc in services:
         if svc.type == "ExternalName" or svc.headless or not svc.cluster_ip:
             continue
         backends = endpoints.get(svc.key, [])
         lb_ips = list((ingress or {}).get(svc.key, ())) if svc.type == "LoadBalancer" else []
         for port in svc.ports:
-            _service_port(tx, svc, port, backends, node, cluster_cidr, node_ip, lb_ips)
+            part = parts[chain_base(svc, port)] = _Tx()
+            _service_port(part, svc, port, backends, node, cluster_cidr, node_ip, lb_ips)
+    fingerprints = {base: part.fingerprint() for base, part in parts.items()}
+    elements: dict[str, dict[str, str]] = {name: {} for name in MAPS}
+    for part in parts.values():
+        for container, key, rest in part.elements:
+            elements[container][key] = rest
+    partial = memory is not None and memory.get("setup") == setup.fingerprint()
+    lines: list[str] = []
+    if not partial:
+        lines += setup.body
+        for part in parts.values():
+            lines += part.lines()
+    else:
+        assert memory is not None
+        changed = [part for base, part in parts.items() if memory["parts"].get(base) != fingerprints[base]]
+        for part in changed:
+            lines += part.create
+        for container, wanted in elements.items():
+            had: dict[str, str] = memory["elements"].get(container, {})
+            lines += [_delete(container, key) for key, rest in had.items() if wanted.get(key, None) != rest]
+            lines += [_add((container, key, rest)) for key, rest in wanted.items() if had.get(key) != rest]
+        for part in changed:
+            lines += part.body
+    active = {c for part in parts.values() for c in part.chains}
+    affinity = {a for part in parts.values() for a in part.affinity}
     now = Existing.parse(existing)
-    stale_chains = sorted(c for c in now.chains if "/" in c and c not in tx.chains)  # isServiceChainName
-    stale_sets = sorted(s for s in now.sets if s.startswith("affinity-") and s not in tx.affinity)
-    tx.lines += [f"flush chain {TABLE} {c}" for c in stale_chains]
-    tx.lines += [f"delete set {TABLE} {s}" for s in stale_sets]
-    tx.lines += [f"delete chain {TABLE} {c}" for c in stale_chains]
-    return "\n".join(tx.lines) + "\n"
+    stale_chains = sorted(c for c in now.chains if "/" in c and c not in active)  # isServiceChainName
+    stale_sets = sorted(s for s in now.sets if s.startswith("affinity-") and s not in affinity)
+    lines += [f"flush chain {TABLE} {c}" for c in stale_chains]
+    lines += [f"delete set {TABLE} {s}" for s in stale_sets]
+    lines += [f"delete chain {TABLE} {c}" for c in stale_chains]
+    remembered: Memory = {"setup": setup.fingerprint(), "parts": fingerprints, "elements": elements}
+    return "\n".join(lines) + ("\n" if lines else ""), remembered
 
 
 def _service_port(
@@ -312,7 +392,7 @@ def _service_port(
         tx.rule(fw_chain, f"ip saddr != {{ {', '.join(sources)} }} drop")
     if svc.affinity_timeout:
         for b in reachable:
-            tx.lines.append(
+            tx.body.append(
                 f"add set {TABLE} {affinity_set(svc, port, endpoint_address(svc, port, b))} "
                 f"{{ type ipv4_addr ; flags dynamic,timeout ; timeout {svc.affinity_timeout}s ; }}"
             )

@@ -149,3 +149,31 @@ def test_model_and_plan_services_print_the_transaction() -> None:
     assert "kube-proxy nftables" in text
     assert "ip netns exec services-node1 nft -f - <<'EOF'" in text
     assert 'add table ip kube-proxy { comment "rules for kube-proxy" ; }' in text and "iptables-restore" not in text
+
+
+def test_partial_sync_writes_only_what_changed() -> None:
+    from netlab.services.kubeproxy_nft import sync
+
+    services, endpoints = fixture()
+    args = ("10.244.0.0/16", str(CIDR), "192.168.1.11")
+    full, memory = sync("node1", services, endpoints, *args)
+    assert full.startswith("add table ip kube-proxy")
+    nothing, same = sync("node1", services, endpoints, *args, memory=memory)
+    assert nothing == "" and same == memory  # no change: an empty transaction
+    extra = allocate([Service.model_validate({"name": "new", "selector": {"app": "web"}, "ports": [{"port": 81}]})], CIDR, services)[0]
+    added, memory2 = sync("node1", [*services, extra], {**endpoints, "default/new": WEB[:1]}, *args, memory=memory)
+    port = extra.ports[0]
+    assert "add table" not in added and "flush map" not in added
+    assert f"add element ip kube-proxy service-ips {{ {extra.cluster_ip} . tcp . 81 : goto {service_chain(extra, port)} }}" in added
+    assert {line.split()[4] for line in added.splitlines() if line.startswith("add chain")} == {
+        service_chain(extra, port), endpoint_chain(extra, port, "10.244.1.2:81")}
+    assert "web-sticky" not in added  # unchanged service ports are left alone
+    web = _svc("web")
+    fewer = {**endpoints, "default/web": WEB[:2]}
+    listing = f"table ip kube-proxy {{\n\tchain {endpoint_chain(web, PORT, '10.244.2.3:8080')} {{\n\t}}\n}}\n"
+    scaled, _ = sync("node1", services, fewer, *args, listing, memory=memory)
+    assert f"add rule ip kube-proxy {service_chain(web, PORT)} numgen random mod 2 vmap" in scaled
+    assert scaled.splitlines()[-1] == f"delete chain ip kube-proxy {endpoint_chain(web, PORT, '10.244.2.3:8080')}"
+    removed, _ = sync("node1", services, endpoints, *args, memory=memory2)
+    assert removed.splitlines() == [f"delete element ip kube-proxy {m} {{ {k} }}" for m, k in (
+        ("cluster-ips", str(extra.cluster_ip)), ("service-ips", f"{extra.cluster_ip} . tcp . 81"))]
