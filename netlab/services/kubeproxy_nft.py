@@ -42,6 +42,7 @@ Only validated values are rendered (:func:`netlab.services.kubeproxy.rule_words`
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import re
@@ -84,6 +85,7 @@ JUMP_CHAINS = (
 MAPS = ("cluster-ips", "service-ips", "firewall-ips", "no-endpoint-services", "no-endpoint-nodeports", "service-nodeports")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a chain's name is asked for several times a sync, and every sync
 def _hash_name(name: str) -> str:
     """proxier.go hashAndTruncate (names here stay far below its 240-character limit)."""
     return base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()[:8] + "-" + name
