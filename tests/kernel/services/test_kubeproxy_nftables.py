@@ -14,7 +14,8 @@ from rich.console import Console
 from netlab.cli import main
 from netlab.model import load_topology
 from netlab.model.service import ServicePort
-from netlab.services import cluster
+from netlab.services import cluster, records
+from netlab.services.endpoints import cluster_cidr, endpoints_for
 from netlab.services.kubeproxy_nft import endpoint_chain, service_chain
 from tests.kernel.services.test_services import ns_of, requests, run
 
@@ -66,6 +67,21 @@ def test_nftables_cluster_ip_affinity_scaling_and_trace(lab_up) -> None:
     table = run(node1, "nft", "list", "table", "ip", "kube-proxy")
     assert "numgen random mod 2 vmap" in table
     assert endpoint_chain(web, port, "10.244.2.3:8080") not in table  # the stale chain is gone
+    # that sync was partial; a full one (kube-proxy restarting) leaves the same table
+    assert cluster.nft_memory_path(state.lab).exists()
+    record_topo = records.topology_of(state)
+    node = record_topo.nodes[0]
+    services = cluster.services_of(state)
+    endpoints = endpoints_for(services, records.pods_of(state))
+    cluster.sync_nftables(state, node1, node.name, str(record_topo.node_ip(node)), services, endpoints, cluster_cidr(record_topo),
+                          str(record_topo.network.service_cidr), {}, full=True)
+    assert _shape(run(node1, "nft", "list", "table", "ip", "kube-proxy")) == _shape(table)
+
+
+def _shape(listing: str) -> list[str]:
+    """A table listing without what changes by itself (affinity entries expire) or by order (map elements)."""
+    lines = [line.strip().rstrip(",") for line in listing.splitlines() if "expires" not in line]
+    return sorted(p.strip() for line in lines for p in line.replace("elements = {", "").split(", ") if p.strip())
 
 
 def test_nftables_nodeport_cluster_and_local(lab_up) -> None:
