@@ -63,6 +63,24 @@ PROBES = (
         kernel_probes.iptables("*filter\n-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\nCOMMIT\n"),
     ),
     _Probe(
+        "nftables", False, "kube-proxy nftables mode (proxyMode nftables)",
+        "apt install nftables; modprobe nf_tables nft_numgen nft_fib_ipv4 nft_reject_ipv4 (kernel 5.13 or later, as kube-proxy requires)",
+        # what the kube-proxy table needs: nat chains, verdict maps, numgen, fib, dynamic timeout sets, reject
+        kernel_probes.nft(
+            "add table ip netlab-probe\n"
+            "add chain ip netlab-probe nat-output { type nat hook output priority -100 ; }\n"
+            "add chain ip netlab-probe ep\n"
+            "add set ip netlab-probe aff { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }\n"
+            "add map ip netlab-probe vips { type ipv4_addr . inet_proto . inet_service : verdict ; }\n"
+            "add rule ip netlab-probe nat-output ip daddr . meta l4proto . th dport vmap @vips\n"
+            "add rule ip netlab-probe nat-output fib daddr type local numgen random mod 1 vmap { 0 : goto ep }\n"
+            "add rule ip netlab-probe ep update @aff { ip saddr }\n"
+            "add rule ip netlab-probe ep meta l4proto tcp dnat to 10.0.0.1:80\n"
+            "add chain ip netlab-probe filter-input { type filter hook input priority -110 ; }\n"
+            "add rule ip netlab-probe filter-input ip daddr 10.0.0.2 reject\n"
+        ),
+    ),
+    _Probe(
         "kube-proxy matches", False, "Services (statistic, recent, mark, comment matches)",
         "modprobe xt_statistic xt_recent xt_mark xt_comment",
         kernel_probes.iptables(
@@ -76,6 +94,7 @@ TOOLS = (
     ("ip", True, "exec, plan commands", "apt install iproute2"),
     ("nsenter", True, "loading iptables rules into a namespace", "apt install util-linux"),
     ("iptables-restore", True, "every NAT rule", "apt install iptables"),
+    ("nft", False, "kube-proxy nftables mode", "apt install nftables"),
     ("ping", False, "the walkthrough and scenario ping steps", "apt install iputils-ping"),
     ("tcpdump", False, "reading pcaps by hand", "apt install tcpdump"),
     ("iperf3", False, "throughput measurements", "apt install iperf3"),

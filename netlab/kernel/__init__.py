@@ -3,7 +3,7 @@
 - :mod:`.netns` (namespaces, entered only from helper threads), :mod:`.rtnl` (lean rtnetlink);
 - :mod:`.backend` (the :class:`~.backend.Backend` protocol and the netlink backend that applies
   plan operations), :mod:`.fake` (a recording backend for tests);
-- :mod:`.iptables`, :mod:`.tc`, :mod:`.ipvs` (rules, qdiscs and IPVS tables in a namespace);
+- :mod:`.iptables`, :mod:`.nft`, :mod:`.tc`, :mod:`.ipvs` (rules, nftables, qdiscs and IPVS tables in a namespace);
 - :mod:`.processes` (start, watch and stop processes in namespaces), :mod:`.probes` (feature
   probes in a scratch namespace), :mod:`.inspect` (a read-only view of links, addresses and
   routes, shared by ``status`` and ``trace``).

@@ -15,6 +15,7 @@ from pyroute2 import IPVS, IPRoute
 
 from netlab.kernel import iptables as _iptables
 from netlab.kernel import netns, processes
+from netlab.kernel import nft as _nft
 
 ProbeFn = Callable[[IPRoute, str], None]
 
@@ -48,6 +49,15 @@ def iptables(rules: str) -> ProbeFn:
 
     def probe(ipr: IPRoute, ns: str) -> None:
         _iptables.restore(ns, rules)
+
+    return probe
+
+
+def nft(script: str) -> ProbeFn:
+    """``script`` (``nft -f`` statements) loads as one transaction."""
+
+    def probe(ipr: IPRoute, ns: str) -> None:
+        _nft.load(ns, script)
 
     return probe
 

@@ -148,7 +148,7 @@ class Network(_Frozen):
     mode: Literal["Always", "CrossSubnet"] = "Always"
     external_snat: bool = Field(False, alias="externalSNAT")
     service_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
-    proxy_mode: Literal["iptables", "ipvs"] = Field("iptables", alias="proxyMode")
+    proxy_mode: Literal["iptables", "ipvs", "nftables"] = Field("iptables", alias="proxyMode")
     ipvs_scheduler: str = Field("rr", alias="ipvsScheduler")
     # docker0: dockerd's "userland-proxy" (daemon.json); false: no docker-proxy, hairpin NAT instead
     userland_proxy: bool = Field(True, alias="userlandProxy")

@@ -4,6 +4,7 @@ Pure (no kernel, no lab record):
 
 - :mod:`.allocate`: ClusterIP and NodePort allocation
 - :mod:`.kubeproxy`: kube-proxy's iptables rules for one node (text)
+- :mod:`.kubeproxy_nft`: kube-proxy's nftables mode: the ``ip kube-proxy`` table for one node (nft -f text)
 - :mod:`.ipvs`: kube-proxy's IPVS mode: the virtual servers a node has, its nat rules
 - :mod:`.endpoints`: which pods back which Service; DNS records and resolv.conf text
 - :mod:`.upstream`: the resolver the cluster DNS forwards to (the internet's): its records, a node's resolv.conf

@@ -5,7 +5,7 @@ whenever Services or pods change (:func:`sync`), it
 
 1. computes each Service's endpoints from the pods whose labels match its selector
    (:mod:`.endpoints`),
-2. writes kube-proxy's rules into every node (iptables-restore, or IPVS),
+2. writes kube-proxy's rules into every node (iptables-restore, IPVS, or one nft transaction),
 3. rewrites the cluster DNS records (the ``coredns`` pod in kube-system rereads them),
 4. gives every pod ``/etc/netns/<netns>/resolv.conf`` (:mod:`.files`) and runs the hostname
    server in pods that back a Service (:mod:`.processes`),
@@ -24,19 +24,24 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
-from netlab import names
+from netlab import doctor, names
 from netlab.errors import EnvironmentProblem, UsageError
-from netlab.kernel import conntrack, iptables, netns
+from netlab.kernel import conntrack, iptables, netns, nft
 from netlab.model import Topology, aws_lb
 from netlab.model.service import Service, system_services
-from netlab.services import externaldns, ipvs, kubeproxy, loadbalancer, nlb, nlbrun, pods, upstream
+from netlab.services import externaldns, ipvs, kubeproxy, kubeproxy_nft, loadbalancer, nlb, nlbrun, pods, upstream
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import cluster_cidr, endpoints_for
+from netlab.services.files import (
+    write as write_file,
+)
 from netlab.services.files import (
     write_dns_records,
     write_internet_resolv_conf,
@@ -54,7 +59,7 @@ from netlab.services.loadbalancer import Assignment
 from netlab.services.processes import DNS_POD, start_dns, start_external_dns, start_speakers, start_workloads, wait_applied
 from netlab.services.records import ClusterRecord, Deployment, pods_of, topology_of
 from netlab.services.stale_udp import stale_udp_flows
-from netlab.state import LabState
+from netlab.state import LabState, state_dir
 
 BRIDGED_CNIS = ("vxlan", "host-gw")  # pods on cni0
 DNS_LABELS = {"k8s-app": "kube-dns"}
@@ -91,11 +96,13 @@ def notes(state: LabState, topo: Topology) -> list[str]:
 
 
 def require(topology: Topology) -> None:
-    """Refuse what cannot run Services here: docker0, or IPVS mode on a kernel without IPVS."""
+    """Refuse what cannot run Services here: docker0, or IPVS / nftables mode on a kernel without them."""
     if topology.network.cni == "docker0":
         raise UsageError("Services need a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0")
     if topology.network.proxy_mode == "ipvs":
         ipvs.require()
+    if topology.network.proxy_mode == "nftables":
+        doctor.require(("nftables",), "proxyMode nftables (kube-proxy's nftables mode)")
 
 
 def dns_room(topology: Topology) -> None:
@@ -151,6 +158,8 @@ def sync(state: LabState) -> None:
             netns.run_in(ns, _bridge_netfilter)
         if topo.network.proxy_mode == "ipvs":
             ipvs.sync(ns, node.name, node_ip, services, endpoints, cidr, topo.network.ipvs_scheduler, ingress)
+        elif topo.network.proxy_mode == "nftables":
+            sync_nftables(state, ns, node.name, node_ip, services, endpoints, cidr, str(topo.network.service_cidr), ingress)
         else:
             liberal = netns.run_in(ns, _iptables_mode_sysctls)
             saved = iptables.save(ns)
@@ -175,6 +184,37 @@ def sync(state: LabState) -> None:
     record.store(state)
     sync_ingress_controller(state)  # the ingress controller's upstreams follow the endpoints
     sync_gateways(state)  # so do the Gateways' (NGINX Gateway Fabric)
+
+
+def sync_nftables(
+    state: LabState, ns: str, node: str, node_ip: str, services: list[Service], endpoints: dict[str, list[Endpoint]], cidr: str,
+    service_cidr: str, ingress: dict[str, list[str]], full: bool = False,
+) -> None:
+    """kube-proxy's nftables mode on one node (:mod:`.kubeproxy_nft`): a partial sync after the
+    node's first, as kube-proxy does, remembering what it wrote in a journaled file (kube-proxy
+    keeps it in memory); a full one on the first sync, with ``full``, or when a partial one fails
+    (kube-proxy's needFullSync)."""
+    path = nft_memory_path(state.lab)
+    try:
+        memories: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        memories = {}
+    memory = None if full else memories.get(node)
+    existing = nft.list_names(ns, "ip")
+    script, memories[node] = kubeproxy_nft.sync(node, services, endpoints, cidr, service_cidr, node_ip, existing, ingress, memory)
+    try:
+        nft.load(ns, script)
+    except OSError:
+        if memory is None:
+            raise
+        script, memories[node] = kubeproxy_nft.sync(node, services, endpoints, cidr, service_cidr, node_ip, existing, ingress)
+        nft.load(ns, script)
+    write_file(state, path, json.dumps(memories))
+
+
+def nft_memory_path(lab: str) -> Path:
+    """What the nftables mode's last sync wrote on each node (not *.json: those are lab records)."""
+    return state_dir() / f"{lab}.kube-proxy-nft"
 
 
 def _announce(state: LabState, record: ClusterRecord, topo: Topology, previous: dict[str, Assignment], now: dict[str, Assignment]) -> None:

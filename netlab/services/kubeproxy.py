@@ -152,10 +152,12 @@ class _Table:
     def __init__(self, name: str, fixed: tuple[str, ...]) -> None:
         self.name = name
         self.chains: list[str] = list(fixed)
+        self._known = set(fixed)  # membership in constant time: thousands of Services make tens of thousands of chains
         self.rules: list[str] = []
 
     def chain(self, name: str) -> str:
-        if name not in self.chains:
+        if name not in self._known:
+            self._known.add(name)
             self.chains.append(name)
         return name
 
@@ -164,7 +166,7 @@ class _Table:
 
     def render(self, saved: dict[str, set[str]], jumps: tuple[str, ...], saved_rules: set[str]) -> list[str]:
         lines = [f"*{self.name}"]
-        stale = sorted(c for c in saved.get(self.name, set()) if c.startswith("KUBE-") and c not in self.chains)
+        stale = sorted(c for c in saved.get(self.name, set()) if c.startswith("KUBE-") and c not in self._known)
         lines += [f":{c} - [0:0]" for c in self.chains + stale]
         present = {_jump_key(r) for r in saved_rules}
         lines += [j for j in jumps if _jump_key(j) not in present]

@@ -4,8 +4,8 @@
 The same functions ``up`` uses, on the pods the plan will create (the ``coredns`` pod ``up``
 adds to the first node included): ClusterIPs and NodePorts (:mod:`.allocate`), endpoints,
 MetalLB's addresses and leaders (:mod:`.loadbalancer`), ExternalDNS's records
-(:mod:`.externaldns`) and, per node, the rules kube-proxy loads (iptables-restore text, or
-IPVS virtual servers and their nat rules). Pure: no root, no kernel.
+(:mod:`.externaldns`) and, per node, the rules kube-proxy loads (iptables-restore text,
+IPVS virtual servers and their nat rules, or the nftables mode's ``nft -f`` transaction). Pure: no root, no kernel.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from netlab.datapaths import make_plan
 from netlab.model import Topology, parse_topology
 from netlab.model.ingress import NGINX_CONTROLLER
 from netlab.model.service import Service, system_services
-from netlab.services import externaldns, ingress, ingress_apply, ipvs, kubeproxy, loadbalancer, nginx, pods
+from netlab.services import externaldns, ingress, ingress_apply, ipvs, kubeproxy, kubeproxy_nft, loadbalancer, nginx, pods
 from netlab.services.allocate import allocate
 from netlab.services.endpoints import PodInfo, cluster_cidr, endpoints_for
 from netlab.services.kubeproxy import Endpoint
@@ -98,6 +98,12 @@ def render(topology: Topology, source: str = "<topology>") -> str:
             loop_back = ipvs.loop_back_entries(node.name, services, endpoints)
             out.append(f"#   ipset {ipvs.LOOP_BACK_SET} (hash:ip,port,ip): {', '.join(e.render() for e in loop_back) or 'empty'}")
             rules = ipvs.nat_rules(services, cidr, set(), lb_ips, set(), node_ip, bool(loop_back))
+        elif mode == "nftables":
+            script = kubeproxy_nft.ruleset(node.name, services, endpoints, cidr, str(topo.network.service_cidr), node_ip, "", lb_ips)
+            out.append(f"ip netns exec {ns} nft -f - <<'EOF'")
+            out += script.rstrip("\n").splitlines()
+            out.append("EOF")
+            continue
         else:
             rules = kubeproxy.ruleset(node.name, services, endpoints, cidr, "", lb_ips, node_ip)
         out.append(f"ip netns exec {ns} iptables-restore --noflush <<'EOF'")

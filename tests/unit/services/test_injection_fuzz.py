@@ -35,7 +35,7 @@ from netlab.errors import TopologyError
 from netlab.model import parse_topology
 from netlab.model.service import Service, system_services
 from netlab.model.topology import Pod
-from netlab.services import ipvs, kubeproxy, manifests, pods
+from netlab.services import ipvs, kubeproxy, kubeproxy_nft, manifests, pods
 from netlab.services.allocate import allocate
 from netlab.services.dns import Records
 from netlab.services.endpoints import PodInfo, dns_records, endpoints_for, resolv_conf
@@ -47,6 +47,7 @@ NAMESERVER = "10.96.0.10"
 
 # ----------------------------------------------------------------------------- what is rendered may look like this
 _TOKEN = r'(?:[A-Za-z0-9!._:/,=+-]+|"[A-Za-z0-9 ./:;,>=-]*")'
+NFT_LINE = re.compile(r'(add|flush|delete) (table|chain|rule|set|map|element) ip kube-proxy( [-A-Za-z0-9_./:@{},;!=<>+"]+)*')
 RULE_LINE = re.compile(rf"\*(?:nat|filter)|:[A-Z0-9-]+ - \[0:0\]|COMMIT|-X [A-Z0-9-]+|-[AI] [A-Z0-9-]+(?: {_TOKEN})+")
 RESOLV_CONF = re.compile(
     r"search ([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc\.cluster\.local svc\.cluster\.local cluster\.local\n"
@@ -194,7 +195,10 @@ def render(services: list[Service], running: list[PodInfo]) -> str:
             assert server.protocol in ("TCP", "UDP") and 1 <= server.port <= 65535
             assert all(ipaddress.IPv4Address(ip) and 1 <= port <= 65535 for ip, port in server.reals)
         assert all(ipaddress.IPv4Address(a) for a in addresses)
-        out += [rules, nat]
+        script = kubeproxy_nft.ruleset(node, allocated, endpoints, POD_CIDR, str(SERVICE_CIDR), node_ip)
+        for line in script[:-1].split("\n"):  # nft -f: one statement a line, nothing but kube-proxy's table
+            assert NFT_LINE.fullmatch(line), f"nft -f line outside the grammar: {line!r}"
+        out += [rules, nat, script]
     for pod in running:
         text = resolv_conf(pod.namespace, NAMESERVER)
         assert RESOLV_CONF.fullmatch(text), text
