@@ -14,16 +14,19 @@ from netlab.datapaths import make_plan
 from netlab.kernel import limits
 from netlab.model import Topology
 from netlab.plan import Plan
+from netlab.services.bird import BirdPhase
 from netlab.services.cluster import ServicesPhase
 from netlab.services.ingress_apply import IngressPhase
 from netlab.state import LabState
 
 
 def phases(topology: Topology) -> list[lab.Phase]:
-    """The stages that follow the datapath for ``topology``, in order: Services when it
+    """The stages that follow the datapath for ``topology``, in order: BIRD in every node for
+    cni calico (its routes come from BGP), Services when it
     declares any, and the ingress-nginx add-on when ``ingressController.enabled`` is true."""
     ingress = topology.ingress_controller.enabled is True
-    out: list[lab.Phase] = [ServicesPhase()] if topology.services or ingress else []
+    out: list[lab.Phase] = [BirdPhase()] if topology.network.cni == "calico" else []
+    out += [ServicesPhase()] if topology.services or ingress else []
     return out + ([IngressPhase()] if ingress else [])
 
 

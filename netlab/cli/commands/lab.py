@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 from typing import Any
@@ -49,6 +50,10 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
         out.print(preview.render(topology, args.file), end="", highlight=False, markup=False, soft_wrap=True)
         return 0
     out.print(plan.render(), end="", highlight=False, markup=False, soft_wrap=True)
+    if topology.network.cni == "calico":
+        from netlab.datapaths import bird
+
+        out.print(bird.plan_text(topology), end="", highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
@@ -113,10 +118,14 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
         out.print(render_status.labs_table(states) if states else "no labs are up")
         return 0
     views = status.collect(state)
+    peers = _bgp_peers(state)
     if args.json:
-        out.print_json(json.dumps({**status.as_json(state, views), **_services_json(state)}, default=str))
+        bgp = {"bgp": [dataclasses.asdict(p) for p in peers]} if state.cni == "calico" else {}
+        out.print_json(json.dumps({**status.as_json(state, views), **bgp, **_services_json(state)}, default=str))
         return 0
     render_status.print_lab(out, state, views)
+    if state.cni == "calico":
+        out.print(render_status.bgp_table(peers))
     if records.has_services(state):
         from netlab.services import cluster
 
@@ -129,6 +138,15 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
                 out.print(table)
         _print_ingress(out, state)
     return 0
+
+
+def _bgp_peers(state: LabState) -> list[Any]:
+    """A Calico lab's BGP sessions, asked of each node's BIRD (none for other labs)."""
+    if state.cni != "calico":
+        return []
+    from netlab.services import bird
+
+    return bird.peers(state)
 
 
 def _print_ingress(out: Console, state: LabState) -> None:
