@@ -80,7 +80,7 @@ def parse_protocols(node: str, text: str) -> list[Peer]:
         words = line.split(None, 5)
         if len(words) >= 5 and words[1] == "BGP" and words[0].startswith("Mesh_"):
             address = words[0][len("Mesh_"):].replace("_", ".")
-            peers.append(Peer(node, address, "node-to-node mesh", words[3], words[4], words[5].strip() if len(words) > 5 else ""))
+            peers.append(Peer(node, address, "node-to-node mesh", words[3], words[4], " ".join(words[5].split()) if len(words) > 5 else ""))
     return peers
 
 
