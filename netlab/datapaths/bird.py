@@ -72,7 +72,15 @@ def render(topology: Topology, node: Node) -> str:
         "}",
         "",
         "# bird_ipam.cfg.template",
+        "function reject_tunnel_routes() {",
+        "  # Don't export tunnel routes to other nodes, Felix programs them.",
+        "  if (defined(ifname)) then {",
+        '    if ((ifname ~ "*.cali") || (ifname ~ "*.calico")) then { reject; }',
+        "  }",
+        "}",
+        "",
         "filter calico_export_to_bgp_peers {",
+        "  reject_tunnel_routes();",
         "  calico_aggr();",
         f"  if ( net ~ {pool} ) then {{ accept; }}",
         "  reject;",
@@ -82,7 +90,12 @@ def render(topology: Topology, node: Node) -> str:
         "  if source = RTS_DEVICE then reject;  # BIRD 1.6's kernel protocol never exported device routes",
         f"  if ( net ~ {pool} ) then {{",
     ]
-    if calico.ipip_mode == "Never":
+    if calico.vxlan_mode != "Never":
+        lines += [
+            "    if source != RTS_BGP then accept;  # the node's own blackhole (felix's, on a real node)",
+            "    reject;  # Don't program VXLAN routes into the kernel - these are handled by Felix.",
+        ]
+    elif calico.ipip_mode == "Never":
         lines.append("    accept;  # ipipMode Never: the route as BGP learned it, via the node on eth0")
     else:
         lines.append("    if source != RTS_BGP then accept;  # the node's own blackhole stays a blackhole")
@@ -172,6 +185,8 @@ def expected_routes(topology: Topology, node: Node) -> list[str]:
     mode = topology.network.calico.ipip_mode
     blocks = topology.calico_blocks()
     out = [f"blackhole {block} proto bird" for block in blocks[node.name]]
+    if topology.network.calico.vxlan_mode != "Never":
+        return out  # felix programs the VXLAN routes (the plan's operations)
     for peer in topology.nodes:
         if peer.name == node.name:
             continue

@@ -134,11 +134,12 @@ class Calico(_Frozen):
 
     ``ipipMode`` is the IPPool's field (projectcalico.org/v3 IPPool ``spec.ipipMode``);
     ``blockSize`` the pool's ``spec.blockSize`` (Calico's default 26 for IPv4);
-    ``asNumber`` BGPConfiguration's ``spec.asNumber`` (Calico's default 64512). ``vxlanMode``
-    belongs here next to ``ipipMode`` when it comes.
+    ``asNumber`` BGPConfiguration's ``spec.asNumber`` (Calico's default 64512); ``vxlanMode``
+    the pool's ``spec.vxlanMode`` (a pool has IP-in-IP or VXLAN, never both).
     """
 
     ipip_mode: Literal["Always", "CrossSubnet", "Never"] = Field("Always", alias="ipipMode")
+    vxlan_mode: Literal["Always", "CrossSubnet", "Never"] = Field("Never", alias="vxlanMode")
     block_size: Annotated[int, Field(ge=20, le=30)] = Field(26, alias="blockSize")
     as_number: Annotated[int, Field(ge=1, le=4294967295)] = Field(64512, alias="asNumber")
 
@@ -458,20 +459,33 @@ class Topology(_Frozen):
             self.calico_blocks()
         except ValueError as exc:
             raise Problem("network.podCIDR", str(exc)) from None
-        if net.calico.ipip_mode == "Never":
+        if net.calico.ipip_mode != "Never" and net.calico.vxlan_mode != "Never":
+            raise Problem(
+                "network.calico.vxlanMode",
+                f"ipipMode {net.calico.ipip_mode} and vxlanMode {net.calico.vxlan_mode}: Calico refuses an IP pool with both "
+                "encapsulations; set ipipMode: Never to use VXLAN",
+            )
+        if net.calico.ipip_mode == "Never" and net.calico.vxlan_mode == "Never":
             first = self.subnet_of(self.nodes[0])
             for i, node in enumerate(self.nodes):
                 if self.subnet_of(node) != first:
                     raise Problem(
                         f"nodes[{i}].subnet",
-                        f"ipipMode Never routes a node's pods 'via <node IP>', but {node.name} is on {self.subnet_of(node).name} and "
+                        f"ipipMode and vxlanMode Never route a node's pods 'via <node IP>', but {node.name} is on {self.subnet_of(node).name} and "
                         f"{self.nodes[0].name} on {first.name}: the router between them learns no pod routes (a real cluster "
-                        "would peer it with BIRD); use ipipMode CrossSubnet or Always",
+                        "would peer it with BIRD); use ipipMode or vxlanMode CrossSubnet or Always",
                     )
 
+    def calico_encapsulation(self) -> str | None:
+        """cni calico: ``"ipip"``, ``"vxlan"`` or None (BGP only)."""
+        calico = self.network.calico
+        if calico.ipip_mode != "Never":
+            return "ipip"
+        return "vxlan" if calico.vxlan_mode != "Never" else None
+
     def calico_tunnel(self) -> bool:
-        """Does every Calico node get a tunnel address (tunl0) from its block?"""
-        return self.network.calico.ipip_mode != "Never"
+        """Does every Calico node get a tunnel address (tunl0 or vxlan.calico) from its block?"""
+        return self.calico_encapsulation() is not None
 
     def calico_blocks(self) -> dict[str, list[ipaddress.IPv4Network]]:
         """cni calico: the IPAM blocks each node claims (:mod:`netlab.model.ipam`), by node name."""

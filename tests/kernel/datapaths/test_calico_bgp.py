@@ -147,3 +147,32 @@ def test_calico_bgp_crosssubnet_tunnels_only_across_subnets(ipip_loaded, lab_up)
     ]
     assert_routes_as_planned(state, topo)
     assert ping(eps["web-1"].ns, str(eps["web-3"].ip)) and ping(eps["web-1"].ns, str(eps["web-2"].ip))
+
+
+@pytest.mark.requires("vxlan")
+def test_calico_vxlan_crosssubnet_felix_routes_and_the_wire(lab_up) -> None:
+    import scapy.layers.vxlan  # noqa: F401
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.vxlan import VXLAN
+
+    from netlab.observe.capture import capture
+
+    topo = topology("CrossSubnet", "pcb-k4")
+    topo = topo.model_copy(update={"network": topo.network.model_copy(update={
+        "calico": topo.network.calico.model_copy(update={"ipip_mode": "Never", "vxlan_mode": "CrossSubnet"})})})
+    state = lab_up(topo)
+    eps = endpoints(state)
+    assert bird_routes(eps["node1"].ns) == ["blackhole 10.244.0.0/26 proto bird"]  # BIRD keeps VXLAN routes out
+    routes = ns_run(eps["node1"].ns, "ip", "route").stdout
+    assert "10.244.0.128/26 via 10.244.0.128 dev vxlan.calico" in routes and "onlink" in routes
+    assert "10.244.0.64/26 via 192.168.1.12 dev eth0" in routes
+    web2, web3 = str(eps["web-2"].ip), str(eps["web-3"].ip)
+    with capture(eps["node1"].ns, "eth0", bpf="icmp or udp port 4789", count=4, timeout=5) as seen:
+        assert ping(eps["web-1"].ns, web2)  # same subnet: plain
+        assert ping(eps["web-1"].ns, web3)  # other subnet: VXLAN
+    out = [p for p in seen.packets if p[IP].src in (str(eps["web-1"].ip), "192.168.1.11")]
+    assert [p for p in out if p[IP].proto == 1 and p[IP].dst == web2], "same-subnet traffic must go unencapsulated"
+    vxlan = [p for p in out if UDP in p and p[UDP].dport == 4789]
+    assert vxlan and vxlan[0][IP].dst == "192.168.2.11" and vxlan[0][VXLAN].vni == 4096
+    assert vxlan[0][VXLAN].payload[IP].dst == web3
+    assert ns_run(eps["node1"].ns, "cat", "/sys/class/net/vxlan.calico/mtu").stdout.strip() == "1450"

@@ -23,7 +23,7 @@ from netlab.datapaths import bird, make_plan
 from netlab.errors import TopologyError
 from netlab.model import load_topology, parse_topology
 from netlab.model.ipam import addresses, claim_blocks
-from netlab.plan import AddAddress, AddRoute, AddVeth, SetTunnel
+from netlab.plan import AddAddress, AddFdb, AddNeighbour, AddRoute, AddVeth, AddVxlan, SetTunnel
 from netlab.services.bird import parse_protocols
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,7 +31,7 @@ GOLDEN = Path(__file__).with_name("golden")
 GOLDEN_HEADER = "# golden: "
 
 
-def topo(mode: str = "Never", subnets: int = 1, pods: int = 1, block: int = 26):
+def topo(mode: str = "Never", subnets: int = 1, pods: int = 1, block: int = 26, vxlan: str = "Never"):
     nets = [{"name": "a", "cidr": "192.168.1.0/24"}, {"name": "b", "cidr": "192.168.2.0/24"}][:subnets]
     nodes = [
         {"name": "node1", "subnet": "a", "pods": [{"name": f"a{i}"} for i in range(pods)]},
@@ -40,7 +40,7 @@ def topo(mode: str = "Never", subnets: int = 1, pods: int = 1, block: int = 26):
     if subnets == 2:
         nodes.append({"name": "node3", "subnet": "b", "pods": [{"name": "c0"}]})
     return parse_topology(
-        {"name": "pcb-u", "network": {"cni": "calico", "calico": {"ipipMode": mode, "blockSize": block}, "subnets": nets}, "nodes": nodes}
+        {"name": "pcb-u", "network": {"cni": "calico", "calico": {"ipipMode": mode, "vxlanMode": vxlan, "blockSize": block}, "subnets": nets}, "nodes": nodes}
     )
 
 
@@ -94,7 +94,7 @@ def test_a_second_block_when_the_first_fills() -> None:
 
 
 def test_never_across_subnets_is_refused() -> None:
-    with pytest.raises(TopologyError, match="ipipMode Never"):
+    with pytest.raises(TopologyError, match="ipipMode and vxlanMode Never"):
         topo("Never", subnets=2)
 
 
@@ -110,14 +110,20 @@ def test_unknown_ipip_mode_names_the_field() -> None:
 
 
 # ----------------------------------------------------------------------------- BIRD
-@pytest.mark.parametrize("mode", ["Never", "Always", "CrossSubnet"])
+def golden_topology(mode: str):
+    if mode == "VXLANCrossSubnet":
+        return topo("Never", subnets=2, vxlan="CrossSubnet")
+    return topo(mode, subnets=1 if mode == "Never" else 2)
+
+
+@pytest.mark.parametrize("mode", ["Never", "Always", "CrossSubnet", "VXLANCrossSubnet"])
 def test_bird_config_matches_golden(mode: str) -> None:
-    t = topo(mode, subnets=1 if mode == "Never" else 2)
+    t = golden_topology(mode)
     for node in t.nodes:
         text = bird.render(t, node)
         path = GOLDEN / f"calico-bird-{mode.lower()}-{node.name}.conf"
         header = (
-            f"{GOLDEN_HEADER}netlab.datapaths.bird.render() of ipipMode {mode}, node {node.name}; upstream: projectcalico/calico\n"
+            f"{GOLDEN_HEADER}netlab.datapaths.bird.render() of mode {mode}, node {node.name}; upstream: projectcalico/calico\n"
             f"{GOLDEN_HEADER}confd/etc/calico/confd/templates/bird.cfg.template, bird_aggr.cfg.template, bird_ipam.cfg.template\n"
         )
         if os.environ.get("NETLAB_UPDATE_GOLDEN"):
@@ -127,9 +133,9 @@ def test_bird_config_matches_golden(mode: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("bird", path="/usr/sbin:/usr/bin:/sbin:/bin") is None, reason="bird2 is not installed")
-@pytest.mark.parametrize("mode", ["Never", "Always", "CrossSubnet"])
+@pytest.mark.parametrize("mode", ["Never", "Always", "CrossSubnet", "VXLANCrossSubnet"])
 def test_bird_parses_every_rendered_config(mode: str, tmp_path: Path) -> None:
-    t = topo(mode, subnets=1 if mode == "Never" else 2)
+    t = golden_topology(mode)
     exe = shutil.which("bird", path="/usr/sbin:/usr/bin:/sbin:/bin")
     assert exe is not None
     for node in t.nodes:
@@ -185,3 +191,29 @@ def test_parse_show_protocols() -> None:
 def test_calico_bgp_topology_file_is_bgp_only() -> None:
     data = yaml.safe_load((ROOT / "topologies/calico-bgp.yaml").read_text())
     assert data["network"]["calico"]["ipipMode"] == "Never"
+
+
+# ----------------------------------------------------------------------------- VXLAN
+def test_vxlan_is_felixs_device_and_routes() -> None:
+    t = topo("Never", subnets=2, vxlan="CrossSubnet")
+    plan = make_plan(t)
+    assert plan.requires == ("vxlan",)
+    node1 = [op for op in plan.operations if getattr(op, "ns", "") == "pcb-u-node1"]
+    vx = [op for op in node1 if isinstance(op, AddVxlan)]
+    assert [(op.name, op.vni, op.port, op.mtu, op.learning, str(op.local)) for op in vx] == [
+        ("vxlan.calico", 4096, 4789, 1450, False, "192.168.1.11")
+    ]
+    routes = {str(op.dst): (str(op.gateway), op.dev, op.onlink) for op in node1 if isinstance(op, AddRoute) and op.dst and op.dst.prefixlen == 26}
+    # node2 shares subnet a: plain; node3 is on b: via its VTEP address on vxlan.calico
+    assert routes == {"10.244.0.64/26": ("192.168.1.12", "eth0", False), "10.244.0.128/26": ("10.244.0.128", "vxlan.calico", True)}
+    neigh = [op for op in node1 if isinstance(op, AddNeighbour)]
+    fdb = [op for op in node1 if isinstance(op, AddFdb)]
+    assert [str(op.address) for op in neigh] == ["10.244.0.128"] and [str(op.dst) for op in fdb] == ["192.168.2.11"]
+    assert neigh[0].lladdr == fdb[0].lladdr
+    assert bird.expected_routes(t, t.nodes[0]) == ["blackhole 10.244.0.0/26 proto bird"]
+    assert "reject;  # Don't program VXLAN routes into the kernel" in bird.render(t, t.nodes[0])
+
+
+def test_ipip_and_vxlan_together_are_refused() -> None:
+    with pytest.raises(TopologyError, match=r"network\.calico\.vxlanMode.*both"):
+        topo("Always", vxlan="Always")
