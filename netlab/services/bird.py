@@ -87,7 +87,7 @@ def parse_protocols(node: str, text: str) -> list[Peer]:
 def peers(state: LabState) -> list[Peer]:
     """Every node's BGP sessions (a node whose BIRD does not answer has none)."""
     out: list[Peer] = []
-    for node in state.extra.get(EXTRA_KEY, {}):
+    for node in (h.name for h in state.host_objects() if h.kind == "node"):  # names the model validated
         out += parse_protocols(node, birdc(state.lab, node, "show", "protocols"))
     return out
 
