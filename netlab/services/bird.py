@@ -11,6 +11,9 @@ or /run/bird: ``<state dir>/<lab>.bird/<node>.conf`` and ``<node>.ctl`` (both jo
 BIRD joins the lab's cgroup (:mod:`netlab.kernel.cgroup`) before it runs, so ``down`` and
 ``clean`` stop it with the lab's other processes. ``up`` returns once every node's mesh
 sessions are Established and its peers' blocks are in its routing table.
+
+``netlab node stop|start LAB NODE`` stops and starts one node's BIRD (:func:`stop_node`,
+:func:`start_node`): its peers withdraw its blocks, then learn them again.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from pathlib import Path
 
 from netlab import names
 from netlab.datapaths import bird as bird_config
-from netlab.errors import EnvironmentProblem
+from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import cgroup, processes
 from netlab.model import Topology, parse_topology
 from netlab.services.files import write
 from netlab.state import LabState, lab_file
 
 READY_TIMEOUT = 180.0 if os.environ.get("NETLAB_IN_VM") else 30.0
-EXTRA_KEY = "bird"  # state.extra["bird"]: node -> pid
+EXTRA_KEY = "bird"  # state.extra["bird"]: node -> pid (None: stopped by `netlab node stop`)
 
 
 def bird_dir(lab: str) -> Path:
@@ -114,12 +117,13 @@ def start(state: LabState, topology: Topology) -> None:
 
 def wait_mesh(state: LabState, topology: Topology) -> None:
     """Until every node has an Established session to every other node (or EnvironmentProblem)."""
-    wanted = len(topology.nodes) - 1
     deadline = time.monotonic() + READY_TIMEOUT
-    pids: dict[str, int] = state.extra.get(EXTRA_KEY, {})
+    pids: dict[str, int | None] = {n.name: state.extra.get(EXTRA_KEY, {}).get(n.name) for n in topology.nodes}
+    running = {node: pid for node, pid in pids.items() if pid is not None}  # a node stopped by `netlab node stop` stays so
+    wanted = len(running) - 1
     while True:
         pending = []
-        for node, pid in pids.items():
+        for node, pid in running.items():
             log = bird_dir(state.lab) / f"{node}.log"
             if not processes.alive(pid):
                 text = log.read_text() if log.exists() else ""
@@ -132,6 +136,62 @@ def wait_mesh(state: LabState, topology: Topology) -> None:
         if time.monotonic() > deadline:
             raise EnvironmentProblem(f"BGP mesh not up after {READY_TIMEOUT:.0f} s: {', '.join(pending)}; see {bird_dir(state.lab)}/*.log")
         time.sleep(0.2)
+
+
+def _node_or_refuse(state: LabState, node: str) -> None:
+    if state.cni != "calico":
+        raise UsageError(f"lab {state.lab!r} is cni {state.cni}: only cni calico runs a BGP daemon (BIRD) per node")
+    nodes = [h.name for h in state.host_objects() if h.kind == "node"]
+    if node not in nodes:
+        raise UsageError(f"lab {state.lab!r} has no node {node!r}; nodes: {', '.join(nodes)}")
+
+
+def established_to(state: LabState, node: str) -> list[str]:
+    """The nodes whose BIRD has an Established session to ``node``."""
+    address = next(str(h.ip) for h in state.host_objects() if h.name == node)
+    return [p.node for p in peers(state) if p.address == address and p.info.startswith("Established")]
+
+
+def stop_node(state: LabState, node: str) -> int | None:
+    """Stop node ``node``'s BIRD, as when its calico-node stops: BIRD says goodbye (a BGP
+    Cease, "Administrative shutdown"), so its peers withdraw its blocks at once; its own
+    routes stay (``persist``). Returns the pid stopped, or None if it was not running.
+    Waits until no peer has a session to it any more."""
+    _node_or_refuse(state, node)
+    pids: dict[str, int | None] = dict(state.extra.get(EXTRA_KEY, {}))
+    pid = pids.get(node)
+    if not processes.alive(pid):
+        return None
+    processes.terminate(pid, wait=5.0)
+    if processes.alive(pid):
+        raise EnvironmentProblem(f"BIRD in node {node} (pid {pid}) did not stop in 5 s")
+    pids[node] = None
+    state.extra = {**state.extra, EXTRA_KEY: pids}
+    state.save()
+    deadline = time.monotonic() + READY_TIMEOUT
+    while established_to(state, node):
+        if time.monotonic() > deadline:
+            raise EnvironmentProblem(f"the peers of {node} still report a session {READY_TIMEOUT:.0f} s after its BIRD stopped")
+        time.sleep(0.1)
+    return pid
+
+
+def start_node(state: LabState, node: str) -> int | None:
+    """Start node ``node``'s BIRD again (its configuration is kept) and wait for the mesh.
+    Returns the new pid, or None if it was running."""
+    _node_or_refuse(state, node)
+    pids: dict[str, int | None] = dict(state.extra.get(EXTRA_KEY, {}))
+    if processes.alive(pids.get(node)):
+        return None
+    bird, _client = binaries()
+    conf, sock, log = (bird_dir(state.lab) / f"{node}{suffix}" for suffix in (".conf", ".ctl", ".log"))
+    ns = names.namespace(state.lab, node)
+    pid = processes.start_program(ns, [bird, "-f", "-c", str(conf), "-s", str(sock)], log, f"bird-{node}", cgroup.create(state.lab))
+    pids[node] = pid
+    state.extra = {**state.extra, EXTRA_KEY: pids}
+    state.save()
+    wait_mesh(state, parse_topology(state.topology, state.source or "<topology>"))
+    return pid
 
 
 class BirdPhase:

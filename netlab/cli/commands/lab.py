@@ -1,4 +1,4 @@
-"""A lab's life and what it is made of: ``up``, ``down``, ``clean``, ``plan``, ``exec``, ``status``."""
+"""A lab's life and what it is made of: ``up``, ``down``, ``clean``, ``plan``, ``exec``, ``status``, ``node``."""
 
 from __future__ import annotations
 
@@ -137,6 +137,19 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
             if table is not None:
                 out.print(table)
         _print_ingress(out, state)
+    return 0
+
+
+def cmd_node(args: argparse.Namespace, out: Console, state: LabState) -> int:
+    from netlab.services import bird
+
+    if args.action == "stop":
+        pid = bird.stop_node(state, args.node)
+        what = f"stopped BIRD in {args.node} (pid {pid}): its peers withdrew its routes" if pid else f"BIRD in {args.node} was not running"
+    else:
+        pid = bird.start_node(state, args.node)
+        what = f"started BIRD in {args.node} (pid {pid}): the mesh is Established again" if pid else f"BIRD in {args.node} is already running"
+    out.print(what, highlight=False, markup=False)
     return 0
 
 

@@ -176,3 +176,37 @@ def test_calico_vxlan_crosssubnet_felix_routes_and_the_wire(lab_up) -> None:
     assert vxlan and vxlan[0][IP].dst == "192.168.2.11" and vxlan[0][VXLAN].vni == 4096
     assert vxlan[0][VXLAN].payload[IP].dst == web3
     assert ns_run(eps["node1"].ns, "cat", "/sys/class/net/vxlan.calico/mtu").stdout.strip() == "1450"
+
+
+def test_node_stop_withdraws_its_routes_and_start_relearns_them(lab_up) -> None:
+    from netlab.cli import main
+
+    state = lab_up(topology("Never", "pcb-k5"))
+    eps = endpoints(state)
+    web2 = str(eps["web-2"].ip)
+    learned = "10.244.0.64/26 via 192.168.1.12 dev eth0 proto bird"
+    assert learned in bird_routes(eps["node1"].ns) and ping(eps["web-1"].ns, web2)
+
+    console = Console(file=io.StringIO(), width=200)
+    assert main(["node", "stop", "pcb-k5", "node2"], console=console) == 0
+    assert "stopped BIRD in node2" in console.file.getvalue()
+    assert bird_routes(eps["node1"].ns) == ["blackhole 10.244.0.0/26 proto bird"], "node1 withdrew node2's block"
+    assert "10.244.0.0/26 via 192.168.1.11 dev eth0 proto bird" in bird_routes(eps["node2"].ns), "node2 keeps its routes (persist)"
+    assert not ping(eps["web-1"].ns, web2), "no route to node2's pods any more"
+    console = Console(file=io.StringIO(), width=200)
+    assert main(["status", "pcb-k5"], console=console) == 0
+    assert "Established" not in console.file.getvalue()
+
+    console = Console(file=io.StringIO(), width=200)
+    assert main(["node", "start", "pcb-k5", "node2"], console=console) == 0
+    assert "started BIRD in node2" in console.file.getvalue()
+    assert learned in bird_routes(eps["node1"].ns) and ping(eps["web-1"].ns, web2)
+
+
+def test_node_stop_is_refused_without_calico(lab_up) -> None:
+    from netlab.cli import main
+
+    lab_up("host-gw.yaml", name="pcb-k6")
+    console = Console(file=io.StringIO(), width=200)
+    assert main(["node", "stop", "pcb-k6", "node1"], console=console) == 2
+    assert "only cni calico runs a BGP daemon" in console.file.getvalue()
