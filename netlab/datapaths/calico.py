@@ -107,7 +107,26 @@ def _node(topology: Topology, b: Builder, node: Node, blocks: list[ipaddress.IPv
     k8s.host_network_pods(topology, b, node)
     if topology.calico_encapsulation() == "vxlan":
         _felix_vxlan_routes(topology, b, node)
-    b.add(LoadIptables(host, ipip.nat_rules(topology), why="calico natOutgoing: masquerade pod traffic leaving the pool"))
+    b.add(LoadIptables(host, nat_rules(topology), why="calico natOutgoing: masquerade pod traffic leaving the pool"))
+
+
+def tunnel_device(topology: Topology) -> str | None:
+    return {"ipip": ipip.DEVICE, "vxlan": VXLAN_DEVICE}.get(topology.calico_encapsulation() or "")
+
+
+def nat_rules(topology: Topology) -> str:
+    """natOutgoing (as for cni ipip), and with a tunnel the rule felix adds to
+    ``cali-POSTROUTING`` (felix ``rules/nat.go`` ``StaticNATPostroutingChains``): the node's
+    own traffic into the tunnel leaves with the tunnel's address, not eth0's."""
+    rules = ipip.nat_rules(topology)
+    device = tunnel_device(topology)
+    if device is None:
+        return rules
+    tunnel = (
+        f'-A cali-POSTROUTING -o {device} -m addrtype ! --src-type LOCAL --limit-iface-out -m addrtype --src-type LOCAL '
+        '-m comment --comment "cali:tunnel-source" -j MASQUERADE'
+    )
+    return rules.replace("COMMIT\n", tunnel + "\nCOMMIT\n")
 
 
 def _felix_vxlan_routes(topology: Topology, b: Builder, node: Node) -> None:

@@ -176,6 +176,10 @@ def test_calico_vxlan_crosssubnet_felix_routes_and_the_wire(lab_up) -> None:
     assert vxlan and vxlan[0][IP].dst == "192.168.2.11" and vxlan[0][VXLAN].vni == 4096
     assert vxlan[0][VXLAN].payload[IP].dst == web3
     assert ns_run(eps["node1"].ns, "cat", "/sys/class/net/vxlan.calico/mtu").stdout.strip() == "1450"
+    # felix's -o vxlan.calico MASQUERADE: node1's own packet sent from eth0's address arrives from its tunnel address
+    with capture(eps["web-3"].ns, "eth0", bpf="icmp", count=1, timeout=5) as seen:
+        assert ns_run(eps["node1"].ns, "ping", "-c1", "-W2", "-I", "192.168.1.11", web3).returncode == 0
+    assert [p[IP].src for p in seen.packets][:1] == ["10.244.0.0"]
 
 
 def test_node_stop_withdraws_its_routes_and_start_relearns_them(lab_up) -> None:

@@ -217,3 +217,13 @@ def test_vxlan_is_felixs_device_and_routes() -> None:
 def test_ipip_and_vxlan_together_are_refused() -> None:
     with pytest.raises(TopologyError, match=r"network\.calico\.vxlanMode.*both"):
         topo("Always", vxlan="Always")
+
+
+@pytest.mark.parametrize(("ipip", "vxlan", "device"), [("Always", "Never", "tunl0"), ("Never", "Always", "vxlan.calico"), ("Never", "Never", None)])
+def test_felix_masquerades_the_nodes_own_traffic_into_the_tunnel(ipip: str, vxlan: str, device: str | None) -> None:
+    from netlab.datapaths.calico import nat_rules
+
+    rules = nat_rules(topo(ipip, vxlan=vxlan))
+    rule = f"-A cali-POSTROUTING -o {device} -m addrtype ! --src-type LOCAL --limit-iface-out -m addrtype --src-type LOCAL"
+    assert (rule in rules) == (device is not None)
+    assert "-s 10.244.0.0/16 ! -d 10.244.0.0/16" in rules and rules.endswith("COMMIT\n")
