@@ -29,6 +29,7 @@ from netlab import names
 from netlab.datapaths import bird as bird_config
 from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import cgroup, processes
+from netlab.kernel.inspect import MAIN_TABLE, inspect_namespaces
 from netlab.model import Topology, parse_topology
 from netlab.services.files import write
 from netlab.state import LabState, lab_file
@@ -132,10 +133,27 @@ def wait_mesh(state: LabState, topology: Topology) -> None:
             if len(up) < wanted:
                 pending.append(f"{node} ({len(up)} of {wanted} sessions Established)")
         if not pending:
+            pending = _missing_routes(state.lab, topology, list(running))
+        if not pending:
             return
         if time.monotonic() > deadline:
             raise EnvironmentProblem(f"BGP mesh not up after {READY_TIMEOUT:.0f} s: {', '.join(pending)}; see {bird_dir(state.lab)}/*.log")
         time.sleep(0.2)
+
+
+def _missing_routes(lab: str, topology: Topology, running: list[str]) -> list[str]:
+    """The running nodes whose main table lacks a route to a block of another running node
+    (BIRD installs them a moment after the session is Established)."""
+    blocks = topology.calico_blocks()
+    found = inspect_namespaces([names.namespace(lab, node) for node in running])
+    missing = []
+    for node in running:
+        tables = found.get(names.namespace(lab, node))
+        have = {r.dst for r in tables[1] if r.table == MAIN_TABLE} if tables else set()
+        wanted = {str(b) for peer in running if peer != node for b in blocks[peer]}
+        if not wanted <= have:
+            missing.append(f"{node} (no route yet to {', '.join(sorted(wanted - have))})")
+    return missing
 
 
 def _node_or_refuse(state: LabState, node: str) -> None:
@@ -168,12 +186,23 @@ def stop_node(state: LabState, node: str) -> int | None:
     pids[node] = None
     state.extra = {**state.extra, EXTRA_KEY: pids}
     state.save()
+    topology = parse_topology(state.topology, state.source or "<topology>")
     deadline = time.monotonic() + READY_TIMEOUT
-    while established_to(state, node):
+    while established_to(state, node) or _still_routed(state.lab, topology, node):
         if time.monotonic() > deadline:
-            raise EnvironmentProblem(f"the peers of {node} still report a session {READY_TIMEOUT:.0f} s after its BIRD stopped")
+            raise EnvironmentProblem(f"the peers of {node} still route to it {READY_TIMEOUT:.0f} s after its BIRD stopped")
         time.sleep(0.1)
     return pid
+
+
+def _still_routed(lab: str, topology: Topology, node: str) -> bool:
+    """Does another node still have a BGP route to ``node``'s blocks? (With VXLAN felix's
+    routes stay: they come from the datastore, not from BGP.)"""
+    if topology.network.calico.vxlan_mode != "Never":
+        return False
+    blocks = {str(b) for b in topology.calico_blocks()[node]}
+    others = [names.namespace(lab, n.name) for n in topology.nodes if n.name != node]
+    return any(tables and blocks & {r.dst for r in tables[1] if r.table == MAIN_TABLE} for tables in inspect_namespaces(others).values())
 
 
 def start_node(state: LabState, node: str) -> int | None:

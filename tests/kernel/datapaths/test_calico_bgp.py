@@ -214,3 +214,27 @@ def test_node_stop_is_refused_without_calico(lab_up) -> None:
     console = Console(file=io.StringIO(), width=200)
     assert main(["node", "stop", "pcb-k6", "node1"], console=console) == 2
     assert "only cni calico runs a BGP daemon" in console.file.getvalue()
+
+
+def test_a_second_block_when_the_first_fills_is_exported_too(lab_up) -> None:
+    from netlab.model import parse_topology
+
+    pods = [{"name": f"p{i}"} for i in range(65)]  # BGP only: a /26 holds 64 pods, the 65th opens a second block
+    topo = parse_topology({
+        "name": "pcb-k7", "network": {"cni": "calico", "calico": {"ipipMode": "Never"}},
+        "nodes": [{"name": "node1", "pods": pods}, {"name": "node2", "pods": [{"name": "q0"}]}],
+    }, "<test>")
+    state = lab_up(topo)
+    eps = endpoints(state)
+    assert str(eps["p63"].ip) == "10.244.0.63" and str(eps["p64"].ip) == "10.244.0.128"
+    assert bird_routes(eps["node1"].ns) == [
+        "10.244.0.64/26 via 192.168.1.12 dev eth0 proto bird",
+        "blackhole 10.244.0.0/26 proto bird",
+        "blackhole 10.244.0.128/26 proto bird",
+    ]
+    assert bird_routes(eps["node2"].ns) == [
+        "10.244.0.0/26 via 192.168.1.11 dev eth0 proto bird",
+        "10.244.0.128/26 via 192.168.1.11 dev eth0 proto bird",
+        "blackhole 10.244.0.64/26 proto bird",
+    ]
+    assert ping(eps["q0"].ns, "10.244.0.128") and ping(eps["q0"].ns, "10.244.0.0")
