@@ -14,6 +14,7 @@ from netlab.datapaths import make_plan
 from netlab.kernel import limits
 from netlab.model import Topology
 from netlab.plan import Plan
+from netlab.services.bird import BirdPhase
 from netlab.services.cluster import ServicesPhase
 from netlab.services.dockerd import DockerProxyPhase
 from netlab.services.ingress_apply import IngressPhase
@@ -21,14 +22,16 @@ from netlab.state import LabState
 
 
 def phases(topology: Topology) -> list[lab.Phase]:
-    """The stages that follow the datapath for ``topology``, in order: dockerd's userland
-    proxies on a Docker host that publishes ports (``userlandProxy`` true, the default),
-    Services when it declares any, and the ingress-nginx add-on when
-    ``ingressController.enabled`` is true."""
+    """The stages that follow the datapath for ``topology``, in order: BIRD in every node for
+    cni calico (its routes come from BGP), dockerd's userland proxies on a Docker host that
+    publishes ports (``userlandProxy`` true, the default), Services when it declares any, and
+    the ingress-nginx add-on when ``ingressController.enabled`` is true."""
     ingress = topology.ingress_controller.enabled is True
     net = topology.network
     proxies = net.cni == "docker0" and net.userland_proxy and any(pod.ports for _node, pod in topology.pods())
-    out: list[lab.Phase] = [DockerProxyPhase()] if proxies else []
+    out: list[lab.Phase] = [BirdPhase()] if net.cni == "calico" else []
+    if proxies:
+        out.append(DockerProxyPhase())
     out += [ServicesPhase()] if topology.services or ingress else []
     return out + ([IngressPhase()] if ingress else [])
 

@@ -40,9 +40,9 @@ class _Probe:
 PROBES = (
     _Probe("veth", True, "every lab", "enable CONFIG_VETH (every distro kernel has it)", kernel_probes.link("veth", peer={"ifname": "probe-veth-p"})),
     _Probe("bridge", True, "every lab (underlay, docker0, cni0)", "modprobe bridge", kernel_probes.link("bridge")),
-    _Probe("vxlan", False, "cni vxlan (Flannel)", "modprobe vxlan", kernel_probes.link("vxlan", vxlan_id=1, vxlan_port=8472)),
+    _Probe("vxlan", False, "cni vxlan (Flannel), cni calico with vxlanMode", "modprobe vxlan", kernel_probes.link("vxlan", vxlan_id=1, vxlan_port=8472)),
     _Probe(
-        "ipip", False, "cni ipip (Calico IP-in-IP)",
+        "ipip", False, "cni ipip (Calico IP-in-IP), cni calico with ipipMode Always or CrossSubnet",
         f"modprobe ipip (Ubuntu: apt install linux-modules-extra-$(uname -r)); {VM_HINT}",
         # with local/remote: a bare ipip link is the fallback tunl0 the module already made (EEXIST)
         kernel_probes.link("ipip", ipip_local="192.0.2.1", ipip_remote="192.0.2.2"),
@@ -100,6 +100,8 @@ TOOLS = (
     ("iperf3", False, "throughput measurements", "apt install iperf3"),
     ("nginx", False, "the ingress-nginx controller (Ingress)", "apt install nginx (netlab runs its own nginx per lab, not the service)"),
     ("openssl", False, "TLS Secrets and the ingress controller's default certificate", "apt install openssl"),
+    ("bird", False, "cni calico (BIRD, the BGP daemon in every node)", "apt install bird2 (netlab runs its own BIRD per node, not the service)"),
+    ("birdc", False, "cni calico's BGP status (netlab status) and birdc by hand", "apt install bird2"),
 )
 
 

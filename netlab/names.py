@@ -72,3 +72,10 @@ def mac(*parts: str, prefix: str = "02") -> str:
 def docker_mac(ip: str) -> str:
     """Docker's container MAC: 02:42 followed by the IPv4 address bytes."""
     return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
+
+def calico_workload_veth(namespace: str, pod: str) -> str:
+    """Calico's host-side name for a pod's veth: ``cali`` + the first 11 hex digits of the
+    SHA-1 of ``<namespace>.<pod>`` (libcalico-go ``lib/backend/k8s/conversion``
+    ``VethNameForWorkload``, with felix's default interface prefix ``cali``)."""
+    return "cali" + hashlib.sha1(f"{namespace}.{pod}".encode()).hexdigest()[:11]

@@ -79,6 +79,7 @@ def lab_leftovers(lab: str) -> list[str]:
         left += [f"log {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.*.log")]
         left += [f"ingress controller files {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.ingress")]
         left += [f"gateway data-plane files {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.gateway")]
+        left += [f"BIRD files {p}" for p in LabState.path_for(lab).parent.glob(f"{lab}.bird")]
     group = cgroup.path(lab)
     if group is not None and group.exists():
         left.append(f"cgroup {group} (processes {cgroup.pids(lab)})")

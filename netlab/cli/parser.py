@@ -122,6 +122,11 @@ COMMANDS: tuple[Command, ...] = (
         needs_root=True, needs_lab=True, prepare=lab.command_after_dashes,
     ),
     Command(
+        "node", lab.cmd_node, "stop or start a Calico node's BGP daemon (BIRD): its peers withdraw and relearn its routes",
+        (arg("action", choices=("stop", "start")), LAB, arg("node"), WAIT),
+        needs_root=True, needs_lab=True, changes_lab=True,
+    ),
+    Command(
         "plan", lab.cmd_plan, "print the kernel operations a topology takes, as ip/iptables commands",
         (arg("file"), arg("--services", action="store_true",
                           help="instead: its Services as up makes them (load-balancer addresses and leaders, DNS, kube-proxy's rules per node)")),

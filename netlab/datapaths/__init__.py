@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from netlab import names
-from netlab.datapaths import docker0, hostgw, ipip, vpc, vxlan
+from netlab.datapaths import calico, docker0, hostgw, ipip, vpc, vxlan
 from netlab.datapaths.underlay import Builder
 from netlab.errors import TopologyError
 from netlab.model import KNOWN_CNIS, Topology
@@ -25,6 +25,7 @@ DATAPATHS: dict[str, BuildFn] = {
     "docker0": docker0.build,
     "vxlan": vxlan.build,
     "ipip": ipip.build,
+    "calico": calico.build,
     "host-gw": hostgw.build,
     "vpc-native": vpc.build,
 }
@@ -48,7 +49,8 @@ def make_plan(topology: Topology, source: str = "<topology>") -> Plan:
     builder = Builder(topology, source)
     builder.underlay()
     build(topology, builder)
-    plan = dataclasses.replace(builder.plan(), requires=REQUIRES.get(cni, ()))
+    requires = calico.requires(topology) if cni == "calico" else REQUIRES.get(cni, ())
+    plan = dataclasses.replace(builder.plan(), requires=requires)
     check_bridge_ports(topology, plan, source)
     return plan
 

@@ -18,12 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from netlab import names
 from netlab.errors import TopologyError
-from netlab.model import k8s_names, limits
+from netlab.model import ipam, k8s_names, limits
 from netlab.model.ingress import IngressControllerSpec
 from netlab.model.limits import INSTANCE_TYPES, PodLimit
 from netlab.model.service import DNS_SERVICE_INDEX, IPVS_SCHEDULERS, KUBERNETES_SERVICE_INDEX, Service
 
-KNOWN_CNIS = ("docker0", "vxlan", "ipip", "host-gw", "vpc-native")
+KNOWN_CNIS = ("docker0", "vxlan", "ipip", "calico", "host-gw", "vpc-native")
 RESERVED_NAMES = ("internet", "gateway", "underlay")
 DOCKER_BRIDGE_CIDR = ipaddress.IPv4Network("172.17.0.0/16")
 DEFAULT_SUBNET = {"name": "lan", "cidr": "192.168.1.0/24"}
@@ -139,6 +139,21 @@ class Subnet(_Frozen):
         return self.cidr.network_address + 1
 
 
+class Calico(_Frozen):
+    """Calico's settings for ``cni: calico`` (routes learned by BGP through BIRD).
+
+    ``ipipMode`` is the IPPool's field (projectcalico.org/v3 IPPool ``spec.ipipMode``);
+    ``blockSize`` the pool's ``spec.blockSize`` (Calico's default 26 for IPv4);
+    ``asNumber`` BGPConfiguration's ``spec.asNumber`` (Calico's default 64512); ``vxlanMode``
+    the pool's ``spec.vxlanMode`` (a pool has IP-in-IP or VXLAN, never both).
+    """
+
+    ipip_mode: Literal["Always", "CrossSubnet", "Never"] = Field("Always", alias="ipipMode")
+    vxlan_mode: Literal["Always", "CrossSubnet", "Never"] = Field("Never", alias="vxlanMode")
+    block_size: Annotated[int, Field(ge=20, le=30)] = Field(26, alias="blockSize")
+    as_number: Annotated[int, Field(ge=1, le=4294967295)] = Field(64512, alias="asNumber")
+
+
 class Network(_Frozen):
     cni: str = "docker0"
     mtu: Annotated[int, Field(ge=576, le=9000)] = 1500
@@ -146,6 +161,7 @@ class Network(_Frozen):
     internet: ipaddress.IPv4Network | None = None
     pod_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.244.0.0/16"), alias="podCIDR")
     mode: Literal["Always", "CrossSubnet"] = "Always"
+    calico: Calico = Calico()  # cni calico only
     external_snat: bool = Field(False, alias="externalSNAT")
     service_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
     proxy_mode: Literal["iptables", "ipvs", "nftables"] = Field("iptables", alias="proxyMode")
@@ -287,6 +303,14 @@ class Topology(_Frozen):
     def pod_limit(self, node: Node, index: int | None = None) -> PodLimit:
         """The most pods ``node`` (``nodes[index]``) can run: its bridge's ports, its pod block,
         or max pods (:mod:`netlab.model.limits`)."""
+        if self.network.cni == "calico":
+            blocks = self.calico_blocks()[node.name]
+            room = sum(b.num_addresses for b in blocks) - (1 if self.calico_tunnel() else 0)
+            return PodLimit(
+                room,
+                f"its IPAM blocks {', '.join(map(str, blocks))} hold {room} pods (netlab claims a node's blocks at `up`)",
+                "list the pods in the topology file, so that `up` claims the blocks they need",
+            )
         block = None
         if self.network.cni in POD_CNIS:
             block = self.pod_block(node) if index is None else self._block(index)
@@ -414,6 +438,9 @@ class Topology(_Frozen):
                     f"nodes[{i}].instanceType",
                     f"unknown instance type {node.instance_type!r}; known: {', '.join(INSTANCE_TYPES)}",
                 )
+        if net.cni == "calico":
+            self._check_calico(taken)
+            return
         if net.cni not in POD_CNIS:
             return
         self._no_overlap("network.podCIDR", net.pod_cidr, taken)
@@ -436,6 +463,50 @@ class Topology(_Frozen):
                         f"{self.nodes[0].name} on {first.name}: no L2 adjacency, so a route 'via <node IP>' cannot work "
                         "(Flannel refuses this too); use cni vxlan, or ipip with mode CrossSubnet",
                     )
+
+    def _check_calico(self, taken: list[tuple[str, ipaddress.IPv4Network]]) -> None:
+        net = self.network
+        self._no_overlap("network.podCIDR", net.pod_cidr, taken)
+        if net.pod_cidr.prefixlen > net.calico.block_size:
+            raise Problem("network.calico.blockSize", f"blocks of /{net.calico.block_size} do not fit in podCIDR {net.pod_cidr}; use a larger podCIDR")
+        try:
+            self.calico_blocks()
+        except ValueError as exc:
+            raise Problem("network.podCIDR", str(exc)) from None
+        if net.calico.ipip_mode != "Never" and net.calico.vxlan_mode != "Never":
+            raise Problem(
+                "network.calico.vxlanMode",
+                f"ipipMode {net.calico.ipip_mode} and vxlanMode {net.calico.vxlan_mode}: Calico refuses an IP pool with both "
+                "encapsulations; set ipipMode: Never to use VXLAN",
+            )
+        if net.calico.ipip_mode == "Never" and net.calico.vxlan_mode == "Never":
+            first = self.subnet_of(self.nodes[0])
+            for i, node in enumerate(self.nodes):
+                if self.subnet_of(node) != first:
+                    raise Problem(
+                        f"nodes[{i}].subnet",
+                        f"ipipMode and vxlanMode Never route a node's pods 'via <node IP>', but {node.name} is on {self.subnet_of(node).name} and "
+                        f"{self.nodes[0].name} on {first.name}: the router between them learns no pod routes (a real cluster "
+                        "would peer it with BIRD); use ipipMode or vxlanMode CrossSubnet or Always",
+                    )
+
+    def calico_encapsulation(self) -> str | None:
+        """cni calico: ``"ipip"``, ``"vxlan"`` or None (BGP only)."""
+        calico = self.network.calico
+        if calico.ipip_mode != "Never":
+            return "ipip"
+        return "vxlan" if calico.vxlan_mode != "Never" else None
+
+    def calico_tunnel(self) -> bool:
+        """Does every Calico node get a tunnel address (tunl0 or vxlan.calico) from its block?"""
+        return self.calico_encapsulation() is not None
+
+    def calico_blocks(self) -> dict[str, list[ipaddress.IPv4Network]]:
+        """cni calico: the IPAM blocks each node claims (:mod:`netlab.model.ipam`), by node name."""
+        tunnel = 1 if self.calico_tunnel() else 0
+        demands = [tunnel + sum(1 for p in n.pods if not p.host_network) for n in self.nodes]
+        claimed = ipam.claim_blocks(self.network.pod_cidr, self.network.calico.block_size, demands)
+        return {node.name: blocks for node, blocks in zip(self.nodes, claimed, strict=True)}
 
     def _check_pods_per_node(self) -> None:
         """No node has more pods than its bridge, pod block or max pods allow (netlab/model/limits.py).

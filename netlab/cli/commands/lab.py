@@ -1,8 +1,9 @@
-"""A lab's life and what it is made of: ``up``, ``down``, ``clean``, ``plan``, ``exec``, ``status``."""
+"""A lab's life and what it is made of: ``up``, ``down``, ``clean``, ``plan``, ``exec``, ``status``, ``node``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 from typing import Any
@@ -49,6 +50,10 @@ def cmd_plan(args: argparse.Namespace, out: Console) -> int:
         out.print(preview.render(topology, args.file), end="", highlight=False, markup=False, soft_wrap=True)
         return 0
     out.print(plan.render(), end="", highlight=False, markup=False, soft_wrap=True)
+    if topology.network.cni == "calico":
+        from netlab.datapaths import bird
+
+        out.print(bird.plan_text(topology), end="", highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
@@ -113,10 +118,14 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
         out.print(render_status.labs_table(states) if states else "no labs are up")
         return 0
     views = status.collect(state)
+    peers = _bgp_peers(state)
     if args.json:
-        out.print_json(json.dumps({**status.as_json(state, views), **_services_json(state)}, default=str))
+        bgp = {"bgp": [dataclasses.asdict(p) for p in peers]} if state.cni == "calico" else {}
+        out.print_json(json.dumps({**status.as_json(state, views), **bgp, **_services_json(state)}, default=str))
         return 0
     render_status.print_lab(out, state, views)
+    if state.cni == "calico":
+        out.print(render_status.bgp_table(peers))
     if records.has_services(state):
         from netlab.services import cluster
 
@@ -129,6 +138,28 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
                 out.print(table)
         _print_ingress(out, state)
     return 0
+
+
+def cmd_node(args: argparse.Namespace, out: Console, state: LabState) -> int:
+    from netlab.services import bird
+
+    if args.action == "stop":
+        pid = bird.stop_node(state, args.node)
+        what = f"stopped BIRD in {args.node} (pid {pid}): its peers withdrew its routes" if pid else f"BIRD in {args.node} was not running"
+    else:
+        pid = bird.start_node(state, args.node)
+        what = f"started BIRD in {args.node} (pid {pid}): the mesh is Established again" if pid else f"BIRD in {args.node} is already running"
+    out.print(what, highlight=False, markup=False)
+    return 0
+
+
+def _bgp_peers(state: LabState) -> list[Any]:
+    """A Calico lab's BGP sessions, asked of each node's BIRD (none for other labs)."""
+    if state.cni != "calico":
+        return []
+    from netlab.services import bird
+
+    return bird.peers(state)
 
 
 def _print_ingress(out: Console, state: LabState) -> None:

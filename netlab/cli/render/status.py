@@ -18,6 +18,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from netlab.kernel.inspect import Interface
     from netlab.observe.status import NamespaceView
+    from netlab.services.bird import Peer
     from netlab.state import LabState
 
 COMPACT_AFTER = 40  # namespaces shown; past this, pods are one line each
@@ -110,3 +111,11 @@ def print_lab(out: Console, state: LabState, views: Sequence[NamespaceView]) -> 
         out.print(lines[0], style="bold", highlight=False, markup=False, soft_wrap=True)
         if len(lines) > 1:
             out.print(lines[1], highlight=False, markup=False, soft_wrap=True)
+
+
+def bgp_table(peers: Sequence[Peer]) -> Table:
+    """The BGP sessions of a Calico lab, per node, in ``calicoctl node status``'s columns."""
+    table = Table("NODE", "PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO", title="IPv4 BGP status (BIRD in each node)")
+    for p in peers:
+        table.add_row(*(escape(text) for text in (p.node, p.address, p.kind, p.state, p.since, p.info)))
+    return table

@@ -34,13 +34,14 @@ EXAMPLES: dict[str, list[str]] = {
     "apply": ["apply", "nope", "-f", "manifests.yaml"],
     "delete": ["delete", "nope", "service/web"],
     "scale": ["scale", "nope", "web", "2"],
+    "node": ["node", "stop", "nope", "node1"],
     "requests": ["requests", "nope", "web", "http://web"],
     "clean": ["clean"],
     "doctor": ["doctor"],
     "vm": ["vm", "--", "netlab", "doctor"],
 }
-NEEDS_ROOT = {"up", "down", "status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests", "clean"}
-NEEDS_LAB = {"status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests"}
+NEEDS_ROOT = {"up", "down", "status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests", "clean", "node"}
+NEEDS_LAB = {"status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests", "node"}
 
 
 def run(*argv: str) -> tuple[int, str]:
