@@ -27,6 +27,7 @@ from netlab.errors import (
     LabExists,
     LabNotFound,
     NamespaceTaken,
+    NetlabError,
     TeardownError,
     UsageError,
 )
@@ -268,6 +269,14 @@ def clean(backend: Backend | None = None, wait: bool = False) -> tuple[list[Tear
             busy.append(f"{state.lab} ({locks.holder(state.lab) or 'another netlab command'})")
         except LabNotFound:
             pass  # removed meanwhile by its own down
+    for name in locks.orphans():  # lock files of commands killed before they wrote a record
+        try:
+            with locks.hold(name):
+                pass  # released with no record: the file goes
+        except LabBusy:
+            pass  # a command is starting that lab right now: its lock is not an orphan
+        except NetlabError:
+            continue  # not a lab name netlab would have written
     return done, busy
 
 

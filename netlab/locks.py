@@ -145,6 +145,17 @@ def busy(name: str) -> bool:
     return False
 
 
+def orphans() -> list[str]:
+    """Labs whose lock file outlived them: a command killed (SIGKILL) before it wrote a
+    record leaves its lock file, unheld, and no lab that ``clean`` would find."""
+    names = []
+    for path in sorted(state_dir().glob("*.lock")):
+        name = path.name.removesuffix(".lock")
+        if not name.startswith(".") and not _recorded(name):
+            names.append(name)
+    return names
+
+
 def _recorded(lab: str) -> bool:
     return LabState.path_for(lab).exists() or LabState.journal_for(lab).exists()
 

@@ -102,3 +102,23 @@ def test_a_waiter_whose_lock_file_was_removed_locks_the_new_one() -> None:
         assert newcomer.returncode == 1 and "LabBusy" in newcomer.stderr  # the new file is locked: by us
         assert os.stat(locks.lock_path("t11-f")).st_ino == st.st_ino
     proc.wait()
+
+
+def test_clean_removes_the_lock_file_of_a_command_killed_before_its_record(private_state: Path) -> None:
+    """`up` killed (SIGKILL) before it wrote a record leaves an unheld lock file and no lab:
+    `clean` removes it; a lock another command holds right now stays."""
+    from netlab import lab
+    from netlab.kernel.fake import RecordingBackend
+
+    killed = holder_process("t11-orphan", 30)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    starting = holder_process("t11-starting", 30)
+    try:
+        assert locks.orphans() == ["t11-orphan", "t11-starting"]
+        assert lab.clean(RecordingBackend()) == ([], [])
+        assert not locks.lock_path("t11-orphan").exists()
+        assert locks.lock_path("t11-starting").exists() and locks.busy("t11-starting")
+    finally:
+        starting.kill()
+        starting.wait()
