@@ -6,7 +6,11 @@
    forwards (:mod:`~netlab.observe.trace.path`). Behind an address a DNAT may rewrite (a
    Service's ClusterIP or NodePort, a published port), every possible target pod gets its own
    branch (:mod:`~netlab.observe.trace.targets`); the reply's path is walked too (policy
-   routing and gateway hairpins make it differ), next to the request's path reversed.
+   routing and gateway hairpins make it differ), next to the request's path reversed. From
+   outside the cluster a request meets several rewrites in turn (a MetalLB leader, an NLB, a
+   NodePort, nginx's new connection): each way in is a chain of waypoints
+   (:mod:`~netlab.observe.trace.northsouth`), walked one after another; a proxy on the way
+   makes the TCP probe an HTTP request carrying the marker.
 2. **Capture.** One :class:`~netlab.observe.capture.Capture` per point, all started before
    the probe; afterwards the branch and the reply path that actually saw the probe are shown.
 3. **Probe.** ICMP echo from a raw socket, or a UDP datagram / TCP connection from a socket,
