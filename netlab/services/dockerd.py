@@ -10,15 +10,13 @@ the rules (``netlab.datapaths.docker0``) do the hairpin NAT instead.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from netlab import names
 from netlab.datapaths import docker0
-from netlab.errors import EnvironmentProblem
 from netlab.kernel import cgroup, processes
 from netlab.model import Topology
-from netlab.services.processes import READY_TIMEOUT, program
+from netlab.services.processes import _wait_ready, program
 from netlab.services.records import topology_of
 from netlab.state import LabState, state_dir
 
@@ -57,20 +55,6 @@ def start_proxies(state: LabState, topology: Topology) -> list[int]:
             argv = [*program("docker_proxy"), *proxy_argv(str(ip), host_port, container_port, proto)]
             pid = processes.start(ns, argv, log, what, group=group)
             started.append((f"{what} (for {pod})", pid, log))
-    _wait_serving(started)
+    _wait_ready(started, "{}")
     return [pid for _what, pid, _log in started]
 
-
-def _wait_serving(started: list[tuple[str, int, Path]]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    pending = list(started)
-    while pending:
-        for item in list(pending):
-            what, pid, log = item
-            text = log.read_text() if log.exists() else ""
-            if "serving" in text:
-                pending.remove(item)
-            elif not processes.alive(pid) or time.monotonic() > deadline:
-                raise EnvironmentProblem(f"{what} did not start listening: {text.strip()[-400:] or 'no output'}")
-        if pending:
-            time.sleep(0.02)

@@ -44,7 +44,9 @@ def _start(state: LabState, ns: str, log_name: str, argv: list[str]) -> tuple[in
     return processes.start(ns, argv, log, log_name, group=cgroup.create(state.lab)), log
 
 
-def _wait_ready(started: list[tuple[str, int, Path]]) -> None:
+def _wait_ready(started: list[tuple[str, int, Path]], label: str = "the server in pod {}") -> None:
+    """Wait until every started server's log says ``serving``; EnvironmentProblem naming it
+    (``label`` formatted with its name) when it exits or is not serving in time."""
     deadline = time.monotonic() + READY_TIMEOUT
     pending = list(started)
     while pending:
@@ -54,9 +56,9 @@ def _wait_ready(started: list[tuple[str, int, Path]]) -> None:
             if "serving" in text:
                 pending.remove(item)
             elif not processes.alive(pid):
-                raise EnvironmentProblem(f"the server in pod {name} exited at start: {text.strip()[-400:] or 'no output'}")
+                raise EnvironmentProblem(f"{label.format(name)} exited at start: {text.strip()[-400:] or 'no output'}")
             elif time.monotonic() > deadline:
-                raise EnvironmentProblem(f"the server in pod {name} was not serving after {READY_TIMEOUT:.0f} s: {text.strip()[-400:] or 'no output'}")
+                raise EnvironmentProblem(f"{label.format(name)} was not serving after {READY_TIMEOUT:.0f} s: {text.strip()[-400:] or 'no output'}")
         time.sleep(0.02)
 
 
