@@ -16,7 +16,7 @@ What kube-proxy does with ``--proxy-mode=ipvs``, per node:
   reply would come from the pod to itself and never reach the socket that asked. kube-proxy
   keeps the real ipset ``KUBE-LOOP-BACK`` (``hash:ip,port,ip``, one entry
   ``<ep IP>,<proto>:<port>,<ep IP>`` per endpoint on this node) and masquerades what matches
-  it as ``dst,dst,src`` first thing in KUBE-POSTROUTING (pkg/proxy/ipvs/proxier.go v1.30:
+  it as ``dst,dst,src`` first thing in KUBE-POSTROUTING (pkg/proxy/ipvs/proxier.go as of v1.33:
   ``ipsetWithIptablesChain``, ``writeIptablesRules``, "Handle traffic that loops back to the
   originator with SNAT"); netlab does the same, over netlink (:mod:`netlab.kernel.ipset`);
 - LoadBalancer ingress IPs (pkg/proxy/ipvs/proxier.go, "Capture load-balancer ingress"): each

@@ -18,10 +18,11 @@ from netlab.services.kubeproxy import Endpoint, ruleset
 GOLDEN = Path(__file__).parent / "golden" / "kubeproxy-iptables.rules"
 HEADER = """\
 # kube-proxy iptables mode, node1 of a 2-node cluster, first sync (nothing saved yet): the
-# iptables-restore --noflush input netlab writes. Upstream: kubernetes v1.30
+# iptables-restore --noflush input netlab writes. Upstream: kubernetes v1.33
 # pkg/proxy/iptables/proxier.go (syncProxyRules; the -I jumps are iptablesJumpChains and
 # iptablesKubeletJumpChains, which kube-proxy ensures with EnsureRule(Prepend)), localhost
-# NodePorts on, nf_conntrack_tcp_be_liberal 0, no nfacct. Chain hashes are kube-proxy's.
+# NodePorts on, nf_conntrack_tcp_be_liberal 0, no nfacct counters (nfnetlink_acct absent).
+# Chain hashes are kube-proxy's.
 """
 
 
@@ -34,6 +35,9 @@ def cluster() -> list[Service]:
         {"name": "web-sticky", "selector": {"app": "web"}, "sessionAffinity": "ClientIP", "ports": [{"port": 80, "targetPort": 8080}]},
         {"name": "echo", "selector": {"app": "echo"}, "ports": [{"port": 53, "targetPort": 5353, "protocol": "UDP"}]},
         {"name": "empty", "selector": {"app": "none"}, "ports": [{"port": 80}]},
+        {"name": "web-lb", "type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": {"app": "web"},
+         "loadBalancerSourceRanges": ["203.0.113.0/24"], "healthCheckNodePort": 30083,
+         "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30082}]},
     ]
     services = [Service.model_validate(s) for s in specs]
     return allocate(system_services("192.168.1.11:6443") + services, ipaddress.IPv4Network("10.96.0.0/12"))
@@ -44,10 +48,10 @@ def render() -> str:
     endpoints = {
         "default/kubernetes": [Endpoint("192.168.1.11:6443")],
         "kube-system/kube-dns": [Endpoint("10.244.1.3", "node1", "coredns")],
-        "default/web": web, "default/web-np": web, "default/web-local": web, "default/web-sticky": web,
+        "default/web": web, "default/web-np": web, "default/web-local": web, "default/web-sticky": web, "default/web-lb": web,
         "default/echo": [Endpoint("10.244.2.4", "node2", "echo-1")],
     }
-    return HEADER + ruleset("node1", cluster(), endpoints, "10.244.0.0/16", "", None, "192.168.1.11")
+    return HEADER + ruleset("node1", cluster(), endpoints, "10.244.0.0/16", "", {"default/web-lb": ["192.168.1.240"]}, "192.168.1.11")
 
 
 def test_full_ruleset_matches_the_golden_file() -> None:
