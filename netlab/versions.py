@@ -38,7 +38,7 @@ COMPONENTS: tuple[Component, ...] = (
         "iptables: every chain, hash, comment and jump; IPVS: kube-ipvs0, virtual servers, KUBE-LOOP-BACK, "
         "LB source ranges; nftables: the `ip kube-proxy` table (each a golden file); localhost NodePorts, "
         "INVALID drop, KUBE-FIREWALL, healthCheckNodePort accept, UDP conntrack reconcile",
-        "the nfacct metric counters (this kernel has no nfnetlink_acct); IPVS mode's ipset-based rules "
+        "the nfacct metric counters (netlab writes the rules kube-proxy writes without them); IPVS mode's ipset-based rules "
         "are one rule per Service and its filter KUBE-FORWARD/KUBE-NODE-PORT chains are not written; "
         "IPv6, topology hints, terminating endpoints",
         r"(?:[Kk]ubernetes|kube-proxy|kubeadm|proxier\.go|cleanup\.go),? (?:as of )?(v1\.\d+)\b",

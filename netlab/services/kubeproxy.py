@@ -23,9 +23,10 @@ netlab emulates (:mod:`netlab.versions`) (``syncProxyRules``: ``LoadBalancerVIPs
 ``KUBE-PROXY-FIREWALL`` without ``KUBE-MARK-DROP``, the filter table's ``KUBE-FORWARD`` INVALID
 drop and ``KUBE-FIREWALL`` localnet guard, localhost NodePorts on, filter ``KUBE-NODEPORTS``
 accepting each healthCheckNodePort; ``iptablesJumpChains`` for the jumps), written in the order
-and spelling ``iptables-save`` prints it. It is the form v1.33 writes on a node without the
-``nfnetlink_acct`` counters (``nfacct.New()`` fails, as on this kernel and most slim ones): with
-them, the INVALID drop gains ``-m nfacct --nfacct-name ct_state_invalid_dropped_pkts`` and each
+and spelling ``iptables-save`` prints it. It is the form v1.33 writes when it could not create
+its nfacct counters (``nfacct.Ensure`` fails: a kernel without ``nfnetlink_acct``); netlab
+creates no nfacct objects, so it writes that form on every kernel. Where kube-proxy has the
+counters, the INVALID drop gains ``-m nfacct --nfacct-name ct_state_invalid_dropped_pkts`` and each
 NodePort a ``-d 127.0.0.0/8 ... -m nfacct --nfacct-name localhost_nps_accepted_pkts`` twin in
 nat ``KUBE-NODEPORTS`` (metrics only; the packets go the same way); the full output for a fixed input is the golden file
 ``tests/unit/services/golden/kubeproxy-iptables.rules``. Chain hashes are kube-proxy's: base32(sha256(servicePortName + protocol))[:16], with the

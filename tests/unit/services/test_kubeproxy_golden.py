@@ -23,7 +23,8 @@ HEADER = """\
 # iptables-restore --noflush input netlab writes. Upstream: kubernetes v1.33
 # pkg/proxy/iptables/proxier.go (syncProxyRules; the -I jumps are iptablesJumpChains and
 # iptablesKubeletJumpChains, which kube-proxy ensures with EnsureRule(Prepend)), localhost
-# NodePorts on, nf_conntrack_tcp_be_liberal 0, no nfacct counters (nfnetlink_acct absent).
+# NodePorts on, nf_conntrack_tcp_be_liberal 0, no nfacct counters (the form kube-proxy
+# writes when it cannot create them).
 # Chain hashes are kube-proxy's.
 """
 
