@@ -39,7 +39,9 @@ COMPONENTS: tuple[Component, ...] = (
         "LB source ranges; nftables: the `ip kube-proxy` table (each a golden file); localhost NodePorts, "
         "INVALID drop, KUBE-FIREWALL, healthCheckNodePort accept, UDP conntrack reconcile",
         "the nfacct metric counters (netlab writes the rules kube-proxy writes without them); IPVS mode's ipset-based rules "
-        "are one rule per Service and its filter KUBE-FORWARD/KUBE-NODE-PORT chains are not written; "
+        "are one rule per Service, and its filter KUBE-FORWARD, KUBE-NODE-PORT and KUBE-IPVS-FILTER are not "
+        "written (on a real node a new connection to a Service address on a port it does not serve is "
+        "rejected; in netlab it reaches the node); "
         "IPv6, topology hints, terminating endpoints",
         r"(?:[Kk]ubernetes|kube-proxy|kubeadm|proxier\.go|cleanup\.go),? (?:as of )?(v1\.\d+)\b",
     ),

@@ -31,6 +31,13 @@ What kube-proxy does with ``--proxy-mode=ipvs``, per node:
   the node, a NodePort or LB virtual server gets every endpoint (syncEndpoint, kubernetes PR
   97081: pods may still use it; outside traffic is not masqueraded, so its replies go astray).
 
+Not written (pkg/proxy/ipvs/proxier.go ``writeIptablesRules``, v1.33): filter ``KUBE-FORWARD``
+(mark and conntrack ACCEPT), ``KUBE-NODE-PORT`` (healthCheckNodePort ACCEPT), ``KUBE-IPVS-FILTER``
+(REJECT of a new connection to a Service address on a port no virtual server has,
+kubernetes#72236) and ``KUBE-IPVS-OUT-FILTER``; nat ``KUBE-SERVICES``'s ``-s 127.0.0.0/8 -j
+RETURN`` and its ACCEPT of IPVS traffic. The golden file
+``tests/unit/services/golden/kubeproxy-ipvs.rules`` is what netlab writes.
+
 ``ipvsadm -Ln`` inside a node shows the table. Kernels without IPVS (or the dummy device)
 are refused with the way to get them (the VM tier has both). The kernel side (generic
 netlink IPVS through pyroute2, the dummy device) is :mod:`netlab.kernel.ipvs`.
