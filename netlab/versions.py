@@ -104,8 +104,9 @@ COMPONENTS: tuple[Component, ...] = (
         "ExternalDNS",
         "v0.21.0",
         "kubernetes-sigs/external-dns v0.21.0 source/, registry/txt",
-        "Service and Ingress sources, annotations, TXT ownership records, the internet's authoritative DNS",
-        "providers other than an RFC2136-like zone, CRD source",
+        "the Service, Ingress and gateway-httproute sources, annotations, TXT ownership records, published in "
+        "the internet's authoritative DNS",
+        "real DNS providers and their APIs, the CRD source, other sources",
         r"external-dns (v\d+\.\d+(?:\.\d+)?)",
     ),
     Component(
