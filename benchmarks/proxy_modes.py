@@ -25,8 +25,12 @@ selecting both web pods (port 80 -> 8080), plus the cluster's own two. Then, in 
 The labs of one count are up together and measured in ``--rounds`` rounds, the modes taking
 turns, so that a busy moment of a shared machine does not fall on one mode only.
 
-IPVS is measured only where the kernel has it (``netlab doctor``); elsewhere its rows say so
-(the VM tier has IPVS: run this benchmark inside ``netlab vm``'s VM).
+IPVS is measured only where the kernel has it (``netlab doctor``); elsewhere its rows say so.
+The VM has IPVS: run the benchmark inside ``netlab vm`` (the repository is the VM's working
+directory; the output says when its figures come from an emulated CPU, so compare the modes
+of one run with each other, not with figures measured on this machine)::
+
+    sudo .venv/bin/netlab vm -- python benchmarks/proxy_modes.py --services 10,1000,5000 --rounds 3
 
     sudo .venv/bin/python benchmarks/proxy_modes.py
     sudo .venv/bin/python benchmarks/proxy_modes.py --services 10,1000,5000 --modes iptables,nftables --rounds 3
@@ -48,7 +52,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-from netlab import build, doctor, lab, names  # noqa: E402
+from netlab import build, doctor, lab, names, versions, vm  # noqa: E402
 from netlab.kernel import iptables, netns  # noqa: E402
 from netlab.model import Topology, parse_topology  # noqa: E402
 from netlab.model.service import Service  # noqa: E402
@@ -162,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks/proxy_modes.py needs root (it builds namespaces)", file=sys.stderr)
         return 3
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    counts = [int(c) for c in args.services.split(",") if c.strip()]
-    if any(m not in MODES for m in modes) or any(c < 1 for c in counts):
+    counts = [int(c) for c in args.services.split(",") if c.strip().isdigit()]
+    if any(m not in MODES for m in modes) or len(counts) != len([c for c in args.services.split(",") if c.strip()]) or any(c < 1 for c in counts):
         print(f"--modes: one of {', '.join(MODES)}; --services: positive counts", file=sys.stderr)
         return 2
     labs = {(m, c): f"{args.lab}-{m[:4]}-{c}" for m in modes for c in counts}
@@ -172,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab name(s) {', '.join(taken)} in use or too long: pick another --lab", file=sys.stderr)
         return 2
     have_ipvs = "ipvs" not in modes or doctor.probe("ipvs").ok
+    print(f"# kube-proxy's modes as Kubernetes {versions.KUBERNETES} writes them; kernel {os.uname().release}", flush=True)
+    note = vm.measurement_note()  # inside `netlab vm`: the figures are the VM's, say so next to them
+    if note:
+        print(f"# {note}", flush=True)
     print(f"{'mode':9} {'services':>8} {'up s':>7} {'full sync s':>12} {'+1 Service s':>13} "
           f"{'first ClusterIP ms p50/p90':>27} {'last ClusterIP ms p50/p90':>26}", flush=True)
     for count in counts:

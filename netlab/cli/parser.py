@@ -226,6 +226,10 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("doctor", tools.cmd_doctor, "check what this machine's kernel and tools can do", (JSON,)),
     Command(
+        "versions", tools.cmd_versions,
+        "what netlab emulates: each upstream component's pinned release, what is modelled and what is not", (JSON,),
+    ),
+    Command(
         "vm", tools.cmd_vm, "run a netlab command in a throwaway VM booting a stock kernel (for features this kernel lacks)",
         (
             arg("--kernel", help="kernel image to boot (default: $NETLAB_VM_KERNEL, else the newest /boot/vmlinuz-* with modules)"),

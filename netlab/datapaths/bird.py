@@ -1,11 +1,12 @@
 """BIRD's configuration on a Calico node, as calico-node's confd renders it, in BIRD 2 syntax.
 
 calico-node runs BIRD with the configuration confd writes from three templates in
-projectcalico/calico ``confd/etc/calico/confd/templates/``: ``bird.cfg.template`` (router id
+projectcalico/calico ``confd/etc/calico/confd/templates/`` at v3.31.7 (the last release whose
+``bird.cfg.template`` writes the node-to-node mesh itself; v3.32 moved it into confd's Go code): ``bird.cfg.template`` (router id
 = the node's IP, ``protocol kernel`` with ``learn``/``persist``/``scan time 2``/``graceful
 restart``, ``protocol device``, ``protocol direct`` excluding ``cali*`` and ``kube-ipvs*``,
 ``template bgp bgp_template`` with ``local as``, ``multihop``, ``gateway recursive``,
-``connect delay time 1``/``connect retry time 3``/``error wait time 5,60``, and one
+``connect delay time 2``/``connect retry time 5``/``error wait time 5,30``, and one
 ``protocol bgp Mesh_<a_b_c_d>`` per other node, ``passive on`` towards nodes with a higher
 address), ``bird_aggr.cfg.template`` (``protocol static`` with a ``blackhole`` route per
 block the node owns; ``calico_aggr()`` exports a block and nothing beneath it) and
@@ -31,7 +32,7 @@ import ipaddress
 
 from netlab.model import Node, Topology
 
-TEMPLATES = "https://github.com/projectcalico/calico/tree/master/confd/etc/calico/confd/templates"
+TEMPLATES = "https://github.com/projectcalico/calico/tree/v3.31.7/confd/etc/calico/confd/templates"
 
 
 def mesh_name(ip: ipaddress.IPv4Address) -> str:
@@ -152,9 +153,9 @@ def render(topology: Topology, node: Node) -> str:
         "    add paths on;",
         "  };",
         "  graceful restart;",
-        "  connect delay time 1;",
-        "  connect retry time 3;",
-        "  error wait time 5,60;",
+        "  connect delay time 2;",
+        "  connect retry time 5;",
+        "  error wait time 5,30;",
         "}",
         "",
         "# ------------- Node-to-node mesh -------------",

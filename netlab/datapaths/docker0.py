@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import ipaddress
 
-from netlab import names
+from netlab import names, versions
 from netlab.datapaths.underlay import Builder
 from netlab.model import DOCKER_BRIDGE_CIDR, Node, Topology
 from netlab.plan import AddAddress, AddBridge, AddRoute, Host, LinkUp, LoadIptables, SetSysctl
 
 BRIDGE = "docker0"
-ENGINE_VERSION = "28.5.2"  # the Docker Engine whose rules and behaviour netlab reproduces
+ENGINE_VERSION = versions.component("Docker Engine").version  # whose rules and behaviour netlab reproduces
 
 
 def build(topology: Topology, b: Builder) -> None:

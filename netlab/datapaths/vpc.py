@@ -249,7 +249,9 @@ def _node(topology: Topology, b: Builder, alloc: NodeAllocation) -> None:
 
 
 def snat_rules(topology: Topology, node: Node) -> str:
-    """The nat and mangle rules aws-node writes (AWS_VPC_K8S_CNI_EXTERNALSNAT=false).
+    """The nat and mangle rules aws-node writes (AWS_VPC_K8S_CNI_EXTERNALSNAT=false), as
+    amazon-vpc-cni-k8s v1.23.0 pkg/networkutils/network.go ``buildIptablesSNATRules`` and
+    iptables_connmark.go write them (golden file: tests/unit/datapaths/golden/vpc-native-node1.rules).
 
     SNAT to the node's primary address for traffic leaving the VPC; such connections are
     connmarked 0x80 so that (with ``fwmark 0x80/0x80 lookup main``) they leave through eth0,
@@ -277,6 +279,9 @@ def snat_rules(topology: Topology, node: Node) -> str:
         f'-A PREROUTING -i eth0 -m comment --comment "AWS, primary ENI" -m addrtype --dst-type LOCAL --limit-iface-in '
         f"-j CONNMARK --set-xmark {mark}/{mark}",
         f'-A PREROUTING -i eni+ -m comment --comment "AWS, primary ENI" -j CONNMARK --restore-mark --nfmask {mark} --ctmask {mark}',
+        # "connmark restore for primary ENI from vlan" (branch ENIs of security groups for pods,
+        # which netlab does not model: no vlan+ device ever matches)
+        f'-A PREROUTING -i vlan+ -m comment --comment "AWS, primary ENI" -j CONNMARK --restore-mark --nfmask {mark} --ctmask {mark}',
         "COMMIT",
     ]
     return "\n".join(lines) + "\n"

@@ -3,10 +3,9 @@
 kube-proxy deletes the conntrack entries of a UDP endpoint that went away (and of a UDP
 Service that just got its first endpoint), so a client that keeps sending from the same
 port is NATed afresh to a live endpoint instead of into the void (kubernetes
-pkg/proxy/conntrack/cleanup.go, v1.30: ``deleteStaleEndpointConntrackEntries`` and
-``deleteStaleServiceConntrackEntries``; v1.30 runs the ``conntrack`` binary per filter, later
-releases send netlink filters, as this module does). Which entries are stale is decided by
-:func:`netlab.services.kubeproxy.stale_udp_flows`; this module only lists and deletes them,
+pkg/proxy/conntrack/cleanup.go as of v1.33: ``CleanStaleEntries`` lists the table over netlink
+and deletes the stale entries, as this module does). Which entries are stale is decided by
+:func:`netlab.services.stale_udp.stale_udp_flows`; this module only lists and deletes them,
 inside the node's namespace, never the host's.
 """
 

@@ -165,7 +165,7 @@ def sync(state: LabState) -> None:
             saved = iptables.save(ns)
             iptables.restore(ns, kubeproxy.ruleset(node.name, services, endpoints, cidr, saved, ingress, node_ip, tcp_be_liberal=liberal))
         # after the rules, as kube-proxy does: UDP entries still NATed to an endpoint that is gone
-        conntrack.delete_udp(ns, stale_udp_flows(conntrack.udp_flows(ns), services, endpoints, node_ip, ingress))
+        conntrack.delete_udp(ns, stale_udp_flows(conntrack.udp_flows(ns), services, endpoints, ingress))
     write_dns_records(state, services, running, endpoints)
     inet = topo.network.internet_host
     node_resolv = upstream.node_resolv_conf(str(inet) if inet else None)

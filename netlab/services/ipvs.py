@@ -16,7 +16,7 @@ What kube-proxy does with ``--proxy-mode=ipvs``, per node:
   reply would come from the pod to itself and never reach the socket that asked. kube-proxy
   keeps the real ipset ``KUBE-LOOP-BACK`` (``hash:ip,port,ip``, one entry
   ``<ep IP>,<proto>:<port>,<ep IP>`` per endpoint on this node) and masquerades what matches
-  it as ``dst,dst,src`` first thing in KUBE-POSTROUTING (pkg/proxy/ipvs/proxier.go v1.30:
+  it as ``dst,dst,src`` first thing in KUBE-POSTROUTING (pkg/proxy/ipvs/proxier.go as of v1.33:
   ``ipsetWithIptablesChain``, ``writeIptablesRules``, "Handle traffic that loops back to the
   originator with SNAT"); netlab does the same, over netlink (:mod:`netlab.kernel.ipset`);
 - LoadBalancer ingress IPs (pkg/proxy/ipvs/proxier.go, "Capture load-balancer ingress"): each
@@ -30,6 +30,13 @@ What kube-proxy does with ``--proxy-mode=ipvs``, per node:
   comments are the ipsets' comments (pkg/proxy/ipvs/ipset.go). With Local and no endpoint on
   the node, a NodePort or LB virtual server gets every endpoint (syncEndpoint, kubernetes PR
   97081: pods may still use it; outside traffic is not masqueraded, so its replies go astray).
+
+Not written (pkg/proxy/ipvs/proxier.go ``writeIptablesRules``, v1.33): filter ``KUBE-FORWARD``
+(mark and conntrack ACCEPT), ``KUBE-NODE-PORT`` (healthCheckNodePort ACCEPT), ``KUBE-IPVS-FILTER``
+(REJECT of a new connection to a Service address on a port no virtual server has,
+kubernetes#72236) and ``KUBE-IPVS-OUT-FILTER``; nat ``KUBE-SERVICES``'s ``-s 127.0.0.0/8 -j
+RETURN`` and its ACCEPT of IPVS traffic. The golden file
+``tests/unit/services/golden/kubeproxy-ipvs.rules`` is what netlab writes.
 
 ``ipvsadm -Ln`` inside a node shows the table. Kernels without IPVS (or the dummy device)
 are refused with the way to get them (the VM tier has both). The kernel side (generic

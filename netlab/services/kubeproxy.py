@@ -18,11 +18,17 @@ The chain structure and names are kube-proxy's own (pkg/proxy/iptables), so what
       through is dropped by filter KUBE-PROXY-FIREWALL, which matches only packets still
       addressed to the LB IP, i.e. not DNATed)
 
-Every rule follows kubernetes pkg/proxy/iptables/proxier.go as of v1.30 (``syncProxyRules``:
-``LoadBalancerVIPs``, ``KUBE-PROXY-FIREWALL`` without ``KUBE-MARK-DROP``, the filter table's
-``KUBE-FORWARD`` INVALID drop and ``KUBE-FIREWALL`` localnet guard, localhost NodePorts on;
-``iptablesJumpChains`` for the jumps), written in the order and spelling ``iptables-save``
-prints it; the full output for a fixed input is the golden file
+Every rule follows kubernetes pkg/proxy/iptables/proxier.go as of v1.33, the Kubernetes release
+netlab emulates (:mod:`netlab.versions`) (``syncProxyRules``: ``LoadBalancerVIPs``,
+``KUBE-PROXY-FIREWALL`` without ``KUBE-MARK-DROP``, the filter table's ``KUBE-FORWARD`` INVALID
+drop and ``KUBE-FIREWALL`` localnet guard, localhost NodePorts on, filter ``KUBE-NODEPORTS``
+accepting each healthCheckNodePort; ``iptablesJumpChains`` for the jumps), written in the order
+and spelling ``iptables-save`` prints it. It is the form v1.33 writes when it could not create
+its nfacct counters (``nfacct.Ensure`` fails: a kernel without ``nfnetlink_acct``); netlab
+creates no nfacct objects, so it writes that form on every kernel. Where kube-proxy has the
+counters, the INVALID drop gains ``-m nfacct --nfacct-name ct_state_invalid_dropped_pkts`` and each
+NodePort a ``-d 127.0.0.0/8 ... -m nfacct --nfacct-name localhost_nps_accepted_pkts`` twin in
+nat ``KUBE-NODEPORTS`` (metrics only; the packets go the same way); the full output for a fixed input is the golden file
 ``tests/unit/services/golden/kubeproxy-iptables.rules``. Chain hashes are kube-proxy's: base32(sha256(servicePortName + protocol))[:16], with the
 endpoint ("ip:port") appended for KUBE-SEP. Every sync is one atomic iptables-restore
 --noflush: kube-proxy's chains are redeclared (which flushes them), chains no longer needed
@@ -236,6 +242,13 @@ def ruleset(
         lb_ips = list((ingress or {}).get(svc.key, ())) if svc.type == "LoadBalancer" else []
         for port in svc.ports:
             _service_port(nat, filt, svc, port, backends, node, cluster_cidr, node_port_rules, lb_ips, node_ip)
+            if svc.needs_health_check_node_port and svc.health_check_node_port:
+                # proxier.go "Capture healthCheckNodePorts": accepted whether or not this node has
+                # endpoints (the health check server answers 503 where it has none)
+                filt.add(
+                    "KUBE-NODEPORTS", "-p tcp", f'-m comment --comment "{rule_words(svc.port_name(port))} health check node port"',
+                    f"-m tcp --dport {svc.health_check_node_port}", "-j ACCEPT",
+                )
     for words in node_port_rules:
         nat.add("KUBE-NODEPORTS", *words)
     local = "-m addrtype --dst-type LOCAL" + ("" if localhost_node_ports else " ! -d 127.0.0.0/8")
@@ -246,8 +259,8 @@ def ruleset(
     )
     # Drop packets conntrack finds INVALID (kubernetes#74839: a spurious out-of-window
     # retransmit would otherwise reach the pod un-DNATed and be answered with a RST), unless
-    # the node's conntrack is liberal (v1.29+). v1.30+ add "-m nfacct --nfacct-name
-    # ct_state_invalid_dropped_pkts" where the kernel has nfacct; this is the form without it.
+    # the node's conntrack is liberal (v1.29+). Where the kernel has nfacct, v1.33 adds
+    # "-m nfacct --nfacct-name ct_state_invalid_dropped_pkts"; this is the form without it.
     if not tcp_be_liberal:
         filt.rules.append(INVALID_RULE)
     filt.add("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding rules" -m mark --mark', MASQ_MARK, "-j ACCEPT")

@@ -3,19 +3,21 @@
 UDP has no connection to close, so conntrack keeps NATing a client's datagrams to the
 endpoint it first picked for as long as the client keeps sending (the entry's timeout is
 refreshed by every datagram). When that endpoint goes away, kube-proxy deletes the entries
-after it has written the new rules (kubernetes pkg/proxy/conntrack/cleanup.go, v1.30,
-``CleanStaleEntries``):
+after it has written the new rules. Kubernetes v1.33 reconciles the whole table after each
+sync (kubernetes pkg/proxy/conntrack/cleanup.go, ``CleanStaleEntries``: one netlink dump,
+then a delete of the stale entries):
 
-- a deleted UDP endpoint: entries whose original destination is the Service's ClusterIP,
-  an external IP or a load-balancer IP and whose reply source is the endpoint
-  (``filterForNAT``), and entries to the NodePort whose reply source is the endpoint
-  (``filterForPortNAT``);
-- a UDP Service that just got endpoints: every entry to its ClusterIP (and NodePort), which
-  were created while nothing answered (``deleteStaleServiceConntrackEntries``).
+- for every UDP Service port with at least one serving endpoint, the set of its endpoints as
+  ``IP:port``; a Service port with none is skipped (its entries stay until it has one);
+- an entry is stale when its original destination is the Service's ClusterIP, a
+  load-balancer IP or an external IP with the Service's port, and its reply does not come
+  from one of those endpoints (IP *and* port);
+- or when its original destination *port* is the Service's NodePort (whatever the address,
+  as upstream matches it) and its reply does not come from one of those endpoints.
 
-netlab computes the same set from the state instead of the change: a UDP entry to a
-Service address (or a NodePort on this node) whose reply does not come from one of the
-Service's current endpoints. Pure: the kernel side is :mod:`netlab.kernel.conntrack`.
+Entries made while the Service had no endpoint (their reply comes from the ClusterIP itself)
+are therefore deleted at the first sync after it gets one. Pure: the kernel side is
+:mod:`netlab.kernel.conntrack`.
 """
 
 from __future__ import annotations
@@ -31,20 +33,21 @@ def stale_udp_flows(
     flows: Iterable[Flow],
     services: Sequence[Service],
     endpoints: Mapping[str, Sequence[Endpoint]],
-    node_ip: str,
     ingress: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Flow]:
     """The UDP ``flows`` of a node that kube-proxy would delete, given the Services' current
-    ``endpoints`` (``ns/name`` -> ready backends), this node's address and the LB IPs."""
-    virtual: dict[tuple[str, int], set[str]] = {}  # (Service address, port) -> live endpoint IPs
-    node_ports: dict[int, set[str]] = {}
+    ``endpoints`` (``ns/name`` -> ready backends) and the LB IPs (``ns/name`` -> ingress IPs)."""
+    virtual: dict[tuple[str, int], set[tuple[str, int]]] = {}  # (Service address, port) -> live IP:port
+    node_ports: dict[int, set[tuple[str, int]]] = {}
     for svc in services:
         if svc.type == "ExternalName" or svc.headless or not svc.cluster_ip:
             continue
         for port in svc.ports:
             if port.protocol != "UDP":
                 continue
-            live = {endpoint_address(svc, port, b).rsplit(":", 1)[0] for b in endpoints.get(svc.key, [])}
+            live = {_ip_port(endpoint_address(svc, port, b)) for b in endpoints.get(svc.key, [])}
+            if not live:  # "a Service without endpoints does not require to clean the conntrack entries"
+                continue
             addresses = [str(svc.cluster_ip)]
             if svc.type == "LoadBalancer":
                 addresses += list((ingress or {}).get(svc.key, ()))
@@ -54,9 +57,18 @@ def stale_udp_flows(
                 node_ports[port.node_port] = live
     stale = []
     for flow in flows:
+        reply = (flow.reply_src, flow.reply_sport)
         alive = virtual.get((flow.dst, flow.dport))
-        if alive is None and flow.dport in node_ports and (flow.dst == node_ip or flow.dst.startswith("127.")):
-            alive = node_ports[flow.dport]
-        if alive is not None and flow.reply_src not in alive:
+        if alive is not None:
+            if reply not in alive:
+                stale.append(flow)
+            continue
+        alive = node_ports.get(flow.dport)
+        if alive is not None and reply not in alive:
             stale.append(flow)
     return stale
+
+
+def _ip_port(address: str) -> tuple[str, int]:
+    ip, port = address.rsplit(":", 1)
+    return ip, int(port)

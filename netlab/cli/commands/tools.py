@@ -1,4 +1,4 @@
-"""Scenarios, this machine and a throwaway VM: ``run``, ``doctor``, ``vm``."""
+"""Scenarios, this machine, what netlab emulates and a throwaway VM: ``run``, ``doctor``, ``versions``, ``vm``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from netlab.cli.render import doctor as render_doctor
 from netlab.cli.render import scenario as render_scenario
+from netlab.cli.render import versions as render_versions
 from netlab.errors import UsageError
 
 
@@ -48,6 +49,17 @@ def cmd_doctor(args: argparse.Namespace, out: Console) -> int:
     if any(not c.ok and c.essential for c in checks):
         return 3
     return 1 if any(not c.ok for c in checks) else 0
+
+
+def cmd_versions(args: argparse.Namespace, out: Console) -> int:
+    from netlab import versions
+
+    if args.json:
+        rows = [{k: v for k, v in asdict(c).items() if k != "claim"} for c in versions.COMPONENTS]
+        out.print_json(json.dumps({"kubernetes": versions.KUBERNETES, "components": rows}))
+    else:
+        out.print(render_versions.components_table(versions.COMPONENTS, versions.KUBERNETES))
+    return 0
 
 
 def cmd_vm(args: argparse.Namespace, out: Console) -> int:

@@ -38,6 +38,7 @@ EXAMPLES: dict[str, list[str]] = {
     "requests": ["requests", "nope", "web", "http://web"],
     "clean": ["clean"],
     "doctor": ["doctor"],
+    "versions": ["versions", "--json"],
     "vm": ["vm", "--", "netlab", "doctor"],
 }
 NEEDS_ROOT = {"up", "down", "status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests", "clean", "node"}

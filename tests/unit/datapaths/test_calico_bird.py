@@ -123,7 +123,7 @@ def test_bird_config_matches_golden(mode: str) -> None:
         text = bird.render(t, node)
         path = GOLDEN / f"calico-bird-{mode.lower()}-{node.name}.conf"
         header = (
-            f"{GOLDEN_HEADER}netlab.datapaths.bird.render() of mode {mode}, node {node.name}; upstream: projectcalico/calico\n"
+            f"{GOLDEN_HEADER}netlab.datapaths.bird.render() of mode {mode}, node {node.name}; upstream: projectcalico/calico v3.31.7\n"
             f"{GOLDEN_HEADER}confd/etc/calico/confd/templates/bird.cfg.template, bird_aggr.cfg.template, bird_ipam.cfg.template\n"
         )
         if os.environ.get("NETLAB_UPDATE_GOLDEN"):
