@@ -103,3 +103,49 @@ def on_page_markdown(markdown: str, page: Page, **_: Any) -> str:
         return match.group(0)
 
     return _LINK.sub(rewrite, markdown)
+
+
+# Sphinx roles in docstrings (:class:`~netlab.errors.UsageError`, :func:`apply`) arrive in the
+# rendered page as ":class:<code>...</code>". Each page marks them with the names they may mean
+# (as written, or relative to the page's module); once every page is written, each becomes a link
+# to the object where the site documents it, or plain code where it does not.
+_ROLE = re.compile(r":(?:mod|class|func|meth|attr|data|exc|obj):<code>(~?)([\w.]+)</code>")
+_MARK = re.compile(r'<code data-netlab-ref="([\w. ]*)">([^<]*)</code>')
+
+
+def on_page_content(html: str, page: Page, **_: Any) -> str:
+    module = page.file.src_uri.removeprefix("reference/").removesuffix(".md") if page.file.src_uri.startswith("reference/") else ""
+    ids = set(re.findall(r'id="([\w.]+)"', html))
+
+    def mark(match: re.Match[str]) -> str:
+        short, target = match.group(1), match.group(2)
+        shown = target.rsplit(".", 1)[-1] if short else target
+        names = [target] + ([f"{module}.{target}"] if module else [])
+        names += sorted(i for i in ids if i.endswith(f".{target}"))  # a method named from its class
+        return f'<code data-netlab-ref="{" ".join(names)}">{shown}</code>'
+
+    return _ROLE.sub(mark, html)
+
+
+def on_post_build(config: Any, **_: Any) -> None:
+    site = Path(config["site_dir"])
+    pages = list(site.rglob("*.html"))
+    where: dict[str, Path] = {}
+    for page in pages:
+        for ident in re.findall(r'id="([\w.]+)"', page.read_text()):
+            where.setdefault(ident, page)
+    for page in pages:
+        html = page.read_text()
+        if "data-netlab-ref" not in html:
+            continue
+
+        def link(match: re.Match[str], page: Path = page) -> str:
+            code = f"<code>{match.group(2)}</code>"
+            found = next((name for name in match.group(1).split() if name in where), None)
+            if found is None:
+                return code
+            target = where[found]
+            href = "" if target == page else posixpath.relpath(target.parent, page.parent) + "/"
+            return f'<a href="{href}#{found}">{code}</a>'
+
+        page.write_text(_MARK.sub(link, html))

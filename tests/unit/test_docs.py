@@ -54,3 +54,15 @@ def test_nothing_is_loaded_from_the_network(site: Path) -> None:
     for page in site.rglob("*.html"):
         remote = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(https?://[^"]+)"', page.read_text())
         assert remote == [], f"{page.relative_to(site)} loads {remote}"
+
+
+def test_sphinx_roles_become_code_and_their_links_resolve(site: Path) -> None:
+    for page in (site / "reference").glob("*/index.html"):
+        html = page.read_text()
+        assert not re.search(r":(?:mod|class|func|meth|attr|data):<code>", html), f"{page.parent.name}: a role left as text"
+        for href in re.findall(r'<a href="([^"]*)"><code>', html):
+            path, _, anchor = href.partition("#")
+            target = (page.parent / path / "index.html").resolve() if path else page
+            assert target.is_file(), f"{page.parent.name}: {href} points to no page"
+            if anchor:
+                assert f'id="{anchor}"' in target.read_text(), f"{page.parent.name}: {href} points to no object"
