@@ -29,6 +29,8 @@ PAGES = {"README.md": "guide.md", "benchmarks/README.md": "benchmarks.md"}
 REFERENCE = (
     ("netlab.api", "the public Python API: bring a lab up, use it, tear it down"),
     ("netlab.testing", "the pytest plugin: fixtures and markers for your own datapath tests"),
+    ("netlab.testing.plugin", "the plugin's fixtures, options and reports on failure"),
+    ("netlab.model", "the validated, immutable topology"),
     ("netlab.lab", "the lifecycle engine: up, the journaled apply loop, phases, down, clean"),
     ("netlab.build", "building a topology with the phases it needs"),
     ("netlab.plan", "kernel operations that render themselves as ip/iptables commands"),
@@ -43,6 +45,7 @@ REFERENCE = (
     ("netlab.scenario.junit", "netlab run --junit FILE"),
     ("netlab.scenario.github_actions", "GitHub Actions annotations and groups"),
     ("netlab.services", "Services on a running lab: kube-proxy, DNS, workloads, manifests"),
+    ("netlab.services.cluster", "the phase that starts a lab's Services, and sync when anything changes"),
     ("netlab.services.manifests", "Kubernetes manifests: apply and delete"),
     ("netlab.errors", "the one exception tree and its exit codes"),
 )
@@ -120,7 +123,7 @@ def on_page_content(html: str, page: Page, **_: Any) -> str:
     def mark(match: re.Match[str]) -> str:
         short, target = match.group(1), match.group(2)
         shown = target.rsplit(".", 1)[-1] if short else target
-        names = [target] + ([f"{module}.{target}"] if module else [])
+        names = [f"{module}{target}"] if module and target.startswith(".") else [target] + ([f"{module}.{target}"] if module else [])
         names += sorted(i for i in ids if i.endswith(f".{target}"))  # a method named from its class
         return f'<code data-netlab-ref="{" ".join(names)}">{shown}</code>'
 
