@@ -53,7 +53,10 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     except (NetlabError, KeyboardInterrupt) as exc:  # CI still gets its report: the steps so far and why it stopped
         if runner.report is not None:
             why = str(exc) if isinstance(exc, NetlabError) else "interrupted (Ctrl-C)"
-            _ci_outputs(args, out, runner, runner.report, error=why)
+            try:
+                _ci_outputs(args, out, runner, runner.report, error=why)
+            except NetlabError as problem:  # the run's own error is the one to report
+                out.print(f"  {problem}", highlight=False, markup=False)
         raise
     if args.json:
         out.print_json(json.dumps(result.to_json(), default=str))
@@ -76,7 +79,11 @@ def _ci_outputs(args: argparse.Namespace, out: Console, runner: Runner, report: 
     lab_lines = {lab.name: line for lab, line in zip(runner.labs, lines.labs, strict=False)}
     found = cases.build_cases(report, runner.scenario, lines, lab_lines, error, runner.building if error is not None else None)
     if args.junit is not None:
-        junit.write(args.junit, junit.render(found, report.scenario, report.source, report.started, report.duration, report.conditions))
+        document = junit.render(found, report.scenario, report.source, report.started, report.duration, report.conditions)
+        try:
+            junit.write(args.junit, document)
+        except OSError as exc:
+            raise UsageError(f"--junit {args.junit}: cannot write it: {exc.strerror or exc}") from None
         if not args.json:
             out.print(f"  junit: {args.junit}", highlight=False, markup=False)
     if github:

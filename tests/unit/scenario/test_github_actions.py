@@ -133,3 +133,29 @@ def test_cli_refuses_a_junit_path_that_is_a_directory_before_building(tmp_path: 
     monkeypatch.setattr(Runner, "run", never)
     code, out = main("run", str(scenario_file(tmp_path)), "--junit", str(tmp_path))
     assert code == 2 and "--junit" in out and "is a directory" in out
+
+
+def test_cli_refuses_a_junit_path_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("")
+    code, out = main("run", str(scenario_file(tmp_path)), "--junit", str(tmp_path / "plain" / "junit.xml"))
+    assert code == 2 and "is not a directory" in out
+
+
+def test_cli_writes_junit_and_an_annotation_when_a_lab_cannot_be_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netlab.errors import EnvironmentProblem
+
+    def run(self: Runner) -> ScenarioReport:
+        self.report = ScenarioReport("ci", str(self.source), 0.0, {})
+        self.building = "cjd-a"
+        raise EnvironmentProblem("this kernel has no vxlan module: modprobe vxlan")
+
+    monkeypatch.setattr(Runner, "run", run)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    code, out = main("run", str(scenario_file(tmp_path)), "--junit", str(tmp_path / "junit.xml"))
+    assert code == 3, out
+    case = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite/testcase")
+    assert case is not None and case.get("classname") == "ci/cjd-a" and case.get("name") == "build lab cjd-a"
+    error = case.find("error")
+    assert error is not None and error.get("message") == "this kernel has no vxlan module: modprobe vxlan"
+    annotation = next(line for line in out.splitlines() if line.startswith("::error "))
+    assert properties(annotation)["line"] == "3", "the lab's entry under labs:"
