@@ -6,7 +6,10 @@ output (GitHub Docs, "Workflow commands for GitHub Actions"):
 - ``::error file=F,line=L,title=T::M`` for every failed step on a lab: an annotation on the
   scenario file at the step's line, with the expectation and the packets seen;
 - ``::warning file=F,line=L,title=T::M`` for every optional lab that was skipped, at its entry;
-- ``::group::TITLE`` ... ``::endgroup::`` around each lab's steps, folded in the log.
+- ``::group::TITLE`` ... ``::endgroup::`` around each lab's steps, folded in the log. What a
+  step printed may quote what a lab sent (a pod's answer, a packet), so each group's body sits
+  between ``::stop-commands::TOKEN`` and ``::TOKEN::``, the runner's documented way to print
+  text without acting on workflow commands in it.
 
 Messages and properties are escaped the way the Actions toolkit does it
 (actions/toolkit, packages/core/src/command.ts: ``escapeData``, ``escapeProperty``): ``%``,
@@ -17,12 +20,20 @@ and text from a packet or a file cannot end the command or start another.
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from netlab.scenario.cases import Case, counts
 
 _MARK = {"pass": "ok", "fail": "FAILED", "error": "ERROR", "skipped": "skipped"}
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # terminal escapes and the like, from captured text
+
+
+def plain(text: str) -> str:
+    """``text`` without control characters (an ESC from a payload would colour the log)."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 def enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -31,8 +42,8 @@ def enabled(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def escape_data(text: str) -> str:
-    """A command's message: ``%``, CR and LF percent-encoded."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """A command's message: ``%``, CR and LF percent-encoded (other control characters replaced)."""
+    return plain(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def escape_property(text: str) -> str:
@@ -58,9 +69,11 @@ def repo_path(source: str, environ: Mapping[str, str] | None = None) -> str:
         return source
 
 
-def groups(cases: Sequence[Case]) -> list[str]:
+def groups(cases: Sequence[Case], token: str | None = None) -> list[str]:
     """Every lab's cases in a folded group: one line per step with its verdict and time, then
-    what netlab printed about it, indented."""
+    what netlab printed about it, indented; commands are stopped inside (``token``: the word
+    that starts them again, random by default)."""
+    token = token or secrets.token_hex(16)
     labs: dict[str, list[Case]] = {}
     for case in cases:
         labs.setdefault(case.lab or "(run)", []).append(case)
@@ -68,12 +81,13 @@ def groups(cases: Sequence[Case]) -> list[str]:
     for lab, mine in labs.items():
         n = counts(mine)
         summary = ", ".join(f"{count} {status}" for status, count in n.items() if count)
-        lines.append(f"::group::netlab: {mine[0].scenario}/{lab}: {summary}")
+        lines.append(f"::group::{escape_data(f'netlab: {mine[0].scenario}/{lab}: {summary}')}")
+        lines.append(f"::stop-commands::{token}")
         for case in mine:
-            lines.append(f"{_MARK[case.status]:7} {case.name} ({case.seconds:.1f} s)")
+            lines.append(plain(f"{_MARK[case.status]:7} {case.name} ({case.seconds:.1f} s)"))
             body = case.text.splitlines()[1:] if case.status != "skipped" else [case.message]
-            lines += [f"        {line}" for line in body]
-        lines.append("::endgroup::")
+            lines += [plain(f"        {line}") for line in body]
+        lines += [f"::{token}::", "::endgroup::"]
     return lines
 
 

@@ -67,14 +67,29 @@ def test_one_warning_per_skipped_lab_at_its_entry(tmp_path: Path) -> None:
 
 def test_groups_per_lab_balanced_with_each_step_verdict(tmp_path: Path) -> None:
     _path, cs, _report = a_run(tmp_path)
-    lines = github_actions.groups(cs)
+    lines = github_actions.groups(cs, token="t0k")
     opened = [line for line in lines if line.startswith("::group::")]
     assert opened == ["::group::netlab: ci/cjd-a: 3 pass, 1 fail", "::group::netlab: ci/cjd-b: 4 skipped"]
     assert lines.count("::endgroup::") == 2
     first = lines[: lines.index("::endgroup::") + 1]
+    assert first[1] == "::stop-commands::t0k" and first[-2:] == ["::t0k::", "::endgroup::"]
     assert "FAILED  step 2: capture icmp web1 -> internet (1.2 s)" in first
     assert "          expected a packet: src web1 (10.1.0.2) dst internet (203.0.113.1) icmp  -> 0 matched" in first
-    assert all(not line.startswith("::") or COMMAND.match(line) for line in lines)
+    assert not any("\x1b" in line for line in lines), "a payload's terminal escape is not passed to the log"
+
+
+def test_text_from_a_lab_cannot_issue_commands(tmp_path: Path) -> None:
+    """A pod's answer quoted in a step's detail may contain a workflow command: inside a group it
+    is between stop-commands and the token that resumes them, which is new every time."""
+    from netlab.scenario.cases import Case
+
+    case = Case("ci", "cjd-a", "step 1: http from internet: NodePort", "fail", "m", "title\n::error::pwned\n::add-mask::x")
+    lines = github_actions.groups([case])
+    stop = lines.index(next(line for line in lines if line.startswith("::stop-commands::")))
+    token = lines[stop].split("::")[2]
+    resume = lines.index(f"::{token}::")
+    assert stop < lines.index("        ::error::pwned") < resume and len(token) == 32
+    assert github_actions.groups([case])[stop] != lines[stop], "a new token every run"
 
 
 # ---------------------------------------------------------------- the CLI, with the run faked
@@ -114,6 +129,7 @@ def test_cli_prints_groups_and_annotations_in_github_actions(fake_run: Path, mon
     assert code == 1
     lines = out.splitlines()
     assert sum(line.startswith("::group::") for line in lines) == 2 and lines.count("::endgroup::") == 2
+    assert sum(line.startswith("::stop-commands::") for line in lines) == 2
     assert sum(line.startswith("::error ") for line in lines) == 1 and sum(line.startswith("::warning ") for line in lines) == 1
     error = next(line for line in lines if line.startswith("::error "))
     assert properties(error)["line"] == str(SCENARIO.splitlines().index("  - capture:") + 1), "not wrapped by the console"
