@@ -138,7 +138,9 @@ COMMANDS: tuple[Command, ...] = (
             arg("-o", "--out", metavar="DIR", help="keep artifacts: report.json, plots, pcaps"),
             arg("--json", action="store_true", help="print the report as JSON"),
             arg("--samples", type=integer(10, 200_000), help="override the RTT sample count of every rtt step (10-200000, as in a scenario file)"),
+            arg("--junit", metavar="FILE", help="also write JUnit XML for CI: one testcase per step and lab"),
         ),
+        prepare=tools.check_run_args,
     ),
     Command(
         "capture", observe.cmd_capture, "capture packets on TARGET:IFACE (node, pod, internet, gateway, underlay), like tcpdump",

@@ -21,6 +21,7 @@ class StepResult:
     status: str  # pass | fail | error | skipped
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # how long it took (steps that measure labs interleaved: the whole step)
 
 
 @dataclass

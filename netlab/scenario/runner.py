@@ -63,6 +63,8 @@ class Runner:
         self.activity = activity or (lambda _msg: None)  # what is going on right now (a spinner)
         self.up: dict[str, LabState] = {}
         self.rtt_samples: dict[str, dict[str, list[float]]] = {}
+        self.report: ScenarioReport | None = None  # the run so far (also after run() raised)
+        self.building: str | None = None  # the lab being built (after run() raised: the one that failed)
 
     # ------------------------------------------------------------------ lifecycle
     def preflight(self) -> None:
@@ -72,8 +74,14 @@ class Runner:
             doctor.require(["netem"], f"{self.source}: an impair step with delay/loss")
 
     def run(self) -> ScenarioReport:
+        """Build the labs, run every step on them, tear them all down; the report of the run.
+
+        Raises what building a lab that is not ``optional`` raises (:class:`~netlab.errors.NetlabError`),
+        after tearing down what was built; :attr:`report` then holds the results so far.
+        """
         cond = measure.conditions()
         report = ScenarioReport(self.scenario.name, self.source, time.time(), cond.as_dict())
+        self.report = report
         self.preflight()
         started = time.monotonic()
         try:
@@ -95,6 +103,7 @@ class Runner:
 
     def _build(self, item: ScenarioLab) -> LabOutcome:
         cni = item.topology.network.cni
+        self.building = item.name
         self.notify(f"building {item.name} ({cni})")
         try:
             state = build.up(item.topology, item.source)
@@ -102,6 +111,7 @@ class Runner:
             if not item.ref.optional:
                 raise
             self.notify(f"skipped {item.name}: {exc}")
+            self.building = None
             return LabOutcome(item.name, cni, "skipped", str(exc))
         self.up[item.name] = state
         notes = list(state.notes)
@@ -114,6 +124,7 @@ class Runner:
                     self.notify(f"{item.name}: {line}")
             notes.append(f"applied {', '.join(Path(p).name for p in item.manifests)}")
             http_paths.wait_for_targets(state, notify=self.activity)
+        self.building = None
         return LabOutcome(item.name, cni, "up", "; ".join(notes))
 
     def _observed_conditions(self) -> dict[str, Any]:
@@ -151,16 +162,18 @@ class Runner:
         if not targets:
             wanted = ", ".join(spec.labs or ())
             return [StepResult(index, kind, wanted or "-", f"{kind} in {wanted}", "skipped", "none of its labs is up")]
+        started = time.monotonic()
         try:
             return list(handler(index, spec, targets))
         except NetlabError as exc:
-            return [StepResult(index, kind, ",".join(targets), kind, "error", str(exc))]
+            return [StepResult(index, kind, ",".join(targets), kind, "error", str(exc), seconds=time.monotonic() - started)]
         except Exception as exc:  # a bug or a kernel surprise: report it on the step, keep going
-            return [StepResult(index, kind, ",".join(targets), kind, "error", f"{type(exc).__name__}: {exc}")]
+            return [StepResult(index, kind, ",".join(targets), kind, "error", f"{type(exc).__name__}: {exc}", seconds=time.monotonic() - started)]
 
     def _step_ping(self, index: int, spec: PingStep, targets: list[str]) -> list[StepResult]:
         out = []
         for name in targets:
+            started = time.monotonic()
             src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
             argv = netns.exec_argv(src.ns, ["ping", "-n", "-c", str(spec.count), "-i", "0.2", "-W", "1", str(dst.ip)])
             done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -168,15 +181,16 @@ class Runner:
             ok = replied == (spec.expect == "reply")
             title = f"ping {spec.src} -> {spec.dst} ({dst.ip}) in {name}"
             detail = ("replies" if replied else "no reply") + ("" if ok else f", expected {spec.expect}")
-            out.append(StepResult(index, "ping", name, title, "pass" if ok else "fail", detail))
+            out.append(StepResult(index, "ping", name, title, "pass" if ok else "fail", detail, seconds=time.monotonic() - started))
         return out
 
     def _step_rtt(self, index: int, spec: RttStep, targets: list[str]) -> list[StepResult]:
+        started = time.monotonic()  # the paths are sampled interleaved: each result carries the whole step's time
         samplers: dict[str, Callable[[int], list[float]]] = {}
         for name in targets:
             src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
             samplers[name] = _pinger(src.ns, str(dst.ip), spec.interval, spec.size, spec.cpu)
-        base_key = None
+        base_key, base_lab = None, ""
         if spec.baseline is not None:
             base_lab = spec.baseline.lab or targets[0]
             if base_lab not in self.up:
@@ -207,12 +221,17 @@ class Runner:
                 if why:
                     detail += f" — {why}"
             role = "baseline" if key == base_key else key
-            out.append(StepResult(index, "rtt", role, f"rtt {spec.src} -> {spec.dst} in {key}" if key != base_key else f"rtt {key}", status, detail, data))
+            data["lab"] = base_lab if key == base_key else key
+            title = f"rtt {spec.src} -> {spec.dst} in {key}" if key != base_key else f"rtt {key}"
+            out.append(StepResult(index, "rtt", role, title, status, detail, data))
+        for result in out:
+            result.seconds = time.monotonic() - started
         return out
 
     def _step_http(self, index: int, spec: HttpStep, targets: list[str]) -> list[StepResult]:
         """Every path of every lab in interleaved rounds; per path its client addresses (checked),
         hops, and latency p50/p99 with 95% CIs, and its p50 against the baseline path."""
+        started = time.monotonic()  # the paths are sampled interleaved: each result carries the whole step's time
         paths: dict[str, tuple[str, http_paths.Target, http_paths.Seen]] = {}
         samplers: dict[str, Callable[[int], list[float]]] = {}
         for name in targets:
@@ -240,7 +259,7 @@ class Runner:
         out = []
         for key, (name, target, seen) in paths.items():
             data: dict[str, Any] = {
-                "path": key, "url": target.url, "connect": f"{target.connect}:{target.port}", "options": target.options,
+                "path": key, "lab": name, "url": target.url, "connect": f"{target.connect}:{target.port}", "options": target.options,
                 "answers": dict(seen.answers), "clients": dict(seen.clients), "x_forwarded_for": dict(seen.forwarded),
                 "errors": sum(seen.errors.values()), "error_kinds": dict(seen.errors),
                 "expect": {k: {"role": role, "addresses": sorted(a)} for k, (role, a) in target.expected.items()},
@@ -270,22 +289,27 @@ class Runner:
                 detail += " — " + "; ".join(problems)
             title = f"http {spec.src} -> {key}" + (f" in {name}" if len(targets) == 1 else "")
             out.append(StepResult(index, "http", key, title, "fail" if problems else "pass", detail, data))
+        for result in out:
+            result.seconds = time.monotonic() - started
         return out
 
     def _step_tcp_rr(self, index: int, spec: TcpRrStep, targets: list[str]) -> list[StepResult]:
         out = []
         for name in targets:
+            started = time.monotonic()
             src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
             result = measure.tcp_rr(src.ns, dst.ns, str(dst.ip), spec.seconds, group=cgroup.create(name))
             out.append(
                 StepResult(index, "tcp_rr", name, f"tcp_rr {spec.src} -> {spec.dst} in {name}", "pass",
-                           f"avg {result['avg']:.1f} us, p50 {result['p50']:.1f} us (one-way, sockperf)", {"latency_us": result})
+                           f"avg {result['avg']:.1f} us, p50 {result['p50']:.1f} us (one-way, sockperf)", {"latency_us": result},
+                           seconds=time.monotonic() - started)
             )
         return out
 
     def _step_throughput(self, index: int, spec: ThroughputStep, targets: list[str]) -> list[StepResult]:
         out = []
         for name in targets:
+            started = time.monotonic()
             src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
             figures = {}
             for streams in spec.streams:
@@ -294,13 +318,15 @@ class Runner:
             floor = spec.assert_.min_gbps if spec.assert_ else None
             if floor is not None and min(figures.values()) < floor:
                 status, detail = "fail", detail + f" — below {floor} Gbit/s"
-            out.append(StepResult(index, "throughput", name, f"throughput {spec.src} -> {spec.dst} in {name}", status, detail, {"gbps": figures}))
+            out.append(StepResult(index, "throughput", name, f"throughput {spec.src} -> {spec.dst} in {name}", status, detail, {"gbps": figures},
+                                  seconds=time.monotonic() - started))
         return out
 
     def _step_capture(self, index: int, spec: CaptureStep, targets: list[str]) -> list[StepResult]:
         expectations = expect.load_expectations(list(spec.expect), self.source, f"steps[{index}].capture.expect")
         out = []
         for name in targets:
+            started = time.monotonic()
             src, dst = self._ep(name, spec.probe.src), self._ep(name, spec.probe.dst)
             with expect.watching(self.up[name], expectations, timeout=spec.timeout) as watch:
                 replied = send_traffic(src.ns, str(dst.ip), spec.probe.proto, spec.probe.count, spec.probe.port)
@@ -315,16 +341,17 @@ class Runner:
                     cap.write(str(path))
             data = {"expectations": [r.message for r in watch.results]}
             title = f"capture {spec.probe.proto} {spec.probe.src} -> {spec.probe.dst} in {name}"
-            out.append(StepResult(index, "capture", name, title, "pass" if watch.ok else "fail", detail, data))
+            out.append(StepResult(index, "capture", name, title, "pass" if watch.ok else "fail", detail, data, seconds=time.monotonic() - started))
         return out
 
     def _step_impair(self, index: int, spec: ImpairStep, targets: list[str]) -> list[StepResult]:
         out = []
         target, iface = spec.at.split(":", 1)
         for name in targets:
+            started = time.monotonic()
             ep = self._ep(name, target)
             what = impair(ep.ns, iface, spec)
-            out.append(StepResult(index, "impair", name, f"impair {spec.at} in {name}", "pass", what))
+            out.append(StepResult(index, "impair", name, f"impair {spec.at} in {name}", "pass", what, seconds=time.monotonic() - started))
         return out
 
     # ------------------------------------------------------------------ artifacts

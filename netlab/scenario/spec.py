@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from netlab.errors import TopologyError
+from netlab.errors import NetlabError, TopologyError
 from netlab.model import Topology, from_pydantic, k8s_names, load_topology, read_text
 from netlab.observe import expect
 from netlab.services import manifests
@@ -376,6 +377,33 @@ def load_scenario(path: str | Path) -> tuple[Scenario, list[ScenarioLab]]:
         labs.append(ScenarioLab(ref, topology, str(file), tuple(applied)))
     _check_names(scenario, labs, source)
     return scenario, labs
+
+
+@dataclass(frozen=True)
+class SourceLines:
+    """Where each lab entry and each step of a scenario file starts (1-based line numbers), for
+    CI annotations that point at the step; empty when the file cannot be read again."""
+
+    labs: tuple[int, ...] = ()
+    steps: tuple[int, ...] = ()
+
+
+def source_lines(path: str | Path) -> SourceLines:
+    """The line of every ``labs:`` entry and every ``steps:`` entry of a (valid) scenario file.
+
+    ``yaml.safe_load`` keeps no positions, so the file is composed again into YAML nodes, which
+    carry their start marks. Never raises: a file that changed since it was loaded gives what
+    can still be found."""
+    try:
+        root = yaml.compose(read_text(path), Loader=yaml.SafeLoader)
+    except (NetlabError, yaml.YAMLError, RecursionError, ValueError):
+        return SourceLines()
+    found: dict[str, tuple[int, ...]] = {}
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in ("labs", "steps") and isinstance(value, yaml.SequenceNode):
+                found[key.value] = tuple(item.start_mark.line + 1 for item in value.value)
+    return SourceLines(labs=found.get("labs", ()), steps=found.get("steps", ()))
 
 
 def _check_names(scenario: Scenario, labs: list[ScenarioLab], source: str) -> None:

@@ -53,6 +53,13 @@ def test_test_job_loads_modules_runs_the_readme_command_as_root_and_keeps_artifa
     assert upload[0]["if"] == "always()"
 
 
+def test_scenarios_write_junit_and_keep_the_github_environment_through_sudo() -> None:
+    runs = "\n".join(_runs(_workflow()["jobs"]["test"]))
+    line = next(r for r in runs.replace("\\\n", " ").splitlines() if "netlab run" in r and not r.strip().startswith("#"))
+    assert "--junit" in line, "one testcase per step and lab, uploaded with out/"
+    assert re.search(r"sudo --preserve-env=\S*GITHUB_ACTIONS", line), "sudo drops GITHUB_ACTIONS, and with it the annotations"
+
+
 def test_ci_entry_and_workflow_run_the_same_test_script() -> None:
     entry = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test.sh" in entry
