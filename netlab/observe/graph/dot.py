@@ -19,7 +19,7 @@ from pathlib import Path
 import graphviz
 
 from netlab.errors import EnvironmentProblem, UsageError
-from netlab.observe.graph.model import Box, LabGraph, Port, PortId, Step
+from netlab.observe.graph.model import Box, LabGraph, Port, PortId
 
 FORMATS = ("svg", "png", "dot")
 RANK = {"internet": 0, "gateway": 1, "underlay": 2, "service": 2, "node": 3, "pod": 4}

@@ -9,8 +9,13 @@ tunnel devices the kernel makes in every namespace once a module is loaded (``tu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from netlab.kernel.inspect import Inspector, Interface, inspect_namespaces
+from netlab.observe.capture import Capture
+from netlab.observe.graph import steps
 from netlab.observe.graph.model import Box, LabGraph, Port, Wire, build
+from netlab.observe.trace.rows import Trace
 from netlab.state import LabState
 
 # the kernel's per-namespace fallback devices (ip_tunnel, ip_gre, ip_vti, sit, ip6_tunnel modules)
@@ -77,3 +82,24 @@ def _dedupe(wires: list[Wire]) -> list[Wire]:
             seen.add(key)
             out.append(wire)
     return out
+
+
+LARGE = 40  # namespaces; a trace through a larger lab is drawn with only the namespaces around its path
+
+
+def for_trace(state: LabState, trace: Trace) -> LabGraph:
+    """The running lab with ``trace``'s rows drawn on it, numbered (request, then reply)."""
+    graph = from_kernel(state)
+    if len(graph.boxes) > LARGE:
+        graph = graph.around(row.hop.point.ns for row in trace.rows)
+    title = f"trace {trace.probe.proto} {trace.src} -> {trace.dst} in lab {trace.lab}: {trace.verdict}"
+    return graph.with_steps(steps.from_rows(trace.rows), title)
+
+
+def for_captures(state: LabState, captures: Sequence[Capture], title: str) -> LabGraph:
+    """The running lab with a capture step's points numbered in the order its traffic reached them."""
+    graph = from_kernel(state)
+    if len(graph.boxes) > LARGE:
+        graph = graph.around(cap.ns for cap in captures)
+    points = [(cap.ns, cap.iface, min((f.time for f in cap.frames), default=None)) for cap in captures]
+    return graph.with_steps(steps.from_captures(points), title)
