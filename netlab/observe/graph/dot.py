@@ -19,7 +19,7 @@ from pathlib import Path
 import graphviz
 
 from netlab.errors import EnvironmentProblem, UsageError
-from netlab.observe.graph.model import Box, LabGraph, Port, PortId
+from netlab.observe.graph.model import Box, LabGraph, Port, PortId, Step
 
 FORMATS = ("svg", "png", "dot")
 RANK = {"internet": 0, "gateway": 1, "underlay": 2, "service": 2, "node": 3, "pod": 4}
@@ -138,9 +138,14 @@ def _changed_boxes(graph: LabGraph) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for step in graph.steps:
         if step.where:
-            for change in step.changes:
-                out.setdefault(step.where, []).append(f"step {step.number}: {_short(change)}")
+            for change in _marked(step):
+                out.setdefault(step.where, []).append(f"{step.name}: {_short(change)}")
     return out
+
+
+def _marked(step: Step) -> list[str]:
+    """The changes worth marking: encapsulation, NAT, a proxy (not each router's TTL-1)."""
+    return [c for c in step.changes if c != "TTL-1"]
 
 
 def _short(text: str) -> str:
@@ -148,25 +153,21 @@ def _short(text: str) -> str:
 
 
 def _steps(dot: graphviz.Digraph, graph: LabGraph) -> None:
-    """Numbered arrows from each step's port to the next, per direction; constraint=false keeps the layout."""
+    """Numbered arrows from each step's port to the next, per direction (the first step of a
+    direction a loop at its port); constraint=false keeps the layout."""
     known = {port.id for port in graph.ports}
     previous: dict[str, PortId] = {}
     for step in graph.steps:
         if step.at not in known:
             continue
         color = COLOR.get(step.direction, "#000000")
-        label = f"{step.number}" + ("" if step.seen else " (not seen)")
-        if step.changes:
-            label += ": " + "; ".join(_short(c) for c in step.changes) + (f" (in {step.where})" if step.where else "")
-        before = previous.get(step.direction)
-        if before is None:
-            start = f"start:{step.direction}"
-            dot.node(start, step.direction, shape="plaintext", style="", fontcolor=color, fontsize="10", id=start)
-            before_id = start
-        else:
-            before_id = node_id(before)
-        dot.edge(before_id, node_id(step.at), label=label, color=color, fontcolor=color, dir="forward",
-                 style="bold" if step.seen else "dashed", penwidth="2.5" if step.proxy else "1.8",
+        label = step.name + ("" if step.seen else " (not seen)")
+        marked = _marked(step)
+        if marked:
+            label += ": " + "; ".join(_short(c) for c in marked) + (f" (in {step.where})" if step.where else "")
+        before = previous.get(step.direction, step.at)
+        dot.edge(node_id(before), node_id(step.at), label=label, color=color, fontcolor=color, dir="forward",
+                 style="bold" if step.seen else "dashed", penwidth="3" if step.proxy else "1.8",
                  constraint="false", id=f"step:{step.number}", arrowsize="0.7")
         previous[step.direction] = step.at
 

@@ -70,6 +70,11 @@ class Step:
     changes: tuple[str, ...] = ()  # what changed here: "encapsulated ...", "SNAT ...", "proxied: new connection ..."
     where: str = ""  # the lab's name of the namespace where it changed
     proxy: bool = False  # the proxy's new connection starts here
+    label: str = ""  # how the picture names it: "req 3", "rep 1" as the trace's table does (default: the number)
+
+    @property
+    def name(self) -> str:
+        return self.label or str(self.number)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,19 @@ from collections.abc import Iterable, Sequence
 from netlab.observe.graph.model import Step
 from netlab.observe.trace.rows import Row
 
+SHORT = {"request": "req", "reply": "rep"}  # as the trace's table numbers its rows
+
 
 def from_rows(rows: Sequence[Row]) -> list[Step]:
-    """One numbered step per row, request then reply."""
+    """One numbered step per row, request then reply, named as the trace's table names them (``req 3``)."""
+    counts = {"request": 0, "reply": 0}
+    labels = []
+    for row in rows:
+        counts[row.direction] = counts.get(row.direction, 0) + 1
+        labels.append(f"{SHORT.get(row.direction, row.direction)} {counts[row.direction]}")
     return [
         Step(
+            label=labels[i - 1],
             number=i,
             at=(row.hop.point.ns, row.hop.point.iface),
             direction=row.direction,

@@ -134,6 +134,7 @@ def test_a_traces_rows_become_numbered_steps_in_order() -> None:
     assert [s.direction for s in got] == ["request"] * 6 + ["reply"] * 2
     assert got[2].changes == ("encapsulated vxlan vni 1 192.168.1.11->192.168.1.12",) and got[2].where == "node1"
     assert not got[7].seen
+    assert [s.name for s in got] == [f"req {i}" for i in range(1, 7)] + ["rep 1", "rep 2"]  # as the trace's table
 
 
 def test_the_proxys_new_connection_is_a_step_of_its_own() -> None:
@@ -155,16 +156,17 @@ def test_the_svg_draws_the_steps_numbered_in_order_with_changes_where_they_happe
     heads = [head for _, _, head in drawn]
     assert heads == [dot.node_id(s.at) for s in graph.steps]
     assert drawn[1][1] == dot.node_id(("flannel-vxlan-web-1", "eth0"))  # step 2 is drawn from step 1's interface
+    assert drawn[0][1] == drawn[0][2] and drawn[6][1] == drawn[6][2]  # each direction starts with a loop at its first hop
     texts = svg_texts(data)
-    assert "step 3: encapsulated vxlan vni 1 192.168.1.11->192.168.1.12" in texts  # node1's box says so
-    assert "step 5: decapsulated" in texts
-    assert any(t.startswith("3: encapsulated") for t in texts)  # and so does the arrow
-    assert "8 (not seen)" in texts
+    assert "req 3: encapsulated vxlan vni 1 192.168.1.11->192.168.1.12" in texts  # node1's box says so
+    assert "req 5: decapsulated" in texts
+    assert "req 3: encapsulated vxlan vni 1 192.168.1.11->192.168.1.12 (in node1)" in texts  # and so does the arrow
+    assert "rep 2 (not seen)" in texts and "rep 1" in texts
 
 
 def test_capture_points_are_numbered_by_when_the_traffic_reached_them() -> None:
     got = steps.from_captures([("b", "eth0", 2.0), ("a", "eth0", 1.0), ("c", "eth0", None)])
-    assert [(s.number, s.at[0], s.seen) for s in got] == [(1, "a", True), (2, "b", True), (3, "c", False)]
+    assert [(s.name, s.at[0], s.seen) for s in got] == [("1", "a", True), ("2", "b", True), ("3", "c", False)]
     assert all(isinstance(s, Step) and s.direction == "capture" for s in got)
 
 
