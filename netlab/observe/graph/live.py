@@ -18,7 +18,9 @@ from netlab.observe.graph.model import Box, LabGraph, Port, Wire, build
 from netlab.observe.trace.rows import Trace
 from netlab.state import LabState
 
-# the kernel's per-namespace fallback devices (ip_tunnel, ip_gre, ip_vti, sit, ip6_tunnel modules)
+# the fallback device each tunnel module makes in every namespace (Linux net/ipv4/ipip.c "tunl0",
+# net/ipv4/ip_gre.c "gre0"/"gretap0"/"erspan0", net/ipv4/ip_vti.c "ip_vti0", net/ipv6/sit.c "sit0",
+# net/ipv6/ip6_tunnel.c "ip6tnl0", net/ipv6/ip6_gre.c "ip6gre0", net/ipv6/ip6_vti.c "ip6_vti0")
 FALLBACK = frozenset({"tunl0", "gre0", "gretap0", "erspan0", "ip_vti0", "ip6_vti0", "sit0", "ip6tnl0", "ip6gre0"})
 KINDS = {"ipip": "ipip", "vxlan": "vxlan", "veth": "veth", "bridge": "bridge"}
 
@@ -37,6 +39,7 @@ def from_kernel(state: LabState) -> LabGraph:
     prefix = f"{state.lab}-"
     tables = inspect_namespaces(list(state.namespaces))
     boxes, ports, wires = [], [], []
+    shown_names: dict[str, set[str]] = {}
     kernel = Inspector()
     for ns in state.namespaces:
         found = tables.get(ns)
@@ -50,25 +53,36 @@ def from_kernel(state: LabState) -> LabGraph:
                               tuple(iface.addresses), iface.master))
             if iface.master:
                 wires.append(Wire((ns, iface.name), (ns, iface.master), "bridge"))
-        wires += _veth_wires(kernel, ns, list(state.namespaces), {i.name for i in interfaces})
+        shown_names[ns] = {i.name for i in interfaces}
+    wires += _veth_wires(kernel, shown_names)
     return build(state.lab, state.cni, boxes, ports, _dedupe(wires), hosts)
 
 
-def _veth_wires(kernel: Inspector, ns: str, namespaces: list[str], names: set[str]) -> list[Wire]:
+def _veth_wires(kernel: Inspector, shown: dict[str, set[str]]) -> list[Wire]:
+    """Both ends of every veth pair. A veth's peer is the link whose ifindex is its IFLA_LINK, in
+    the namespace its IFLA_LINK_NETNSID names. ifindexes repeat across namespaces, so the
+    candidates are the veths that point back (their IFLA_LINK is this one's index); only where
+    several namespaces have such a veth is the netns id asked for (one query per namespace per
+    candidate: asking every namespace about every other would take n² queries in a large lab)."""
+    veths = {ns: [link for link in kernel.links(ns) if link.kind == "veth" and link.name in names] for ns, names in shown.items()}
     out = []
-    links = kernel.links(ns)
-    for link in links:
-        if link.kind != "veth" or link.name not in names or link.peer_index is None:
-            continue
-        if link.peer_nsid is None:
-            peer_ns = ns  # both ends here
-        else:
-            peer_ns = kernel.nsids(ns, namespaces).get(link.peer_nsid, "")
-            if not peer_ns:
-                continue  # the peer is outside the lab
-        peer = kernel.by_index(peer_ns, link.peer_index)
-        if peer is not None:
-            out.append(Wire((ns, link.name), (peer_ns, peer.name), "veth"))
+    for ns, links in veths.items():
+        for link in links:
+            if link.peer_index is None:
+                continue
+            if link.peer_nsid is None:  # both ends in this namespace
+                peer = kernel.by_index(ns, link.peer_index)
+                if peer is not None and peer.name in shown[ns]:
+                    out.append(Wire((ns, link.name), (ns, peer.name), "veth"))
+                continue
+            candidates = [(other, peer) for other, theirs in veths.items() if other != ns
+                          for peer in theirs if peer.index == link.peer_index and peer.peer_index == link.index]
+            if len(candidates) > 1:
+                nsids = Inspector().nsids(ns, [other for other, _ in candidates])
+                candidates = [(other, peer) for other, peer in candidates if nsids.get(link.peer_nsid) == other]
+            if len(candidates) == 1:
+                other, peer = candidates[0]
+                out.append(Wire((ns, link.name), (other, peer.name), "veth"))
     return out
 
 

@@ -183,3 +183,32 @@ def test_an_unknown_suffix_is_refused_before_any_work() -> None:
         dot.output_format("lab.jpg")
     with pytest.raises(UsageError):
         dot.output_format("lab")
+
+
+def test_veth_peers_are_found_by_their_ifindex_and_the_netns_id_only_when_ambiguous(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netlab.kernel.inspect import Inspector, Link
+    from netlab.observe.graph import live
+
+    def veth(name: str, index: int, peer: int, nsid: int | None) -> Link:
+        return Link(name, index, "veth", peer, nsid, None, "", ())
+
+    # two nodes whose pod veths have the same ifindexes (ifindexes are per namespace), and one that differs
+    links = {
+        "n1": [veth("vethA", 10, 2, 0)], "n2": [veth("vethB", 10, 2, 0), veth("vethC", 11, 3, 1)],
+        "p1": [veth("eth0", 2, 10, 0)], "p2": [veth("eth0", 2, 10, 0)], "p3": [veth("eth0", 3, 11, 0)],
+    }
+    asked: list[tuple[str, list[str]]] = []
+    nsid_of = {"n1": {0: "p1"}, "n2": {0: "p2", 1: "p3"}, "p1": {0: "n1"}, "p2": {0: "n2"}, "p3": {0: "n2"}}
+
+    def nsids(self: Inspector, ns: str, candidates: list[str]) -> dict[int, str]:
+        asked.append((ns, sorted(candidates)))
+        return {k: v for k, v in nsid_of[ns].items() if v in candidates}
+
+    monkeypatch.setattr(Inspector, "links", lambda self, ns: links[ns])
+    monkeypatch.setattr(Inspector, "nsids", nsids)
+    wires = live._dedupe(live._veth_wires(Inspector(), {ns: {link.name for link in ls} for ns, ls in links.items()}))
+    assert {frozenset((w.a, w.b)) for w in wires} == {
+        frozenset({("n1", "vethA"), ("p1", "eth0")}), frozenset({("n2", "vethB"), ("p2", "eth0")}), frozenset({("n2", "vethC"), ("p3", "eth0")}),
+    }
+    # only the ambiguous ends were asked, and only about their candidates; vethC and p3 were not asked at all
+    assert sorted(asked) == [("n1", ["p1", "p2"]), ("n2", ["p1", "p2"]), ("p1", ["n1", "n2"]), ("p2", ["n1", "n2"])]
