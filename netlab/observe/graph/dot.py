@@ -14,6 +14,7 @@ SVG elements carry stable ids: ``port:NS/IFACE`` for an interface, ``step:N`` fo
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import graphviz
@@ -26,6 +27,7 @@ RANK = {"internet": 0, "gateway": 1, "underlay": 2, "service": 2, "node": 3, "po
 FILL = {"veth": "#fff7d6", "bridge": "#d6e8ff", "vxlan": "#ffd9b3", "ipip": "#ffd9b3", "device": "#ffffff"}
 COLOR = {"request": "#c0392b", "reply": "#1f5fbf", "capture": "#1e8449"}
 MAX_CHANGE = 70  # characters of one change on an arrow
+TITLE_WIDTH = 120  # characters per line of a title (a trace's verdict can run to several hundred)
 
 
 def output_format(path: str | Path) -> str:
@@ -45,7 +47,7 @@ def node_id(port: PortId) -> str:
 
 def to_dot(graph: LabGraph) -> graphviz.Digraph:
     """The lab (and its traced path, if any) as a Graphviz digraph, not yet laid out."""
-    title = graph.title or f"lab {graph.lab} (cni {graph.cni})"
+    title = "\n".join(textwrap.wrap(graph.title, TITLE_WIDTH)) if graph.title else f"lab {graph.lab} (cni {graph.cni})"
     dot = graphviz.Digraph(graph.lab, engine="dot")
     dot.attr(label=title, labelloc="t", fontname="Helvetica", fontsize="16", rankdir="TB", newrank="true",
              compound="true", nodesep="0.25", ranksep="0.45")

@@ -103,3 +103,19 @@ def test_a_scenarios_capture_step_writes_a_picture(root: None, tmp_path: Path) -
     assert report["steps"][0]["data"]["graph"] == str(picture)
     assert lab_leftovers("grp-sc") == []
     assert_host_unchanged(before)
+
+
+@pytest.mark.requires("ipip")
+def test_graph_of_calico_ipip_shows_tunl0_up_with_its_address_and_no_idle_fallback_devices(lab_up, tmp_path: Path) -> None:
+    from netlab.observe.graph.live import from_kernel
+
+    state = lab_up("calico-ipip.yaml", name="grp-ipip")
+    graph = from_kernel(state)
+    tunnels = {p.id: p for p in graph.ports if p.name == "tunl0"}
+    assert set(tunnels) == {("grp-ipip-node1", "tunl0"), ("grp-ipip-node2", "tunl0")}, "tunl0 where Calico set it up, nowhere else"
+    assert all(p.kind == "ipip" and p.addresses for p in tunnels.values())
+    assert ("grp-ipip-node1", "eth0") in {w.b for w in graph.wires if w.kind == "tunnel" and w.a == ("grp-ipip-node1", "tunl0")}
+    picture = tmp_path / "trace.svg"
+    code, out = run("trace", state.lab, "client", "web-2", "--json", "--graph", str(picture))
+    assert code == 0, out
+    assert step_heads(picture) == [f"{r['ns']}/{r['iface']}" for r in json.loads(out)["rows"]]

@@ -212,3 +212,12 @@ def test_veth_peers_are_found_by_their_ifindex_and_the_netns_id_only_when_ambigu
     }
     # only the ambiguous ends were asked, and only about their candidates; vethC and p3 were not asked at all
     assert sorted(asked) == [("n1", ["p1", "p2"]), ("n2", ["p1", "p2"]), ("p1", ["n1", "n2"]), ("p2", ["n1", "n2"])]
+
+
+def test_a_large_labs_trace_keeps_the_namespaces_around_its_path() -> None:
+    graph = from_plan(planned("flannel-vxlan"))
+    near = graph.around(["flannel-vxlan-client"])
+    assert {b.label for b in near.boxes} == {"client", "node1"}  # the pod, and its node it is wired to
+    assert all(w.a[0] in {"flannel-vxlan-client", "flannel-vxlan-node1"} and w.b[0] in {"flannel-vxlan-client", "flannel-vxlan-node1"}
+               for w in near.wires)
+    assert ("flannel-vxlan-node1", "cni0") in {p.id for p in near.ports}
