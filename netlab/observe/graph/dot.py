@@ -178,6 +178,7 @@ def render(graph: LabGraph, path: str | Path) -> Path:
     """Write ``graph`` to ``path`` in the format its suffix names (.dot is the DOT source)."""
     fmt = output_format(path)
     out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
     dot = to_dot(graph)
     if fmt == "dot":
         out.write_text(dot.source)

@@ -176,6 +176,7 @@ def test_render_writes_the_format_the_suffix_names(tmp_path: Path) -> None:
     assert dot.render(graph, tmp_path / "lab.svg").read_bytes().lstrip().startswith(b"<?xml")
     assert dot.render(graph, tmp_path / "lab.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert dot.render(graph, tmp_path / "lab.dot").read_text().startswith("digraph docker0 {")
+    assert dot.render(graph, tmp_path / "new" / "dir" / "lab.svg").exists()
 
 
 def test_an_unknown_suffix_is_refused_before_any_work() -> None:
