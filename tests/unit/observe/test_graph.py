@@ -222,3 +222,16 @@ def test_a_large_labs_trace_keeps_the_namespaces_around_its_path() -> None:
     assert all(w.a[0] in {"flannel-vxlan-client", "flannel-vxlan-node1"} and w.b[0] in {"flannel-vxlan-client", "flannel-vxlan-node1"}
                for w in near.wires)
     assert ("flannel-vxlan-node1", "cni0") in {p.id for p in near.ports}
+
+
+def test_the_readmes_example_picture_is_of_the_flannel_vxlan_topology() -> None:
+    """docs/img/flannel-vxlan.svg is `netlab graph topologies/flannel-vxlan.yaml -o docs/img/flannel-vxlan.svg`:
+    regenerate it when the plan or the drawing changes (this fails when an interface or address moved)."""
+    picture = TOPOLOGIES.parent / "docs" / "img" / "flannel-vxlan.svg"
+    plan = planned("flannel-vxlan")
+    texts = svg_texts(picture.read_bytes())
+    assert {f"netns {ns}" for ns in plan.namespaces} <= set(texts)
+    ids = {g.get("id") for g in ET.fromstring(picture.read_bytes()).iter(f"{SVG}g")}
+    assert {f"port:{ns}/{iface}" for ns, iface in interfaces(plan)} <= ids
+    addresses = {op.address.with_prefixlen for op in plan.operations if isinstance(op, p.AddAddress)}
+    assert addresses <= set(texts)
