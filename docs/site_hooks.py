@@ -50,6 +50,7 @@ REFERENCE = (
     ("netlab.errors", "the one exception tree and its exit codes"),
 )
 _LINK = re.compile(r"(?<!!)\[([^\[\]]*)\]\(([^)\s#]+)(#[^)\s]*)?\)")
+_IMAGE = re.compile(r"!\[([^\[\]]*)\]\(([^)\s]+)\)")
 
 
 def present(module: str) -> bool:
@@ -105,7 +106,14 @@ def on_page_markdown(markdown: str, page: Page, **_: Any) -> str:
             return f"{text} (`{repo}` in the repository)"
         return match.group(0)
 
-    return _LINK.sub(rewrite, markdown)
+    def picture(match: re.Match[str]) -> str:
+        alt, target = match.group(1), match.group(2)
+        repo = posixpath.normpath(posixpath.join(here, target))
+        if "://" in target or not repo.startswith("docs/") or not (ROOT / repo).is_file():
+            return match.group(0)
+        return f"![{alt}]({posixpath.relpath(repo.removeprefix('docs/'), site_dir or '.')})"
+
+    return _IMAGE.sub(picture, _LINK.sub(rewrite, markdown))
 
 
 # Sphinx roles in docstrings (:class:`~netlab.errors.UsageError`, :func:`apply`) arrive in the

@@ -102,6 +102,7 @@ TOOLS = (
     ("openssl", False, "TLS Secrets and the ingress controller's default certificate", "apt install openssl"),
     ("bird", False, "cni calico (BIRD, the BGP daemon in every node)", "apt install bird2 (netlab runs its own BIRD per node, not the service)"),
     ("birdc", False, "cni calico's BGP status (netlab status) and birdc by hand", "apt install bird2"),
+    ("dot", False, "pictures: netlab graph, trace --graph (SVG/PNG; .dot files need nothing)", "apt install graphviz"),
 )
 
 

@@ -56,7 +56,8 @@ apt_install() {  # install the packages of "$@" that are not installed yet
 # openssl: the controller's default certificate and scripts/tls-secret.sh;
 # bird2: BIRD 2, the BGP daemon of cni calico (netlab runs one per node from its own configuration
 # and control socket under the lab's state directory; apt_install keeps the package's own service from starting)
-APT_PACKAGES=(iproute2 iptables util-linux iputils-ping tcpdump libpcap0.8 iperf3 sockperf ethtool nftables dnsutils curl ipvsadm ipset python3 kmod time nginx openssl bird2)
+# graphviz: Graphviz's dot, which lays out `netlab graph` and `trace --graph` pictures
+APT_PACKAGES=(iproute2 iptables util-linux iputils-ping tcpdump libpcap0.8 iperf3 sockperf ethtool nftables dnsutils curl ipvsadm ipset python3 kmod time nginx openssl bird2 graphviz)
 python3 -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES+=(python3-venv)
 apt_install "${APT_PACKAGES[@]}"
 

@@ -168,8 +168,18 @@ COMMANDS: tuple[Command, ...] = (
             arg("--timeout", type=seconds, default=3.0, metavar="S", help="wait S seconds for the reply"),
             JSON,
             arg("-w", "--write", metavar="DIR", help="keep one pcap per hop in DIR"),
+            arg("--graph", metavar="FILE", help="also draw the path on a picture of the lab, numbered hop by hop (.svg, .png or .dot)"),
         ),
-        needs_root=True, needs_lab=True,
+        needs_root=True, needs_lab=True, prepare=observe.graph_output,
+    ),
+    Command(
+        "graph", observe.cmd_graph,
+        "draw a lab (running: read from the kernel; a topology FILE: its plan) as a picture: namespaces, interfaces, addresses, wires",
+        (
+            arg("source", metavar="LAB|FILE", help="a running lab's name, or a topology file (nothing is built)"),
+            arg("-o", "--out", metavar="FILE", required=True, help="the picture: .svg, .png, or .dot (Graphviz source)"),
+        ),
+        prepare=observe.graph_input,
     ),
     Command(
         "check", observe.cmd_check,

@@ -23,6 +23,7 @@ from netlab.errors import EnvironmentProblem, NetlabError, UsageError
 from netlab.kernel import cgroup, netns, tc
 from netlab.kernel.inspect import inspect_namespace
 from netlab.observe import expect
+from netlab.observe.graph import dot, live
 from netlab.plan import Host
 from netlab.scenario import http_paths, measure, plots
 from netlab.scenario.results import LabOutcome, ScenarioReport, StepResult
@@ -334,13 +335,14 @@ class Runner:
             detail = "\n".join(failures) if failures else f"{len(expectations)} expectation(s) met"
             if not replied and spec.probe.proto == "icmp":
                 detail += " (the probe got no reply)"
+            data: dict[str, Any] = {"expectations": [r.message for r in watch.results]}
+            title = f"capture {spec.probe.proto} {spec.probe.src} -> {spec.probe.dst} in {name}"
             if self.out_dir is not None:
                 for at, cap in watch.captures.items():
                     path = self.out_dir / f"step{index + 1}-{name}-{at.replace(':', '-')}.pcap"
                     self.out_dir.mkdir(parents=True, exist_ok=True)
                     cap.write(str(path))
-            data = {"expectations": [r.message for r in watch.results]}
-            title = f"capture {spec.probe.proto} {spec.probe.src} -> {spec.probe.dst} in {name}"
+                data["graph"] = self._picture(index, name, list(watch.captures.values()), title)
             out.append(StepResult(index, "capture", name, title, "pass" if watch.ok else "fail", detail, data, seconds=time.monotonic() - started))
         return out
 
@@ -355,6 +357,17 @@ class Runner:
         return out
 
     # ------------------------------------------------------------------ artifacts
+    def _picture(self, index: int, name: str, captures: list[Any], title: str) -> str | None:
+        """A capture step's picture: the lab with its capture points numbered in the order the
+        traffic reached them (``stepN-LAB.svg``); None where Graphviz's dot is not installed."""
+        assert self.out_dir is not None
+        path = self.out_dir / f"step{index + 1}-{name}.svg"
+        try:
+            dot.render(live.for_captures(self.up[name], captures, title), path)
+        except EnvironmentProblem:
+            return None
+        return str(path)
+
     def _artifacts(self, report: ScenarioReport) -> list[str]:
         assert self.out_dir is not None
         self.out_dir.mkdir(parents=True, exist_ok=True)

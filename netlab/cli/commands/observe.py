@@ -1,9 +1,10 @@
-"""Looking at packets and paths in a running lab: ``capture``, ``trace``, ``check``."""
+"""Looking at packets and paths in a running lab: ``capture``, ``trace``, ``check``; ``graph`` draws a lab."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from rich.console import Console
@@ -63,9 +64,15 @@ def cmd_trace(args: argparse.Namespace, out: Console, state: LabState) -> int:
 
     result = tr.trace(state, args.src, args.dst, args.proto, args.port, timeout=args.timeout, on_start=started, host=args.host, path=args.path)
     written = result.write(args.write) if args.write else []
+    if args.graph:
+        from netlab.observe.graph import dot, live
+
+        written.append(dot.render(live.for_trace(state, result), args.graph))
     if args.json:
         data = result.as_dict()
-        data["pcaps"] = [str(p) for p in written]
+        data["pcaps"] = [str(p) for p in written if p.suffix == ".pcap"]
+        if args.graph:
+            data["graph"] = args.graph
         out.print_json(json.dumps(data, default=str))
         return 0 if result.probe.replied else 1
     render_trace.print_trace(out, result, args.src, args.dst, written)
@@ -124,3 +131,51 @@ def cmd_check(args: argparse.Namespace, out: Console, state: LabState) -> int:
             out.print(f"[yellow]note:[/] {escape(note)}")
         out.print(render_check.reachability(report))
     return 0 if report.ok else 1
+
+
+def graph_input(args: argparse.Namespace) -> None:
+    """``graph``'s input, checked before root: the output's format, then a topology FILE's plan
+    (a bad file exits 2 whoever runs it) or a valid LAB name."""
+    from netlab import names
+    from netlab.errors import UsageError
+    from netlab.observe.graph import dot
+
+    dot.output_format(args.out)
+    args.plan = None
+    source = args.source
+    if os.path.isfile(source) or source.endswith((".yaml", ".yml", ".json")):
+        from netlab.cli.commands.lab import read_topology
+
+        args.file = source
+        read_topology(args)
+        return
+    problem = names.lab_name_problem(source)
+    if problem is not None:
+        raise UsageError(f"{source!r} is neither a topology file nor a lab name: {problem}")
+
+
+def graph_output(args: argparse.Namespace) -> None:
+    """``trace --graph``: the picture's format is checked before anything runs."""
+    if getattr(args, "graph", None):
+        from netlab.observe.graph import dot
+
+        dot.output_format(args.graph)
+
+
+def cmd_graph(args: argparse.Namespace, out: Console) -> int:
+    from netlab.observe.graph import dot, from_plan
+
+    if args.plan is not None:
+        graph = from_plan(args.plan)
+        what = f"topology {args.file} (planned, nothing built)"
+    else:
+        from netlab import lab
+        from netlab.observe.graph import live
+
+        lab.require_root()
+        graph = live.from_kernel(lab.running(args.source))
+        what = f"lab {graph.lab} (read from the kernel)"
+    path = dot.render(graph, args.out)
+    out.print(escape(f"wrote {path}: {what}, {len(graph.boxes)} namespaces, {len(graph.ports)} interfaces, {len(graph.wires)} wires"),
+              highlight=False)
+    return 0

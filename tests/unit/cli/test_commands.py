@@ -30,6 +30,7 @@ EXAMPLES: dict[str, list[str]] = {
     "run": ["run", "scenario.yaml"],
     "capture": ["capture", "nope", "web:eth0"],
     "trace": ["trace", "nope", "web", "internet"],
+    "graph": ["graph", "topologies/flannel-vxlan.yaml", "-o", "lab.svg"],
     "check": ["check", "nope"],
     "apply": ["apply", "nope", "-f", "manifests.yaml"],
     "delete": ["delete", "nope", "service/web"],
