@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,12 +201,16 @@ def _write_artifacts(handle: Lab, directory: Path) -> None:
         cap.write(str(directory / f"capture-{i:02d}-{point.replace(':', '-')}.pcap"))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    if not report.failed or report.when == "teardown":
-        return
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.failed and report.when != "teardown":
+        _on_failure(item, report)
+    return report
+
+
+def _on_failure(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Attach each live lab's last trace and captures to the report; write artifacts; keep labs up."""
     alive = item.config.stash.get(_ALIVE, {})
     artifacts = item.config.getoption("--netlab-artifacts")
     for handle in list(alive.values()):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from netlab import lab
+from netlab.state import LabState
 from tests.conftest import ROOT, lab_leftovers
 
 EXAMPLE = ROOT / "examples" / "cni-tests"
@@ -132,6 +134,13 @@ def test_a_user_project_tests_its_datapath_with_the_installed_plugin(project: tu
     assert '"replied": true' in (saved / "trace.json").read_text()
     pcaps = sorted((saved / "trace").glob("*.pcap"))
     assert pcaps and all(p.stat().st_size > 24 for p in pcaps), "pcaps with packets beyond the file header"
+
+    kept = _pytest(venv, user, "-k", "expects_vxlan", "--netlab-keep-failed")
+    assert kept.returncode == 1 and "test_expects_vxlan_on_a_bridge FAILED" in kept.stdout, kept.stdout + kept.stderr
+    assert "labs kept up after failing tests" in kept.stdout and "netlab down apl-acc-fail" in kept.stdout
+    still = LabState.load("apl-acc-fail")
+    assert still is not None and still.status == "up", "--netlab-keep-failed kept the lab up"
+    lab.down("apl-acc-fail")
 
     vm = _pytest(venv, user, "-k", "marked_for_the_vm", "--netlab-vm", "--vm-tier-runner=local", "--vm-tier-assume-missing=netem")
     assert vm.returncode == 0, vm.stdout + vm.stderr
