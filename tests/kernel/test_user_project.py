@@ -12,6 +12,7 @@ as an unprivileged user (lab tests skipped with one reason). Nothing may be left
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import site
 import subprocess
@@ -105,7 +106,8 @@ def _pytest(venv: Path, user: Path, *args: str, as_user: str | None = None) -> s
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "NETLAB_VM_TIER", "PYTEST"))}
     argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rA", "--rootdir", str(user), *args]
     if as_user:
-        argv = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", *argv]
+        account = pwd.getpwnam(as_user)
+        argv = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups", *argv]
         env["HOME"] = str(user)
     return subprocess.run(argv, cwd=user, env=env, capture_output=True, text=True, timeout=240)
 
