@@ -43,8 +43,8 @@ def test_expects_vxlan_on_a_bridge(netlab_lab):
 
 @pytest.mark.netlab_requires("netem")
 def test_marked_for_the_vm(netlab_lab):
+    lab = netlab_lab("topology.yaml", name="apl-acc-vm")  # first: without root, this skips the test
     assert os.environ.get("NETLAB_VM_TIER_REPORT"), "ran through the VM tier"
-    lab = netlab_lab("topology.yaml", name="apl-acc-vm")
     assert lab.exec("client", ["ping", "-c1", "-W2", "203.0.113.1"]).returncode == 0
 '''
 
