@@ -6,8 +6,8 @@ Mark a test with the kernel features it needs, named as ``netlab doctor`` names 
     def test_calico_ipip(netlab_lab): ...
 
 On the host, such a test runs here when this kernel has every feature it names (a CI
-runner with the modules loaded, a laptop with a full kernel). When this kernel lacks one,
-the test is *not* skipped: it joins the VM tier. The first time a VM-tier test comes up
+runner with the modules loaded, a laptop with a full kernel). When this kernel lacks one
+(mode ``auto``), the test is *not* skipped: it joins the VM tier. The first time a VM-tier test comes up
 (they are ordered last), one throwaway VM boots the distro's stock kernel with virtme-ng
 (:mod:`netlab.vm`) and runs pytest inside on all of them, over the same checkout and
 venv; each test's reports (outcome, traceback, captured output) come back through
