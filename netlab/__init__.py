@@ -6,7 +6,8 @@ Data flows one way, and each arrow is a package boundary::
                   -> phases (services/) -> observe/ (capture, trace, check, status)
                   -> scenario/ (measure, report) -> teardown by record (lab, state)
 
-``cli/`` is the command line on top of it all. Only ``kernel/`` talks to the kernel (it alone
+``api`` is the public Python API (:func:`up` returns a :class:`Lab`; :func:`run_scenario`),
+``testing/`` the pytest plugin on it, ``cli/`` the command line on top of it all. Only ``kernel/`` talks to the kernel (it alone
 imports pyroute2 and ctypes); an import contract in ``pyproject.toml`` keeps the layers in
 that order (``lint-imports``). The README's "Architecture" section says what goes where.
 
@@ -22,6 +23,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _API = {  # public name -> the module that defines it
+    "Lab": "netlab.api",
+    "attach": "netlab.api",
+    "run_scenario": "netlab.api",
+    "up": "netlab.api",
+    "ExpectationFailed": "netlab.errors",
     "BuildError": "netlab.errors",
     "EnvironmentProblem": "netlab.errors",
     "LabExists": "netlab.errors",
@@ -36,13 +42,23 @@ _API = {  # public name -> the module that defines it
     "make_plan": "netlab.datapaths",
 }
 __all__ = [
-    "BuildError", "EnvironmentProblem", "LabExists", "LabNotFound", "NetlabError", "Plan", "Topology", "TopologyError",
-    "UsageError", "load_topology", "make_plan", "parse_topology",
+    "BuildError", "EnvironmentProblem", "ExpectationFailed", "Lab", "LabExists", "LabNotFound", "NetlabError", "Plan", "Topology",
+    "TopologyError", "UsageError", "attach", "load_topology", "make_plan", "parse_topology", "run_scenario", "up",
 ]
 
 if TYPE_CHECKING:
+    from netlab.api import Lab, attach, run_scenario, up
     from netlab.datapaths import make_plan
-    from netlab.errors import BuildError, EnvironmentProblem, LabExists, LabNotFound, NetlabError, TopologyError, UsageError
+    from netlab.errors import (
+        BuildError,
+        EnvironmentProblem,
+        ExpectationFailed,
+        LabExists,
+        LabNotFound,
+        NetlabError,
+        TopologyError,
+        UsageError,
+    )
     from netlab.model import Topology, load_topology, parse_topology
     from netlab.plan import Plan
 

@@ -11,6 +11,7 @@ wrong *and what to do about it*, and its ``exit_code`` is what the CLI exits wit
     ├── LabBusy                      (exit 1)  another command is changing the lab (--wait waits)
     ├── NamespaceTaken               (exit 1)  a namespace name belongs to another lab or to someone else
     ├── ConfigRejected               (exit 1)  a daemon (nginx) refused the configuration rendered for it
+    ├── ExpectationFailed            (exit 1)  a lab did not behave as expected (``lab.check().raise_for_failures()``)
     └── BuildError                   (exit 1)  an operation failed; everything created was rolled back
 """
 
@@ -67,6 +68,10 @@ class NamespaceTaken(NetlabError):
 class ConfigRejected(NetlabError):
     """A daemon netlab runs in a lab (the ingress controller's nginx) refused the configuration
     rendered for it; what it ran before keeps running."""
+
+
+class ExpectationFailed(NetlabError):
+    """A lab was probed and did not behave as expected; the message lists every failing path."""
 
 
 class TeardownError(NetlabError):

@@ -92,7 +92,7 @@ if [ "$MODULES" = yes ]; then
   echo "setup: kernel modules loaded, and at every boot (/etc/modules-load.d/netlab.conf)"
 fi
 
-# The VM tier (tests/vmtier.py) and `netlab vm`: boot the distro's stock kernel in QEMU.
+# The VM tier (netlab/testing/vmtier.py) and `netlab vm`: boot the distro's stock kernel in QEMU.
 if [ "$VM" = if-needed ]; then
   lacking=$(.venv/bin/python -m netlab.vm --lacking)
   if [ -n "$lacking" ]; then

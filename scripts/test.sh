@@ -3,7 +3,7 @@
 #   sudo scripts/test.sh [pytest args...]
 # The VM tier: tests marked @pytest.mark.requires(<feature>) that this kernel cannot run
 # (ipip, netem, IPVS, ...) run inside one throwaway VM booting the distro's stock kernel
-# (tests/vmtier.py); setup installs its tools only if this kernel lacks such a feature.
+# (netlab/testing/vmtier.py); setup installs its tools only if this kernel lacks such a feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --vm-if-needed --vagrant

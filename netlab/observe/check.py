@@ -335,6 +335,21 @@ class Reachability:
     def failures(self) -> list[Result]:
         return [r for r in self.results if not r.ok]
 
+    def raise_for_failures(self) -> Reachability:
+        """Raise :class:`~netlab.errors.ExpectationFailed` listing every path that did not behave
+        as expected (a must-reach pair that got no reply, a must-fail pair that arrived); return
+        ``self`` when all did, so ``lab.check().raise_for_failures()`` reads as one statement."""
+        from netlab.errors import ExpectationFailed
+
+        bad = self.failures
+        if not bad:
+            return self
+        lines = [f"  {r.pair.src} -> {r.pair.dst} ({r.pair.ip}, {r.pair.category}): "
+                 f"{'must reach' if r.pair.expect else 'must not reach'}, {r.detail or ('reached' if r.reached else 'no reply')}"
+                 for r in bad]
+        raise ExpectationFailed(f"lab {self.lab}: {len(bad)} of {len(self.results)} path(s) did not behave as expected:\n"
+                                + "\n".join(lines) + "\n(`netlab check " + self.lab + "` shows the matrix)")
+
     def summary(self) -> list[tuple[str, int, int, bool]]:
         """(category, as expected, total, must reach) per category, in first-seen order."""
         rows: dict[str, list[int]] = {}

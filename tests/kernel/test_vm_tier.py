@@ -2,7 +2,7 @@
 
 Each test names the kernel features it needs. On a kernel that has them (a CI runner with
 the modules loaded) they run here; on one that lacks them they run inside the stock-kernel
-VM (tests/vmtier.py) and their results come back into this session's report.
+VM (netlab/testing/vmtier.py) and their results come back into this session's report.
 """
 
 from __future__ import annotations

@@ -168,10 +168,10 @@ def test_runs_on_the_host():
 
 def _pytest(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_sample.py").write_text(SAMPLE_TESTS)
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     full_env.pop("NETLAB_VM_TIER_REPORT", None)
     full_env.pop("NETLAB_VM_TIER", None)
-    argv = [sys.executable, "-m", "pytest", "-p", "vmtier", "-p", "no:cacheprovider", "-rA", "-v", "--rootdir", str(tmp_path), *args]
+    argv = [sys.executable, "-m", "pytest", "-p", "netlab.testing.plugin", "-p", "no:cacheprovider", "-rA", "-v", "--rootdir", str(tmp_path), *args]
     done = subprocess.run(argv, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=120)
     for kept in re.findall(r"(/\S+/netlab-vmtier-[^/\s]+)/vm\.log", done.stdout):  # a failing VM tier keeps its log: not ours to keep
         shutil.rmtree(kept, ignore_errors=True)

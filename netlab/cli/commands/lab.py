@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import subprocess
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from netlab import lab
+from netlab import api, lab
 from netlab.cli.render import progress
 from netlab.cli.render import services as render_services
 from netlab.cli.render import status as render_status
 from netlab.datapaths import make_plan
-from netlab.errors import EnvironmentProblem, UsageError
-from netlab.kernel import cgroup, netns
+from netlab.errors import UsageError
 from netlab.model import load_topology
 from netlab.services import records
 from netlab.state import LabState
@@ -100,11 +97,8 @@ def cmd_clean(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_exec(args: argparse.Namespace, out: Console, state: LabState) -> int:
-    ep = lab.host(state, args.target)
-    try:  # in the lab's cgroup: down stops what it leaves running, even double-forked daemons
-        return subprocess.call(netns.exec_argv(ep.ns, args.command), preexec_fn=cgroup.joiner(cgroup.create(state.lab)))
-    except FileNotFoundError:
-        raise EnvironmentProblem("the `ip` command is missing: apt install iproute2") from None
+    # in the lab's cgroup: down stops what it leaves running, even double-forked daemons
+    return api.Lab(state.lab, state.source).exec(args.target, args.command, capture_output=False).returncode
 
 
 def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -> int:
@@ -118,11 +112,10 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
         out.print(render_status.labs_table(states) if states else "no labs are up")
         return 0
     views = status.collect(state)
-    peers = _bgp_peers(state)
     if args.json:
-        bgp = {"bgp": [dataclasses.asdict(p) for p in peers]} if state.cni == "calico" else {}
-        out.print_json(json.dumps({**status.as_json(state, views), **bgp, **_services_json(state)}, default=str))
+        out.print_json(json.dumps(api.status(state, views), default=str))
         return 0
+    peers = _bgp_peers(state)
     render_status.print_lab(out, state, views)
     if state.cni == "calico":
         out.print(render_status.bgp_table(peers))
@@ -206,14 +199,3 @@ def _print_gateway(out: Console, state: LabState) -> None:
             out.print(escape(f"    {line}"), soft_wrap=True)
     for warning in info["warnings"]:
         out.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-
-
-def _services_json(state: LabState) -> dict[str, Any]:
-    from netlab.services import cluster, gateway, ingress
-
-    if not records.has_services(state):
-        return {}
-    info = ingress.describe(state)
-    gw = gateway.describe(state)
-    return {"services": cluster.describe_services(state), "externalDNS": cluster.describe_dns(state), **({"ingress": info} if info else {}),
-            **({"gatewayAPI": gw} if gw else {})}

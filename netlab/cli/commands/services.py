@@ -11,7 +11,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from netlab import lab
+from netlab import api, lab
 from netlab.cli.render import services as render_services
 from netlab.errors import EnvironmentProblem, UsageError
 from netlab.kernel import netns
@@ -19,9 +19,7 @@ from netlab.state import LabState
 
 
 def cmd_apply(args: argparse.Namespace, out: Console, state: LabState) -> int:
-    from netlab.services import manifests
-
-    for line in manifests.apply_file(state, args.filename, dry_run=args.dry_run):
+    for line in api.Lab(state.lab, state.source).apply(args.filename, dry_run=args.dry_run):
         out.print(line, highlight=False, markup=False, soft_wrap=True)
     return 0
 

@@ -78,6 +78,33 @@ class Trace:
         """Every change in ``direction``, with the namespace (target name) where it happened."""
         return [(c, r.where) for r in self.seen(direction) for c in r.changes]
 
+    @property
+    def replied(self) -> bool:
+        """Whether the probe's answer came back to the source."""
+        return bool(self.probe.replied)
+
+    @property
+    def encapsulation(self) -> str:
+        """How the request travelled between nodes: ``vxlan``, ``ipip`` or ``none``."""
+        for row in self.seen("request"):
+            if row.frame is not None and row.frame.encapsulated:
+                return row.frame.encap
+        return "none"
+
+    @property
+    def nat(self) -> list[str]:
+        """The request's address rewrites (``SNAT src ...``, ``DNAT dst ...``); empty without NAT."""
+        return [c for c, _where in self.changes("request") if c.startswith(("SNAT", "DNAT"))]
+
+    def text(self) -> str:
+        """The verdict and one line per row: where, which way, the packet seen there, what changed."""
+        lines = [f"trace {self.probe.proto} {self.src} -> {self.dst} in lab {self.lab}: {self.verdict}"]
+        for row in self.rows:
+            seen = row.frame.line() if row.frame is not None else "(not seen)"
+            changed = f"  [{', '.join(row.changes)}]" if row.changes else ""
+            lines.append(f"  {row.direction:7} {row.hop.point!s:24} {seen}{changed}")
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
     def as_dict(self) -> dict[str, Any]:
         """What ``netlab trace --json`` prints (the CLI adds the pcaps written)."""
         return {

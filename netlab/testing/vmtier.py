@@ -2,12 +2,12 @@
 
 Mark a test with the kernel features it needs, named as ``netlab doctor`` names them::
 
-    @pytest.mark.requires("ipip")
-    def test_calico_ipip(lab_up): ...
+    @pytest.mark.netlab_requires("ipip")     # netlab's own suite spells it @pytest.mark.requires
+    def test_calico_ipip(netlab_lab): ...
 
 On the host, such a test runs here when this kernel has every feature it names (a CI
-runner with the modules loaded, a laptop with a full kernel). When this kernel lacks one,
-the test is *not* skipped: it joins the VM tier. The first time a VM-tier test comes up
+runner with the modules loaded, a laptop with a full kernel). When this kernel lacks one
+(mode ``auto``), the test is *not* skipped: it joins the VM tier. The first time a VM-tier test comes up
 (they are ordered last), one throwaway VM boots the distro's stock kernel with virtme-ng
 (:mod:`netlab.vm`) and runs pytest inside on all of them, over the same checkout and
 venv; each test's reports (outcome, traceback, captured output) come back through
@@ -17,7 +17,13 @@ pytest's own report serialization and are reported here under the same node id, 
 If the VM cannot boot (no QEMU, virtme-ng or kernel image), those tests fail and say how
 to get it: ``sudo scripts/setup.sh --vm``.
 
-Options: ``--vm-tier=auto`` (default; ``$NETLAB_VM_TIER``), ``always`` (every ``requires``
+Part of netlab's pytest plugin (:mod:`netlab.testing.plugin`): one implementation for
+netlab's own suite and for anyone's tests. Which mode runs: ``--vm-tier``, else ``auto`` with
+``--netlab-vm``, else ``$NETLAB_VM_TIER``, else the ini option ``netlab_vm_tier``, which is
+``never`` unless a project sets it (netlab's own pyproject.toml sets ``auto``): a project's
+tests skip what this kernel lacks, saying why, until asked to boot a VM.
+
+Options: ``--vm-tier=auto``, ``always`` (every ``requires``
 test goes to the VM, to exercise the tier on a full kernel), ``never`` (no VM: tests whose
 features are missing are skipped, saying why). ``--vm-tier-runner=local`` runs the
 "guest" pytest directly on this machine without a VM: it tests the plumbing, fast.
@@ -44,16 +50,21 @@ from _pytest.reports import TestReport
 
 REPORT_ENV = "NETLAB_VM_TIER_REPORT"
 TIER_ENV = "NETLAB_VM_TIER"
-MARKER = "requires"
+MARKER = "requires"  # netlab's own suite's name for it
+MARKERS = (MARKER, "netlab_requires")  # the same marker; the second is the documented one for everyone else
+INI = "netlab_vm_tier"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("netlab-vm-tier", "netlab VM tier (tests needing kernel features this kernel lacks)")
     group.addoption(
-        "--vm-tier", choices=("auto", "always", "never"), default=os.environ.get(TIER_ENV, "auto"),
-        help="auto: tests needing a feature this kernel lacks run in a stock-kernel VM (default, $NETLAB_VM_TIER); "
-        "always: every requires() test runs in the VM; never: no VM, such tests are skipped with the reason",
+        "--vm-tier", choices=("auto", "always", "never"), default=None,
+        help="auto: tests needing a feature this kernel lacks run in a stock-kernel VM; "
+        "always: every requires() test runs in the VM; never: no VM, such tests are skipped with the reason "
+        f"(default: auto with --netlab-vm, else ${TIER_ENV}, else the ini option {INI}, else never)",
     )
+    group.addoption("--netlab-vm", action="store_true", help="run tests marked netlab_requires() whose features this kernel lacks "
+                    "in a stock-kernel VM (virtme-ng) instead of skipping them: --vm-tier=auto")
     group.addoption(
         "--vm-tier-runner", choices=("vm", "local"), default="vm",
         help="local: run the VM tier's pytest directly on this machine, without a VM (tests the plumbing)",
@@ -63,14 +74,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="comma-separated features to treat as missing without probing this kernel (tests the tier on a full kernel)",
     )
     group.addoption("--vm-tier-timeout", type=float, default=3600.0, help="seconds the VM may run (default 3600)")
+    parser.addini(INI, "the VM tier's mode when no option or environment says: auto, always or never", default="never")
+
+
+def mode(config: pytest.Config) -> str:
+    """The VM tier's mode: the option, --netlab-vm, $NETLAB_VM_TIER, the ini option, in that order."""
+    chosen = config.getoption("--vm-tier") or ("auto" if config.getoption("--netlab-vm") else None)
+    chosen = chosen or os.environ.get(TIER_ENV) or str(config.getini(INI) or "never")
+    if chosen not in ("auto", "always", "never"):
+        raise pytest.UsageError(f"the VM tier's mode {chosen!r} (${TIER_ENV} or ini {INI}): use auto, always or never")
+    return chosen
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        f"{MARKER}(*features): needs these kernel features (netlab doctor's names: ipip, netem, ipvs, vxlan, tbf, ...); "
-        "where this kernel lacks one, the test runs in the VM tier",
-    )
+    for name in MARKERS:
+        config.addinivalue_line(
+            "markers",
+            f"{name}(*features): needs these kernel features (netlab doctor's names: ipip, netem, ipvs, vxlan, tbf, ...); "
+            "where this kernel lacks one, the test is skipped saying so, or runs in the VM tier (--netlab-vm)",
+        )
     if os.environ.get(REPORT_ENV):
         config.pluginmanager.register(GuestRecorder(config, Path(os.environ[REPORT_ENV])), "netlab-vm-tier-guest")
     else:
@@ -79,8 +101,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def required(item: pytest.Item) -> list[str]:
     features: list[str] = []
-    for mark in item.iter_markers(MARKER):
-        features += [str(f) for f in mark.args]
+    for name in MARKERS:
+        for mark in item.iter_markers(name):
+            features += [str(f) for f in mark.args]
     return features
 
 
@@ -126,7 +149,7 @@ def split(items: list[pytest.Item], mode: str, lacking: set[str] | None) -> tupl
 class HostTier:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.mode: str = config.getoption("--vm-tier")
+        self.mode: str = mode(config)
         self.vm_items: dict[str, pytest.Item] = {}
         self.lacking: set[str] = set()
         self.reports: dict[str, list[TestReport]] | None = None
@@ -144,7 +167,7 @@ class HostTier:
             unknown = sorted(set(required(item)) - known)
             if unknown:
                 raise pytest.UsageError(
-                    f"{item.nodeid}: unknown kernel feature(s) {', '.join(unknown)} in @pytest.mark.{MARKER}(); "
+                    f"{item.nodeid}: unknown kernel feature(s) {', '.join(unknown)} in @pytest.mark.{'/'.join(MARKERS)}(); "
                     f"netlab doctor knows: {', '.join(sorted(known))}"
                 )
         assumed = {f.strip() for f in self.config.getoption("--vm-tier-assume-missing").split(",") if f.strip()}
@@ -156,7 +179,7 @@ class HostTier:
             for item in marked:
                 missing = sorted(self.lacking.intersection(required(item)))
                 if missing:
-                    item.add_marker(pytest.mark.skip(reason=f"this kernel lacks {', '.join(missing)} and the VM tier is off (--vm-tier=never)"))
+                    item.add_marker(pytest.mark.skip(reason=f"this kernel lacks {', '.join(missing)} and the VM tier is off (--vm-tier=never; --netlab-vm runs it in a VM)"))
             return
         host, vm = split(items, self.mode, lacking)
         items[:] = host + vm  # VM-tier tests last: no host fixture stack is left open across them
@@ -224,8 +247,10 @@ class HostTier:
         # node ids go in a file: vng hands the command to the guest on the kernel's command line
         args_path.write_text("\n".join([*args, *self.vm_items]) + "\n")
         # no cache (the checkout is read-only in the VM); no hypothesis plugin (seconds of imports under emulation)
-        command = [sys.executable, "-m", "pytest", "-p", "vmtier", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", f"@{args_path}"]
-        env = {REPORT_ENV: str(report_path), "PYTHONPATH": str(Path(__file__).resolve().parent)}
+        command = [sys.executable, "-m", "pytest", "-p", "netlab.testing.plugin", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                   f"@{args_path}"]
+        # the guest imports this very netlab (a checkout or an installed copy), whatever its working directory
+        env = {REPORT_ENV: str(report_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         log_path = self.workdir / "vm.log"
         started = time.monotonic()
         with open(log_path, "w") as log:
