@@ -226,4 +226,20 @@ def test_felix_masquerades_the_nodes_own_traffic_into_the_tunnel(ipip: str, vxla
     rules = nat_rules(topo(ipip, vxlan=vxlan))
     rule = f"-A cali-POSTROUTING -o {device} -m addrtype ! --src-type LOCAL --limit-iface-out -m addrtype --src-type LOCAL"
     assert (rule in rules) == (device is not None)
-    assert "-s 10.244.0.0/16 ! -d 10.244.0.0/16" in rules and rules.endswith("COMMIT\n")
+    felix = "-m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully"
+    assert felix in rules and rules.endswith("COMMIT\n")
+
+
+def test_nat_outgoing_ipsets_hold_the_pool_and_exist_before_the_rule() -> None:
+    """felix rules/nat.go: -A cali-nat-outgoing -m set --match-set cali40masq-ipam-pools src
+    -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE; both sets hash:net."""
+    from netlab.plan import AddIpset, LoadIptables
+
+    ops = list(make_plan(topo("Always")).operations)
+    ns = "pcb-u-node1"
+    sets = [op for op in ops if isinstance(op, AddIpset) and op.ns == ns]
+    assert [(op.name, op.entries) for op in sets] == [("cali40masq-ipam-pools", ("10.244.0.0/16",)), ("cali40all-ipam-pools", ("10.244.0.0/16",))]
+    load = next(i for i, op in enumerate(ops) if isinstance(op, LoadIptables) and op.ns == ns)
+    assert all(ops.index(op) < load for op in sets)
+    assert sets[0].render() == [f"ip netns exec {ns} ipset create cali40masq-ipam-pools hash:net family inet",
+                                f"ip netns exec {ns} ipset add cali40masq-ipam-pools 10.244.0.0/16"]
