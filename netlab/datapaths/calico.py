@@ -39,7 +39,19 @@ from netlab import names
 from netlab.datapaths import k8s
 from netlab.datapaths.underlay import Builder
 from netlab.model import Node, Topology, ipam
-from netlab.plan import AddAddress, AddFdb, AddIpset, AddNeighbour, AddRoute, AddVxlan, Host, LinkUp, LoadIptables, SetSysctl, SetTunnel
+from netlab.plan import (
+    AddAddress,
+    AddFdb,
+    AddIpset,
+    AddNeighbour,
+    AddRoute,
+    AddVxlan,
+    Host,
+    LinkUp,
+    LoadIptables,
+    SetSysctl,
+    SetTunnel,
+)
 
 IPIP_DEVICE = "tunl0"  # the kernel's fallback IP-in-IP device (every namespace has it once ipip is loaded)
 IPIP_OVERHEAD = 20  # the outer IP header
