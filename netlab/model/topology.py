@@ -161,6 +161,10 @@ class Network(_Frozen):
     internet: ipaddress.IPv4Network | None = None
     pod_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.244.0.0/16"), alias="podCIDR")
     mode: Literal["Always", "CrossSubnet"] = "Always"  # cni ipip's shorthand for calico.ipipMode
+    # vxlan/host-gw: node i (file order, from 1) owns the (i - 1 + firstPodBlock)-th /24 of podCIDR. 1 (netlab's
+    # default): node numbers and block numbers match; 0: the first node gets 10.244.0.0/24, as kube-controller-manager's
+    # range allocator (pkg/controller/nodeipam/ipam/cidrset, AllocateNext from the first free /24) gives it
+    first_pod_block: Literal[0, 1] = Field(1, alias="firstPodBlock")
     calico: Calico = Calico()  # cni calico only
     external_snat: bool = Field(False, alias="externalSNAT")
     service_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
@@ -316,11 +320,14 @@ class Topology(_Frozen):
         raise KeyError(name)
 
     def pod_block(self, node: Node) -> ipaddress.IPv4Network:
-        """The node's /24 of ``network.podCIDR``: node i (1-based, file order) owns the i-th."""
+        """The node's /24 of ``network.podCIDR``: node i (1-based, file order) owns the i-th
+        (``firstPodBlock: 1``), or the (i-1)-th as kube-controller-manager's range allocator
+        hands them out (``firstPodBlock: 0``)."""
         return self._block([n.name for n in self.nodes].index(node.name))
 
     def _block(self, index: int) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"{self.network.pod_cidr.network_address + (index + 1) * 256}/24")
+        first = self.network.first_pod_block
+        return ipaddress.IPv4Network(f"{self.network.pod_cidr.network_address + (index + first) * 256}/24")
 
     def pod_limit(self, node: Node, index: int | None = None) -> PodLimit:
         """The most pods ``node`` (``nodes[index]``) can run: its bridge's ports, its pod block,
@@ -468,7 +475,7 @@ class Topology(_Frozen):
         self._no_overlap("network.podCIDR", net.pod_cidr, taken)
         if net.pod_cidr.prefixlen > 23:
             raise Problem("network.podCIDR", f"{net.pod_cidr} is too small: each node takes a /24 (use e.g. 10.244.0.0/16)")
-        blocks = 2 ** (24 - net.pod_cidr.prefixlen) - 1  # the first /24 is not used (node i gets block i, from 1)
+        blocks = 2 ** (24 - net.pod_cidr.prefixlen) - net.first_pod_block  # firstPodBlock 1: the first /24 is not used
         if len(self.nodes) > blocks:
             raise Problem(
                 "nodes",

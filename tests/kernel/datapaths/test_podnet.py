@@ -77,6 +77,13 @@ def test_flannel_vxlan(lab_up) -> None:
     state = lab_up("flannel-vxlan.yaml", name="t3-vxlan")
     eps = endpoints(state)
     assert_check_green(state)
+    # a Flannel pod's routes, as the Flannel CNI delegates them to the bridge plugin
+    routes = set(ns_run(eps["web-1"].ns, "ip", "route", "show").stdout.split("\n"))
+    assert {"default via 10.244.1.1 dev eth0", "10.244.0.0/16 via 10.244.1.1 dev eth0"} <= {r.strip() for r in routes}
+    assert any(r.startswith("10.244.1.0/24 dev eth0 proto kernel scope link src 10.244.1.2") for r in routes)
+    # host ends named as the bridge plugin names them: veth + 8 hex digits
+    ports = ns_run(eps["node1"].ns, "ip", "-o", "link", "show", "master", "cni0").stdout
+    assert len(re.findall(r"\d+: (veth[0-9a-f]{8})@", ports)) == 2, ports
 
     with capture(eps["node1"].ns, "eth0", bpf="udp port 8472", count=2, timeout=5) as seen:
         assert ping(eps["web-1"].ns, "10.244.2.2")

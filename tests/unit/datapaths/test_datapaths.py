@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,29 @@ def test_vxlan_node_pieces_as_flannel_builds_them() -> None:
     assert "ip -n flannel-vxlan-web-1 addr add 10.244.1.2/24 dev eth0" in out
     assert "ip -n flannel-vxlan-client addr add 10.244.1.3/24 dev eth0" in out
     assert "ip -n flannel-vxlan-web-2 addr add 10.244.2.2/24 dev eth0" in out
-    assert "ip -n flannel-vxlan-web-1 route add default via 10.244.1.1" in out
+    # the Flannel CNI's delegated route to the cluster CIDR, and the bridge plugin's default route
+    i = out.index("ip -n flannel-vxlan-web-1 route add 10.244.0.0/16 via 10.244.1.1")
+    assert out[i + 1] == "ip -n flannel-vxlan-web-1 route add default via 10.244.1.1"
     veths = [op for op in plan_of("flannel-vxlan.yaml").operations if isinstance(op, AddVeth) and op.peer_ns.endswith("-web-1")]
-    assert veths[0].mtu == 1450 and veths[0].name.startswith("veth") and len(veths[0].name) == 11
+    assert veths[0].mtu == 1450 and re.fullmatch(r"veth[0-9a-f]{8}", veths[0].name)  # the bridge plugin's RandomVethName form
+
+
+@pytest.mark.parametrize(("first", "blocks"), [(1, ["10.244.1.0/24", "10.244.2.0/24"]), (0, ["10.244.0.0/24", "10.244.1.0/24"])])
+def test_first_pod_block_follows_netlab_or_the_range_allocator(first: int, blocks: list[str]) -> None:
+    data = yaml.safe_load((TOPOLOGIES / "flannel-vxlan.yaml").read_text())
+    data["network"]["firstPodBlock"] = first
+    topology = parse_topology(data)
+    assert [str(topology.pod_block(n)) for n in topology.nodes] == blocks
+    out = lines(make_plan(topology))
+    assert f"ip -n flannel-vxlan-node1 addr add {blocks[0][:-4]}1/24 dev cni0" in out
+
+
+def test_first_pod_block_0_gives_one_more_node_room() -> None:
+    data = {"name": "x", "network": {"cni": "host-gw", "podCIDR": "10.244.0.0/23"}, "nodes": [{"name": "a"}, {"name": "b"}]}
+    with pytest.raises(TopologyError):
+        parse_topology(data)
+    data["network"]["firstPodBlock"] = 0
+    assert [str(parse_topology(data).pod_block(n)) for n in parse_topology(data).nodes] == ["10.244.0.0/24", "10.244.1.0/24"]
 
 
 def _mac_tail(out: list[str], prefix: str, dev: str) -> str:
