@@ -467,7 +467,7 @@ class OutageProbe:
                     except OSError:
                         pass  # no route now (the BGP route is withdrawn): a lost probe
                     next_send += self.interval
-                wait = max(0.0, min(next_send, stop_at or next_send) - time.monotonic())
+                wait = max(0.0, (stop_at if stop_at is not None else next_send) - time.monotonic())
                 ready, _w, _x = select.select([sock], [], [], wait)
                 while ready:
                     try:
