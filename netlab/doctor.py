@@ -47,6 +47,10 @@ PROBES = (
         # with local/remote: a bare ipip link is the fallback tunl0 the module already made (EEXIST)
         kernel_probes.link("ipip", ipip_local="192.0.2.1", ipip_remote="192.0.2.2"),
     ),
+    _Probe(
+        "ipset", False, "cni calico (felix's natOutgoing matches the ipsets cali40masq-ipam-pools and cali40all-ipam-pools)",
+        f"modprobe ip_set_hash_net xt_set; {VM_HINT}", kernel_probes.ipset_match,
+    ),
     _Probe("tbf", False, "rate limits in scenarios", "modprobe sch_tbf", kernel_probes.qdisc("tbf", rate="10mbit", burst=10240, latency=50000)),
     _Probe(
         "netem", False, "delay/loss impairments in scenarios",

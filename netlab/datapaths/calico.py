@@ -65,8 +65,10 @@ VXLAN_OVERHEAD = 50  # outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
 
 def requires(topology: Topology) -> tuple[str, ...]:
+    """The kernel features (doctor's names) ``up`` probes first: the encapsulation's, and
+    ipsets for felix's natOutgoing rule."""
     encapsulation = topology.calico_encapsulation()
-    return (encapsulation,) if encapsulation else ()
+    return ((encapsulation,) if encapsulation else ()) + ("ipset",)
 
 
 def pod_mtu(topology: Topology) -> int:

@@ -73,14 +73,14 @@ def test_tunl0_takes_the_first_address_of_the_block_with_ipip() -> None:
     assert [str(op.address) for op in tunnel] == ["10.244.0.0/32"]
     assert any(isinstance(op, SetTunnel) and op.mtu == 1480 for op in plan.operations)
     assert {h.name: str(h.ip) for h in plan.hosts}["a0"] == "10.244.0.1"
-    assert plan.requires == ("ipip",)
+    assert plan.requires == ("ipip", "ipset")
 
 
 def test_bgp_only_has_no_tunnel_and_needs_no_ipip() -> None:
     plan = make_plan(topo("Never"))
     assert not [op for op in plan.operations if isinstance(op, SetTunnel)]
     assert {h.name: str(h.ip) for h in plan.hosts}["a0"] == "10.244.0.0"
-    assert plan.requires == ()
+    assert plan.requires == ("ipset",)
     # no static route to another node's block: BGP brings those
     assert not [op for op in plan.operations if isinstance(op, AddRoute) and op.dst is not None and op.dst.prefixlen == 26]
 
@@ -197,7 +197,7 @@ def test_calico_bgp_topology_file_is_bgp_only() -> None:
 def test_vxlan_is_felixs_device_and_routes() -> None:
     t = topo("Never", subnets=2, vxlan="CrossSubnet")
     plan = make_plan(t)
-    assert plan.requires == ("vxlan",)
+    assert plan.requires == ("vxlan", "ipset")
     node1 = [op for op in plan.operations if getattr(op, "ns", "") == "pcb-u-node1"]
     vx = [op for op in node1 if isinstance(op, AddVxlan)]
     assert [(op.name, op.vni, op.port, op.mtu, op.learning, str(op.local)) for op in vx] == [

@@ -154,7 +154,7 @@ def test_calico_ipip_always() -> None:
     plan = plan_of("calico-ipip.yaml")
     out = lines(plan)
     n1 = "ip -n calico-ipip-node1"
-    assert plan.requires == ("ipip",)
+    assert plan.requires == ("ipip", "ipset")
     assert f"{n1} link set tunl0 mtu 1480" in out
     assert f"{n1} addr add 10.244.0.0/32 dev tunl0" in out and f"{n1} link set tunl0 up" in out
     assert not [line for line in out if " route add 10.244.0.64/26 " in line]  # BGP brings the peer's block, not the plan
