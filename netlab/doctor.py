@@ -42,7 +42,7 @@ PROBES = (
     _Probe("bridge", True, "every lab (underlay, docker0, cni0)", "modprobe bridge", kernel_probes.link("bridge")),
     _Probe("vxlan", False, "cni vxlan (Flannel), cni calico with vxlanMode", "modprobe vxlan", kernel_probes.link("vxlan", vxlan_id=1, vxlan_port=8472)),
     _Probe(
-        "ipip", False, "cni calico with ipipMode Always or CrossSubnet (and its shorthand cni ipip)",
+        "ipip", False, "Calico IP-in-IP: cni calico with ipipMode Always or CrossSubnet (and its shorthand cni ipip)",
         f"modprobe ipip (Ubuntu: apt install linux-modules-extra-$(uname -r)); {VM_HINT}",
         # with local/remote: a bare ipip link is the fallback tunl0 the module already made (EEXIST)
         kernel_probes.link("ipip", ipip_local="192.0.2.1", ipip_remote="192.0.2.2"),
