@@ -42,10 +42,14 @@ PROBES = (
     _Probe("bridge", True, "every lab (underlay, docker0, cni0)", "modprobe bridge", kernel_probes.link("bridge")),
     _Probe("vxlan", False, "cni vxlan (Flannel), cni calico with vxlanMode", "modprobe vxlan", kernel_probes.link("vxlan", vxlan_id=1, vxlan_port=8472)),
     _Probe(
-        "ipip", False, "cni ipip (Calico IP-in-IP), cni calico with ipipMode Always or CrossSubnet",
+        "ipip", False, "Calico IP-in-IP: cni calico with ipipMode Always or CrossSubnet (and its shorthand cni ipip)",
         f"modprobe ipip (Ubuntu: apt install linux-modules-extra-$(uname -r)); {VM_HINT}",
         # with local/remote: a bare ipip link is the fallback tunl0 the module already made (EEXIST)
         kernel_probes.link("ipip", ipip_local="192.0.2.1", ipip_remote="192.0.2.2"),
+    ),
+    _Probe(
+        "ipset", False, "cni calico (felix's natOutgoing matches the ipsets cali40masq-ipam-pools and cali40all-ipam-pools)",
+        f"modprobe ip_set_hash_net xt_set; {VM_HINT}", kernel_probes.ipset_match,
     ),
     _Probe("tbf", False, "rate limits in scenarios", "modprobe sch_tbf", kernel_probes.qdisc("tbf", rate="10mbit", burst=10240, latency=50000)),
     _Probe(

@@ -53,6 +53,14 @@ def docker_veth(node: str, pod: str) -> str:
     return "veth" + _hex(node, pod, length=7)
 
 
+def bridge_plugin_veth(node: str, pod: str) -> str:
+    """The host end of a pod's veth as the CNI bridge plugin names it: ``veth`` + 8 hex digits
+    (containernetworking/plugins ``pkg/ip/link_linux.go`` ``RandomVethName``: 4 random bytes
+    as hex). netlab derives the bytes from the node and pod, so that a plan is the same every
+    time it is computed (``apply`` and ``plan`` compare plans), where the plugin draws them at random."""
+    return "veth" + _hex(node, pod, "bridge-plugin", length=8)
+
+
 def calico_veth(node: str, pod: str) -> str:
     return "cali" + _hex(node, pod, length=11)
 

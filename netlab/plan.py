@@ -223,6 +223,19 @@ class SetSysctl:
 
 
 @dataclass(frozen=True)
+class AddIpset:
+    """A ``hash:net`` ipset holding CIDRs, created before the iptables rules that match it."""
+
+    ns: str
+    name: str
+    entries: tuple[str, ...]
+
+    def render(self) -> list[str]:
+        lines = [f"ip netns exec {self.ns} ipset create {self.name} hash:net family inet"]
+        return lines + [f"ip netns exec {self.ns} ipset add {self.name} {entry}" for entry in self.entries]
+
+
+@dataclass(frozen=True)
 class LoadIptables:
     """Rules in iptables-save format, loaded atomically with iptables-restore."""
 
@@ -239,7 +252,7 @@ class LoadIptables:
 
 Operation = Union[
     CreateNamespace, AddVeth, AddBridge, AddVxlan, SetTunnel, SetMaster, AddAddress, SetMac, LinkUp,
-    AddRoute, AddRule, AddNeighbour, AddFdb, SetSysctl, LoadIptables,
+    AddRoute, AddRule, AddNeighbour, AddFdb, SetSysctl, AddIpset, LoadIptables,
 ]
 
 

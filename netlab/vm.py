@@ -44,7 +44,7 @@ KERNEL_ENV = "NETLAB_VM_KERNEL"  # host: which kernel image to boot; guest: its 
 SETUP_HINT = "sudo scripts/setup.sh --vm"
 READY = "netlab-vm: guest ready"
 # what the datapaths, impairments and services need; each is loaded if the kernel has it
-MODULES = ("ipip", "sch_netem", "sch_tbf", "ip_vs", "ip_vs_rr", "vxlan", "veth", "bridge", "ip_set_hash_ipportip", "xt_set")  # ipsets: IPVS mode's KUBE-LOOP-BACK
+MODULES = ("ipip", "sch_netem", "sch_tbf", "ip_vs", "ip_vs_rr", "vxlan", "veth", "bridge", "ip_set_hash_ipportip", "ip_set_hash_net", "xt_set")  # ipsets: IPVS mode's KUBE-LOOP-BACK, Calico's natOutgoing
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -122,8 +122,12 @@ COMMANDS: tuple[Command, ...] = (
         needs_root=True, needs_lab=True, prepare=lab.command_after_dashes,
     ),
     Command(
-        "node", lab.cmd_node, "stop or start a Calico node's BGP daemon (BIRD): its peers withdraw and relearn its routes",
-        (arg("action", choices=("stop", "start")), LAB, arg("node"), WAIT),
+        "node", lab.cmd_node,
+        "add a Calico node to a running lab (it joins the BGP mesh and claims a block), or stop or start a node's BGP daemon (BIRD)",
+        (
+            arg("action", choices=("add", "stop", "start")), LAB, arg("node"),
+            arg("--subnet", help="add: the underlay subnet of the new node (default: the first)"), WAIT,
+        ),
         needs_root=True, needs_lab=True, changes_lab=True,
     ),
     Command(

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from netlab import names
-from netlab.datapaths import calico, docker0, hostgw, ipip, vpc, vxlan
+from netlab.datapaths import calico, docker0, hostgw, vpc, vxlan
 from netlab.datapaths.underlay import Builder
 from netlab.errors import TopologyError
 from netlab.model import KNOWN_CNIS, Topology
@@ -24,7 +24,6 @@ BuildFn = Callable[[Topology, Builder], None]
 DATAPATHS: dict[str, BuildFn] = {
     "docker0": docker0.build,
     "vxlan": vxlan.build,
-    "ipip": ipip.build,
     "calico": calico.build,
     "host-gw": hostgw.build,
     "vpc-native": vpc.build,
@@ -33,7 +32,6 @@ DATAPATHS: dict[str, BuildFn] = {
 # kernel features (netlab.doctor probe names) a datapath needs; `up` probes them before building
 REQUIRES: dict[str, tuple[str, ...]] = {
     "vxlan": ("vxlan",),
-    "ipip": ("ipip",),
 }
 
 

@@ -13,7 +13,8 @@ Per node, as the Calico CNI plugin, felix and calico-node's BIRD build it:
 - nothing else is static: BIRD (started by :mod:`netlab.services.bird` once the namespaces
   exist) installs ``blackhole <block> proto bird`` for its own blocks and learns every
   other node's blocks over the node-to-node mesh (:mod:`netlab.datapaths.bird`);
-- natOutgoing: ``cali-nat-outgoing`` masquerades pod traffic leaving the pool.
+- natOutgoing: the ipsets ``cali40masq-ipam-pools`` and ``cali40all-ipam-pools`` hold the
+  pool, and ``cali-nat-outgoing`` masquerades what leaves a masq pool for no pool (felix's rule).
 
 With ``vxlanMode`` (and ``ipipMode: Never``) felix, not BIRD, programs the routes to other
 nodes' blocks (felix ``dataplane/linux/vxlan_mgr.go``): ``vxlan.calico`` (VNI 4096, UDP 4789,
@@ -35,11 +36,27 @@ from __future__ import annotations
 import ipaddress
 
 from netlab import names
-from netlab.datapaths import ipip, k8s
+from netlab.datapaths import k8s
 from netlab.datapaths.underlay import Builder
 from netlab.model import Node, Topology, ipam
-from netlab.plan import AddAddress, AddFdb, AddNeighbour, AddRoute, AddVxlan, Host, LinkUp, LoadIptables, SetSysctl, SetTunnel
+from netlab.plan import (
+    AddAddress,
+    AddFdb,
+    AddIpset,
+    AddNeighbour,
+    AddRoute,
+    AddVxlan,
+    Host,
+    LinkUp,
+    LoadIptables,
+    SetSysctl,
+    SetTunnel,
+)
 
+IPIP_DEVICE = "tunl0"  # the kernel's fallback IP-in-IP device (every namespace has it once ipip is loaded)
+IPIP_OVERHEAD = 20  # the outer IP header
+POD_GATEWAY = ipaddress.IPv4Address("169.254.1.1")  # the Calico CNI plugin's pod gateway, answered by proxy ARP
+HOST_MAC = "ee:ee:ee:ee:ee:ee"  # every cali interface's MAC
 POD_NAMESPACE = "default"  # netlab's pods live in the Kubernetes namespace "default"
 VXLAN_DEVICE = "vxlan.calico"  # felix's default VXLAN device, VNI and port (FelixConfiguration vxlanVNI, vxlanPort)
 VXLAN_VNI = 4096
@@ -48,12 +65,14 @@ VXLAN_OVERHEAD = 50  # outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
 
 def requires(topology: Topology) -> tuple[str, ...]:
+    """The kernel features (doctor's names) ``up`` probes first: the encapsulation's, and
+    ipsets for felix's natOutgoing rule."""
     encapsulation = topology.calico_encapsulation()
-    return (encapsulation,) if encapsulation else ()
+    return ((encapsulation,) if encapsulation else ()) + ("ipset",)
 
 
 def pod_mtu(topology: Topology) -> int:
-    overhead = {"ipip": ipip.OVERHEAD, "vxlan": VXLAN_OVERHEAD}.get(topology.calico_encapsulation() or "", 0)
+    overhead = {"ipip": IPIP_OVERHEAD, "vxlan": VXLAN_OVERHEAD}.get(topology.calico_encapsulation() or "", 0)
     return topology.network.mtu - overhead
 
 
@@ -81,9 +100,9 @@ def _node(topology: Topology, b: Builder, node: Node, blocks: list[ipaddress.IPv
     addresses = ipam.addresses(blocks, len(pods) + (1 if tunnel else 0))
     if topology.calico_encapsulation() == "ipip":
         b.add(
-            SetTunnel(host, ipip.DEVICE, mtu),
-            AddAddress(host, ipip.DEVICE, ipaddress.IPv4Interface(f"{addresses.pop(0)}/32")),
-            LinkUp(host, ipip.DEVICE),
+            SetTunnel(host, IPIP_DEVICE, mtu),
+            AddAddress(host, IPIP_DEVICE, ipaddress.IPv4Interface(f"{addresses.pop(0)}/32")),
+            LinkUp(host, IPIP_DEVICE),
         )
     elif tunnel:
         b.add(
@@ -94,31 +113,60 @@ def _node(topology: Topology, b: Builder, node: Node, blocks: list[ipaddress.IPv
     for pod, ip in zip(pods, addresses, strict=True):
         ns = b.namespace(pod.name, "pod")
         cali = names.calico_workload_veth(POD_NAMESPACE, pod.name)
-        b.veth(host, cali, ns, "eth0", mtu, mac=ipip.HOST_MAC, peer_mac=names.mac(node.name, pod.name))
+        b.veth(host, cali, ns, "eth0", mtu, mac=HOST_MAC, peer_mac=names.mac(node.name, pod.name))
         b.add(
             SetSysctl(host, f"net/ipv4/conf/{cali}/proxy_arp", "1"),
             SetSysctl(host, f"net/ipv4/neigh/{cali}/proxy_delay", "0"),
             AddRoute(host, ipaddress.IPv4Network(f"{ip}/32"), dev=cali, scope_link=True),
             AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{ip}/32")),
-            AddRoute(ns, ipaddress.IPv4Network(f"{ipip.POD_GATEWAY}/32"), dev="eth0", scope_link=True),
-            AddRoute(ns, None, gateway=ipip.POD_GATEWAY, dev="eth0"),
+            AddRoute(ns, ipaddress.IPv4Network(f"{POD_GATEWAY}/32"), dev="eth0", scope_link=True),
+            AddRoute(ns, None, gateway=POD_GATEWAY, dev="eth0"),
         )
         b.hosts.append(Host(pod.name, "pod", ns, ip, node=node.name))
     k8s.host_network_pods(topology, b, node)
     if topology.calico_encapsulation() == "vxlan":
         _felix_vxlan_routes(topology, b, node)
+    b.add(*nat_ipsets(topology, host))
     b.add(LoadIptables(host, nat_rules(topology), why="calico natOutgoing: masquerade pod traffic leaving the pool"))
 
 
 def tunnel_device(topology: Topology) -> str | None:
-    return {"ipip": ipip.DEVICE, "vxlan": VXLAN_DEVICE}.get(topology.calico_encapsulation() or "")
+    return {"ipip": IPIP_DEVICE, "vxlan": VXLAN_DEVICE}.get(topology.calico_encapsulation() or "")
+
+
+MASQ_POOLS = "cali40masq-ipam-pools"  # felix: the IPv4 pools with natOutgoing
+ALL_POOLS = "cali40all-ipam-pools"  # felix: every IPv4 pool
+
+
+def nat_ipsets(topology: Topology, host: str) -> list[AddIpset]:
+    """The ipsets felix's natOutgoing rule matches (felix ``rules/static.go``/``nat.go``,
+    ``IPSetIDNATOutgoingMasqPools`` and ``IPSetIDAllPools``, prefixed ``cali40`` for IPv4;
+    both ``hash:net``). netlab's one pool (``podCIDR``) has natOutgoing on, as the pool
+    calico-node creates from ``CALICO_IPV4POOL_CIDR`` does by default."""
+    pool = (str(topology.network.pod_cidr),)
+    return [AddIpset(host, MASQ_POOLS, pool), AddIpset(host, ALL_POOLS, pool)]
 
 
 def nat_rules(topology: Topology) -> str:
-    """natOutgoing (as for cni ipip), and with a tunnel the rule felix adds to
-    ``cali-POSTROUTING`` (felix ``rules/nat.go`` ``StaticNATPostroutingChains``): the node's
-    own traffic into the tunnel leaves with the tunnel's address, not eth0's."""
-    rules = ipip.nat_rules(topology)
+    """natOutgoing as felix renders it (projectcalico/calico ``felix/rules/nat.go``
+    ``NATOutgoingChain`` / ``makeNATOutgoingRuleIPTables``: source in the masq pools,
+    destination in no pool, MASQUERADE, ``--random-fully`` where the kernel has it), and with a
+    tunnel the rule felix adds to ``cali-POSTROUTING`` (felix ``rules/nat.go``
+    ``StaticNATPostroutingChains``): the node's own traffic into the tunnel leaves with the
+    tunnel's address, not eth0's. Felix's comments are hashes (``cali:flqWnvo8yq4ULQLa``);
+    netlab's say what the rule is."""
+    rules = "\n".join(
+        [
+            "*nat",
+            ":cali-POSTROUTING - [0:0]",
+            ":cali-nat-outgoing - [0:0]",
+            '-A POSTROUTING -m comment --comment "cali:postrouting" -j cali-POSTROUTING',
+            '-A cali-POSTROUTING -m comment --comment "cali:nat-outgoing" -j cali-nat-outgoing',
+            f'-A cali-nat-outgoing -m comment --comment "cali:masq-ipam-pools" -m set --match-set {MASQ_POOLS} src '
+            f"-m set ! --match-set {ALL_POOLS} dst -j MASQUERADE --random-fully",
+            "COMMIT",
+        ]
+    ) + "\n"
     device = tunnel_device(topology)
     if device is None:
         return rules

@@ -6,7 +6,13 @@
 - A ``hostNetwork: true`` pod gets no namespace and no address: it is an endpoint whose
   namespace is its node's and whose address is the node's (``exec LAB agent`` runs in the node).
 - Flannel's pods hang on the ``cni0`` bridge (the bridge CNI plugin), 10.244.N.1 is the gateway,
-  pods get .2, .3, ... and host ends ``veth<hash>``. Every pod's port has hairpin mode on:
+  pods get .2, .3, ... and host ends ``veth`` + 8 hex digits (:func:`netlab.names.bridge_plugin_veth`).
+  A pod's routes are what the Flannel CNI plugin delegates to the bridge plugin
+  (flannel-io/cni-plugin ``flannel_linux.go`` ``getDelegateIPAM``: host-local IPAM with
+  ``routes: [{dst: <FLANNEL_NETWORK>}]``; kube-flannel's ``cni-conf.json`` delegate sets
+  ``isDefaultGateway: true``, so the bridge plugin adds the default route): ``10.244.0.0/16
+  via 10.244.N.1``, ``default via 10.244.N.1`` and the kernel's ``10.244.N.0/24 dev eth0``.
+  Every pod's port has hairpin mode on:
   Flannel's CNI config (``cni-conf.json`` in flannel-io/flannel Documentation/kube-flannel.yml)
   delegates to the bridge plugin with ``"hairpinMode": true``, and the bridge plugin
   (containernetworking/plugins plugins/main/bridge/bridge.go, setupVeth) sets it on the host
@@ -57,10 +63,12 @@ def bridge_pods(topology: Topology, b: Builder, node: Node, mtu: int) -> None:
     for index, pod in enumerate(ordinary_pods(node)):
         ip = block.network_address + 2 + index
         ns = b.namespace(pod.name, "pod")
-        b.veth(host, names.docker_veth(node.name, pod.name), ns, "eth0", mtu, peer_mac=names.mac(node.name, pod.name), master=BRIDGE, hairpin=True)
+        veth = names.bridge_plugin_veth(node.name, pod.name)
+        b.veth(host, veth, ns, "eth0", mtu, peer_mac=names.mac(node.name, pod.name), master=BRIDGE, hairpin=True)
         b.add(
             AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{ip}/{block.prefixlen}")),
-            AddRoute(ns, None, gateway=gateway),
+            AddRoute(ns, topology.network.pod_cidr, gateway=gateway),  # the Flannel CNI's delegated IPAM route
+            AddRoute(ns, None, gateway=gateway),  # the bridge plugin's isDefaultGateway
         )
         b.hosts.append(Host(pod.name, "pod", ns, ip, node=node.name))
     host_network_pods(topology, b, node)

@@ -20,12 +20,13 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
-from netlab.kernel import iptables, limits, netns, processes
+from netlab.kernel import ipset, iptables, limits, netns, processes
 from netlab.kernel.rtnl import Rtnl, sockets
 from netlab.plan import (
     AddAddress,
     AddBridge,
     AddFdb,
+    AddIpset,
     AddNeighbour,
     AddRoute,
     AddRule,
@@ -324,6 +325,9 @@ class NetlinkBackend:
     def _set_sysctl(self, op: SetSysctl) -> None:
         netns.run_in(op.ns, lambda: netns.write_sysctl(op.key, op.value))
 
+    def _add_ipset(self, op: AddIpset) -> None:
+        ipset.create_net(op.ns, op.name, op.entries)
+
     def _load_iptables(self, op: LoadIptables) -> None:
         iptables.restore(op.ns, op.rules)
 
@@ -342,6 +346,7 @@ class NetlinkBackend:
         AddNeighbour: _add_neighbour,
         AddFdb: _add_fdb,
         SetSysctl: _set_sysctl,
+        AddIpset: _add_ipset,
         LoadIptables: _load_iptables,
     }
 

@@ -73,3 +73,39 @@ def entries(ns: str, name: str) -> list[IpPortIp]:
         return sorted(out)
 
     return netns.run_in(ns, inside)
+
+
+def create_net(ns: str, name: str, entries: tuple[str, ...]) -> None:
+    """Create namespace ``ns``'s ``hash:net`` set ``name`` holding the CIDRs ``entries`` (as
+    felix creates ``cali40all-ipam-pools`` and ``cali40masq-ipam-pools``). The set must not
+    exist yet: a plan creates it once, in a namespace it just made."""
+
+    def inside() -> None:
+        with IPSet() as ipset:
+            try:
+                ipset.create(name, stype="hash:net", hashsize=1024, maxelem=1048576)
+            except NetlinkError as exc:
+                raise EnvironmentProblem(
+                    f"cannot create ipset {name} ({exc}): the kernel needs ip_set and ip_set_hash_net "
+                    "(modprobe ip_set_hash_net), or run in the stock-kernel VM: netlab vm -- <command>"
+                ) from None
+            for entry in entries:
+                ipset.add(name, entry, etype="net")
+
+    netns.run_in(ns, inside)
+
+
+def nets(ns: str, name: str) -> list[str]:
+    """The CIDRs namespace ``ns``'s ``hash:net`` set ``name`` holds, sorted (``ipset list``)."""
+
+    def inside() -> list[str]:
+        out = []
+        with IPSet() as ipset:
+            for message in ipset.list(name):
+                adt = message.get_attr("IPSET_ATTR_ADT")
+                for data in adt.get_attrs("IPSET_ATTR_DATA") if adt is not None else []:
+                    ip = data.get_attr("IPSET_ATTR_IP_FROM").get_attr("IPSET_ATTR_IPADDR_IPV4")
+                    out.append(f"{ip}/{data.get_attr('IPSET_ATTR_CIDR')}")
+        return sorted(out)
+
+    return netns.run_in(ns, inside)

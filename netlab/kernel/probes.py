@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from pyroute2 import IPVS, IPRoute
 
+from netlab.kernel import ipset as _ipset
 from netlab.kernel import iptables as _iptables
 from netlab.kernel import netns, processes
 from netlab.kernel import nft as _nft
@@ -51,6 +52,12 @@ def iptables(rules: str) -> ProbeFn:
         _iptables.restore(ns, rules)
 
     return probe
+
+
+def ipset_match(ipr: IPRoute, ns: str) -> None:
+    """A ``hash:net`` ipset can be made and an iptables rule can match it (``-m set``)."""
+    _ipset.create_net(ns, "netlab-probe", ("10.0.0.0/8",))
+    _iptables.restore(ns, "*nat\n-A POSTROUTING -m set --match-set netlab-probe src -m set ! --match-set netlab-probe dst -j MASQUERADE\nCOMMIT\n")
 
 
 def nft(script: str) -> ProbeFn:

@@ -31,7 +31,6 @@ BRIDGE_WHY = (
     "net/bridge/br_private.h, port 0 reserved; one more fails with 'Exchange full')"
 )
 CNI0_BLOCK_PODS = 253  # .2-.254 of a node's /24: .1 is cni0's
-CALICO_BLOCK_PODS = 255  # .1-.255 of a node's /24: .0 is tunl0's
 # AWS instance types: (ENIs, IPv4 addresses per ENI), as in the EC2 docs (docs/experiments.md, experiment 6)
 INSTANCE_TYPES = {
     "t3.nano": (2, 2), "t3.micro": (2, 2), "t3.small": (3, 4), "t3.medium": (3, 6),
@@ -79,7 +78,7 @@ def max_pods(enis: int, ips_per_eni: int) -> tuple[int, str]:
 
 def pod_limit(cni: str, block: ipaddress.IPv4Network | None, instance_type: str | None = None) -> PodLimit:
     """The most pods a node can run (the smallest limit that applies): ``cni`` is the pod network,
-    ``block`` the node's /24 of podCIDR (vxlan, ipip, host-gw), ``instance_type`` its vpc-native instance type.
+    ``block`` the node's /24 of podCIDR (vxlan, host-gw), ``instance_type`` its vpc-native instance type.
     :meth:`netlab.model.Topology.pod_limit` gives a node's."""
     if cni == "docker0":  # the bridge binds long before its 172.17.0.0/16 (65533 containers) would
         return PodLimit(
@@ -99,8 +98,6 @@ def pod_limit(cni: str, block: ipaddress.IPv4Network | None, instance_type: str 
             host_network=True,
             addresses=enis * (ips - 1),
         )
-    if cni == "ipip":
-        return PodLimit(CALICO_BLOCK_PODS, f"its pod block {block} holds {CALICO_BLOCK_PODS} pods (.1-.255: .0 is tunl0's)", _MORE_NODES)
     # cni0 is a bridge too, but its 1023 ports are more than the block's addresses
     return PodLimit(CNI0_BLOCK_PODS, f"its pod block {block} holds {CNI0_BLOCK_PODS} pods (.2-.254: .1 is cni0's)", _MORE_NODES)
 

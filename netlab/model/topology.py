@@ -28,7 +28,7 @@ RESERVED_NAMES = ("internet", "gateway", "underlay")
 DOCKER_BRIDGE_CIDR = ipaddress.IPv4Network("172.17.0.0/16")
 DEFAULT_SUBNET = {"name": "lan", "cidr": "192.168.1.0/24"}
 FIRST_NODE_HOST = 11  # node addresses are .11, .12, ... of their subnet (gateway is .1)
-POD_CNIS = ("vxlan", "ipip", "host-gw")  # node i (1-based, file order) gets the i-th /24 of podCIDR
+POD_CNIS = ("vxlan", "host-gw")  # node i (1-based, file order) gets the i-th /24 of podCIDR
 
 _PORT_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp))?")
 _DOMAIN_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -160,7 +160,11 @@ class Network(_Frozen):
     subnets: tuple[Subnet, ...] = (Subnet.model_validate(DEFAULT_SUBNET),)
     internet: ipaddress.IPv4Network | None = None
     pod_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.244.0.0/16"), alias="podCIDR")
-    mode: Literal["Always", "CrossSubnet"] = "Always"
+    mode: Literal["Always", "CrossSubnet"] = "Always"  # cni ipip's shorthand for calico.ipipMode
+    # vxlan/host-gw: node i (file order, from 1) owns the (i - 1 + firstPodBlock)-th /24 of podCIDR. 1 (netlab's
+    # default): node numbers and block numbers match; 0: the first node gets 10.244.0.0/24, as kube-controller-manager's
+    # range allocator (pkg/controller/nodeipam/ipam/cidrset, AllocateNext from the first free /24) gives it
+    first_pod_block: Literal[0, 1] = Field(1, alias="firstPodBlock")
     calico: Calico = Calico()  # cni calico only
     external_snat: bool = Field(False, alias="externalSNAT")
     service_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
@@ -183,6 +187,28 @@ class Network(_Frozen):
         for item in items:
             pool_range(str(item))  # raises ValueError naming the entry
         return tuple(str(i).strip() for i in items)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ipip_is_calico(cls, data: Any) -> Any:
+        """``cni: ipip`` (with ``mode``) is Calico with IP-in-IP: ``cni: calico`` with
+        ``calico.ipipMode`` = ``mode``, so its routes come from BGP too (one Calico datapath)."""
+        if not isinstance(data, dict) or data.get("cni") != "ipip":
+            return data
+        data = dict(data)
+        mode = data.get("mode", "Always")
+        calico = dict(data.get("calico") or {})
+        given = calico.get("ipipMode", calico.get("ipip_mode"))
+        if given is not None and given != mode:
+            raise ValueError(
+                f"cni ipip with mode {mode} but calico.ipipMode {given}: cni ipip is Calico with ipipMode = mode; "
+                "write cni: calico with calico.ipipMode only"
+            )
+        if mode in ("Always", "CrossSubnet") and given is None:
+            calico["ipipMode"] = mode
+        data["cni"] = "calico"
+        data["calico"] = calico
+        return data
 
     @field_validator("cni")
     @classmethod
@@ -294,11 +320,14 @@ class Topology(_Frozen):
         raise KeyError(name)
 
     def pod_block(self, node: Node) -> ipaddress.IPv4Network:
-        """The node's /24 of ``network.podCIDR``: node i (1-based, file order) owns the i-th."""
+        """The node's /24 of ``network.podCIDR``: node i (1-based, file order) owns the i-th
+        (``firstPodBlock: 1``), or the (i-1)-th as kube-controller-manager's range allocator
+        hands them out (``firstPodBlock: 0``)."""
         return self._block([n.name for n in self.nodes].index(node.name))
 
     def _block(self, index: int) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"{self.network.pod_cidr.network_address + (index + 1) * 256}/24")
+        first = self.network.first_pod_block
+        return ipaddress.IPv4Network(f"{self.network.pod_cidr.network_address + (index + first) * 256}/24")
 
     def pod_limit(self, node: Node, index: int | None = None) -> PodLimit:
         """The most pods ``node`` (``nodes[index]``) can run: its bridge's ports, its pod block,
@@ -446,7 +475,7 @@ class Topology(_Frozen):
         self._no_overlap("network.podCIDR", net.pod_cidr, taken)
         if net.pod_cidr.prefixlen > 23:
             raise Problem("network.podCIDR", f"{net.pod_cidr} is too small: each node takes a /24 (use e.g. 10.244.0.0/16)")
-        blocks = 2 ** (24 - net.pod_cidr.prefixlen) - 1  # the first /24 is not used (node i gets block i, from 1)
+        blocks = 2 ** (24 - net.pod_cidr.prefixlen) - net.first_pod_block  # firstPodBlock 1: the first /24 is not used
         if len(self.nodes) > blocks:
             raise Problem(
                 "nodes",
@@ -461,7 +490,7 @@ class Topology(_Frozen):
                         f"nodes[{i}].subnet",
                         f"host-gw needs every node on one L2 subnet, but {node.name} is on {self.subnet_of(node).name} and "
                         f"{self.nodes[0].name} on {first.name}: no L2 adjacency, so a route 'via <node IP>' cannot work "
-                        "(Flannel refuses this too); use cni vxlan, or ipip with mode CrossSubnet",
+                        "(Flannel refuses this too); use cni vxlan, or calico with ipipMode CrossSubnet",
                     )
 
     def _check_calico(self, taken: list[tuple[str, ipaddress.IPv4Network]]) -> None:
@@ -576,7 +605,7 @@ def check_services(topology: Topology) -> tuple[str, str] | None:
     if net.proxy_mode == "ipvs" and net.ipvs_scheduler not in IPVS_SCHEDULERS:
         return "network.ipvsScheduler", f"unknown IPVS scheduler {net.ipvs_scheduler!r}; valid: {', '.join(IPVS_SCHEDULERS)}"
     if topology.services and net.cni == "docker0":
-        return "services", "Services need a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0"
+        return "services", "Services need a Kubernetes pod network (cni vxlan, calico, host-gw or vpc-native), not docker0"
     reserved = {
         str(cidr.network_address + KUBERNETES_SERVICE_INDEX): "default/kubernetes",
         str(cidr.network_address + DNS_SERVICE_INDEX): "kube-system/kube-dns",
@@ -610,7 +639,7 @@ def check_ingress_controller(topology: Topology) -> tuple[str, str] | None:
     """The first problem with ``topology``'s ``ingressController`` as (field, message), or None."""
     spec = topology.ingress_controller
     if spec.enabled is True and topology.network.cni == "docker0":
-        return "ingressController.enabled", "the ingress controller needs a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0"
+        return "ingressController.enabled", "the ingress controller needs a Kubernetes pod network (cni vxlan, calico, host-gw or vpc-native), not docker0"
     if spec.node is not None and spec.node not in {n.name for n in topology.nodes}:
         return "ingressController.node", f"unknown node {spec.node!r}; nodes: {', '.join(n.name for n in topology.nodes)}"
     for key, port in (("httpNodePort", spec.http_node_port), ("httpsNodePort", spec.https_node_port)):

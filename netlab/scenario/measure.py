@@ -19,10 +19,12 @@ import os
 import platform
 import random
 import re
+import select
 import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -370,3 +372,118 @@ class CpuMeter:
         total, idle = self._read()
         d_total, d_idle = total - self._start[0], idle - self._start[1]
         return 1.0 - d_idle / d_total if d_total else 0.0
+
+
+@dataclass(frozen=True)
+class Outage:
+    """How long pings failed, from which probes got a reply (:func:`outage_of`)."""
+
+    sent: int
+    lost: int
+    seconds: float  # from the first probe of the longest failing run to the first answered after it
+    first_lost: float | None  # its send time, seconds after the first probe
+    recovered: float | None  # send time of the first answered probe after it
+
+
+def outage_of(sent: list[float], answered: set[int]) -> Outage:
+    """The longest run of unanswered probes: ``sent[i]`` is probe i's send time (seconds),
+    ``answered`` the probes that got a reply. A run still failing at the end counts up to the
+    last probe sent."""
+    best: tuple[int, int] | None = None  # [start, end) of the longest unanswered run
+    start = None
+    for i in range(len(sent) + 1):
+        failing = i < len(sent) and i not in answered
+        if failing and start is None:
+            start = i
+        elif not failing and start is not None:
+            if best is None or i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    lost = len(sent) - len(answered & set(range(len(sent))))
+    if best is None:
+        return Outage(len(sent), lost, 0.0, None, None)
+    first, end = best
+    until = sent[end] if end < len(sent) else sent[-1]
+    return Outage(len(sent), lost, until - sent[first], sent[first] - sent[0], sent[end] - sent[0] if end < len(sent) else None)
+
+
+class OutageProbe:
+    """ICMP echo requests from namespace ``ns`` to ``dst`` every ``interval`` seconds, in a
+    background thread, until :meth:`stop`; then :meth:`result` says how long they failed.
+    One raw socket; a probe counts as answered when its echo reply arrives within ``timeout``."""
+
+    def __init__(self, ns: str, dst: str, interval: float = 0.01, timeout: float = 1.0) -> None:
+        self.ns, self.dst, self.interval, self.timeout = ns, dst, interval, timeout
+        self.sent: list[float] = []
+        self.answered: set[int] = set()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"outage-{ns}", daemon=True)
+
+    def __enter__(self) -> OutageProbe:
+        self._thread.start()
+        self._ready.wait(5.0)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 5.0)
+        if self._error is not None:
+            raise self._error
+
+    def result(self) -> Outage:
+        return outage_of(self.sent, self.answered)
+
+    def _run(self) -> None:
+        try:
+            netns.run_in(self.ns, self._loop)
+        except BaseException as exc:  # reported by stop()
+            self._error = exc
+            self._ready.set()
+
+    def _loop(self) -> None:
+        ident = random.randrange(1, 0xFFFF)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        sock.setblocking(False)
+        self._ready.set()
+        try:
+            next_send = time.monotonic()
+            stop_at: float | None = None
+            while True:
+                now = time.monotonic()
+                if stop_at is None and self._stop.is_set():
+                    stop_at = now + self.timeout  # wait for the last replies
+                if stop_at is not None and now >= stop_at:
+                    return
+                if stop_at is None and now >= next_send:
+                    seq = len(self.sent)
+                    self.sent.append(now)
+                    try:
+                        sock.sendto(icmp.echo_request(ident, seq & 0xFFFF, b"netlab-outage"), (self.dst, 0))
+                    except OSError:
+                        pass  # no route now (the BGP route is withdrawn): a lost probe
+                    next_send += self.interval
+                wait = max(0.0, (stop_at if stop_at is not None else next_send) - time.monotonic())
+                ready, _w, _x = select.select([sock], [], [], wait)
+                while ready:
+                    try:
+                        data = sock.recv(65535)
+                    except BlockingIOError:
+                        break
+                    header = (data[0] & 0x0F) * 4
+                    kind, _code, _sum, rid, rseq = struct.unpack("!BBHHH", data[header : header + 8])
+                    if kind != icmp.ECHO_REPLY or rid != ident:
+                        continue
+                    received = time.monotonic()
+                    # the probe with this 16-bit sequence sent most recently, answered within the timeout
+                    for seq in range(len(self.sent) - 1, -1, -1):
+                        if seq & 0xFFFF == rseq:
+                            if received - self.sent[seq] <= self.timeout:
+                                self.answered.add(seq)
+                            break
+        finally:
+            sock.close()

@@ -28,6 +28,7 @@ from netlab.plan import Host
 from netlab.scenario import http_paths, measure, plots
 from netlab.scenario.results import LabOutcome, ScenarioReport, StepResult
 from netlab.scenario.spec import (
+    BgpOutageStep,
     CaptureStep,
     HttpStep,
     ImpairStep,
@@ -344,6 +345,42 @@ class Runner:
                     cap.write(str(path))
                 data["graph"] = self._picture(index, name, list(watch.captures.values()), title)
             out.append(StepResult(index, "capture", name, title, "pass" if watch.ok else "fail", detail, data, seconds=time.monotonic() - started))
+        return out
+
+    def _step_bgp_outage(self, index: int, spec: BgpOutageStep, targets: list[str]) -> list[StepResult]:
+        """Stop ``node``'s BIRD, keep it stopped for ``down``, start it; ping all along."""
+        from netlab.services import bird
+
+        out = []
+        interval, down = duration_us(spec.interval) / 1e6, duration_us(spec.down) / 1e6
+        for name in targets:
+            state = self.up[name]
+            src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
+            marks: dict[str, float] = {}
+            with measure.OutageProbe(src.ns, str(dst.ip), interval) as probe:
+                time.sleep(0.5)  # answered probes before the outage
+                marks["stop"] = time.monotonic()
+                bird.stop_node(state, spec.node)
+                marks["withdrawn"] = time.monotonic()
+                time.sleep(down)
+                marks["start"] = time.monotonic()
+                bird.start_node(state, spec.node)
+                marks["relearned"] = time.monotonic()
+                time.sleep(0.5)  # answered probes after it
+            outage = probe.result()
+            t0 = probe.sent[0] if probe.sent else marks["stop"]
+            data = {
+                "outage_s": outage.seconds, "sent": outage.sent, "lost": outage.lost, "interval_s": interval,
+                "first_lost_s": outage.first_lost, "recovered_s": outage.recovered,
+                **{f"{k}_s": v - t0 for k, v in marks.items()},
+            }
+            title = f"bgp_outage {spec.src} -> {spec.dst} ({dst.ip}) while {spec.node}'s BIRD is stopped in {name}"
+            detail = (
+                f"traffic failed for {outage.seconds:.3f} s ({outage.lost} of {outage.sent} probes lost, {spec.interval} apart); "
+                f"BIRD stopped {spec.down}: routes withdrawn {marks['withdrawn'] - marks['stop']:.3f} s after the stop, "
+                f"relearned {marks['relearned'] - marks['start']:.3f} s after the start"
+            )
+            out.append(StepResult(index, "bgp_outage", name, title, "pass", detail, data))
         return out
 
     def _step_impair(self, index: int, spec: ImpairStep, targets: list[str]) -> list[StepResult]:

@@ -12,6 +12,7 @@ steps:                      # each step is a one-key mapping; `labs:` limits it 
   - tcp_rr: {from: pod-a, to: pod-c}
   - throughput: {from: pod-a, to: pod-c, streams: [1, 4]}
   - impair: {at: node1:eth0, rate: 100mbit}
+  - bgp_outage: {from: web-1, to: web-2, node: node2, down: 1s, interval: 10ms}   # cni calico: BIRD stopped, started
   - http:                   # HTTP requests from a host over several paths, interleaved
       from: internet
       paths:
@@ -138,6 +139,26 @@ class CaptureStep(_Step):
     probe: Traffic  # the file's key stays `probe:`
     expect: tuple[dict[str, Any], ...] = Field(min_length=1)
     timeout: float = Field(5.0, gt=0, le=60)
+
+
+class BgpOutageStep(_Step):
+    """Pings ``from`` -> ``to`` every ``interval`` while ``node``'s BGP daemon (BIRD) is stopped
+    for ``down`` and started again (``netlab node stop|start``); reports how long the pings
+    failed, measured from which probes got a reply (cni calico)."""
+
+    src: str = Field(alias="from")
+    dst: str = Field(alias="to")
+    node: str
+    down: str = "1s"
+    interval: str = "10ms"
+
+    @model_validator(mode="after")
+    def _check(self) -> BgpOutageStep:
+        if not 1_000 <= duration_us(self.interval) <= 1_000_000:
+            raise ValueError(f"interval: {self.interval!r} must be between 1ms and 1s")
+        if not 0 <= duration_us(self.down) <= 60_000_000:
+            raise ValueError(f"down: {self.down!r} must be at most 60s")
+        return self
 
 
 class ImpairStep(_Step):
@@ -273,7 +294,7 @@ class HttpStep(_Step):
         return self
 
 
-STEP_KINDS = ("ping", "capture", "rtt", "tcp_rr", "throughput", "impair", "http")
+STEP_KINDS = ("ping", "capture", "rtt", "tcp_rr", "throughput", "impair", "http", "bgp_outage")
 
 
 class Step(_Frozen):
@@ -284,6 +305,7 @@ class Step(_Frozen):
     throughput: ThroughputStep | None = None
     impair: ImpairStep | None = None
     http: HttpStep | None = None
+    bgp_outage: BgpOutageStep | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -431,6 +453,12 @@ def _check_names(scenario: Scenario, labs: list[ScenarioLab], source: str) -> No
             if spec.baseline.lab and not base:
                 raise TopologyError(source, f"{field}.baseline.lab", f"unknown lab {spec.baseline.lab!r}")
             refs += [("baseline.from", spec.baseline.src, base), ("baseline.to", spec.baseline.dst, base)]
+        if isinstance(spec, BgpOutageStep):
+            for lab in chosen:
+                if lab.topology.network.cni != "calico":
+                    raise TopologyError(source, f"{field}.labs", f"lab {lab.name!r} is cni {lab.topology.network.cni}: bgp_outage needs cni calico (BIRD)")
+                if not any(node.name == spec.node for node in lab.topology.nodes):
+                    raise TopologyError(source, f"{field}.node", f"lab {lab.name!r} has no node {spec.node!r}")
         if isinstance(spec, HttpStep):
             for j, path in enumerate(spec.paths):
                 where_ = f"{field}.paths[{j}]"

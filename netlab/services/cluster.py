@@ -98,7 +98,7 @@ def notes(state: LabState, topo: Topology) -> list[str]:
 def require(topology: Topology) -> None:
     """Refuse what cannot run Services here: docker0, or IPVS / nftables mode on a kernel without them."""
     if topology.network.cni == "docker0":
-        raise UsageError("Services need a Kubernetes pod network (cni vxlan, ipip, host-gw or vpc-native), not docker0")
+        raise UsageError("Services need a Kubernetes pod network (cni vxlan, calico, host-gw or vpc-native), not docker0")
     if topology.network.proxy_mode == "ipvs":
         ipvs.require()
     if topology.network.proxy_mode == "nftables":

@@ -222,6 +222,9 @@ def test_doctor_json(private_state: Path) -> None:
     assert ipip["ok"] == _kernel_has("ipip"), ipip
     if not ipip["ok"]:  # this machine: the kernel has no ipip
         assert "modprobe ipip" in ipip["how"] and "Calico" in ipip["disables"]
+    ipset = checks["ipset"]  # felix's natOutgoing sets (cni calico)
+    assert ipset["ok"] or ipset["detail"], ipset  # built in or a module: only the probe can tell
+    assert "cali40masq-ipam-pools" in ipset["disables"] and "modprobe ip_set_hash_net" in ipset["how"]
     assert not [n for n in netns.list_names() if n.startswith("netlab-doctor-")], "doctor left its scratch namespace"
     assert LabState.all() == []
 

@@ -31,8 +31,8 @@ def test_the_package_exports_the_documented_api_lazily_and_typed() -> None:
 
 
 def test_load_overrides_name_and_cni_of_a_file() -> None:
-    model, source = api.load(TOPOLOGIES / "flannel-vxlan.yaml", name="apl-t1", cni="ipip")
-    assert (model.name, model.network.cni, source) == ("apl-t1", "ipip", str(TOPOLOGIES / "flannel-vxlan.yaml"))
+    model, source = api.load(TOPOLOGIES / "flannel-vxlan.yaml", name="apl-t1", cni="ipip")  # the older spelling of cni: calico (ipipMode Always)
+    assert (model.name, model.network.cni, source) == ("apl-t1", "calico", str(TOPOLOGIES / "flannel-vxlan.yaml"))
     plain, _ = api.load(str(TOPOLOGIES / "flannel-vxlan.yaml"))
     assert (plain.name, plain.network.cni) == ("flannel-vxlan", "vxlan")
 

@@ -15,7 +15,7 @@ from netlab.cli.render import services as render_services
 from netlab.cli.render import status as render_status
 from netlab.datapaths import make_plan
 from netlab.errors import UsageError
-from netlab.model import load_topology
+from netlab.model import load_topology, parse_topology
 from netlab.services import records
 from netlab.state import LabState
 
@@ -136,6 +136,15 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
 def cmd_node(args: argparse.Namespace, out: Console, state: LabState) -> int:
     from netlab.services import bird
 
+    if args.action == "add":
+        from netlab.services import nodes
+
+        host = nodes.add(state, args.node, args.subnet)
+        blocks = ", ".join(map(str, parse_topology(state.topology, state.source or state.lab).calico_blocks()[args.node]))
+        out.print(f"added node {args.node} ({host.ip}): block {blocks}, BGP mesh Established, its peers learned its routes", highlight=False, markup=False)
+        return 0
+    if args.subnet is not None:
+        raise UsageError("--subnet is for `netlab node add` only")
     if args.action == "stop":
         pid = bird.stop_node(state, args.node)
         what = f"stopped BIRD in {args.node} (pid {pid}): its peers withdrew its routes" if pid else f"BIRD in {args.node} was not running"

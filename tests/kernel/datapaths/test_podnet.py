@@ -77,6 +77,13 @@ def test_flannel_vxlan(lab_up) -> None:
     state = lab_up("flannel-vxlan.yaml", name="t3-vxlan")
     eps = endpoints(state)
     assert_check_green(state)
+    # a Flannel pod's routes, as the Flannel CNI delegates them to the bridge plugin
+    routes = ns_run(eps["web-1"].ns, "ip", "route", "show").stdout.splitlines()
+    for route in ("default via 10.244.1.1 dev eth0", "10.244.0.0/16 via 10.244.1.1 dev eth0", "10.244.1.0/24 dev eth0 proto kernel scope link src 10.244.1.2"):
+        assert any(r.startswith(route) for r in routes), (route, routes)
+    # host ends named as the bridge plugin names them: veth + 8 hex digits
+    ports = ns_run(eps["node1"].ns, "ip", "-o", "link", "show", "master", "cni0").stdout
+    assert len(re.findall(r"\d+: (veth[0-9a-f]{8})@", ports)) == 2, ports
 
     with capture(eps["node1"].ns, "eth0", bpf="udp port 8472", count=2, timeout=5) as seen:
         assert ping(eps["web-1"].ns, "10.244.2.2")
@@ -117,7 +124,7 @@ def test_host_gw_across_subnets_is_refused_before_building(root, tmp_path: Path)
     from netlab.cli import main
 
     text = (TOPOLOGIES / "calico-crosssubnet.yaml").read_text()
-    text = re.sub(r"(?m)^name: .*$", "name: t3-hgx", text).replace("cni: ipip", "cni: host-gw")
+    text = re.sub(r"(?m)^name: .*$", "name: t3-hgx", text).replace("cni: calico", "cni: host-gw")
     path = tmp_path / "hgx.yaml"
     path.write_text(text)
     console = Console(file=io.StringIO(), width=300)
@@ -215,17 +222,19 @@ def test_calico_ipip(ipip_loaded, lab_up) -> None:
 
     state = lab_up("calico-ipip.yaml", name="t3-ipip")
     eps = endpoints(state)
-    assert str(eps["web-1"].ip) == "10.244.1.1" and str(eps["web-2"].ip) == "10.244.2.1"
+    assert str(eps["web-1"].ip) == "10.244.0.1" and str(eps["web-2"].ip) == "10.244.0.65"  # /26 blocks, .0/.64 are tunl0's
     assert_check_green(state)
+    routes = ns_run(eps["node1"].ns, "ip", "route", "show", "proto", "bird").stdout
+    assert "10.244.0.64/26 via 192.168.1.12 dev tunl0 onlink" in routes  # learned by BGP, not written by netlab
     with capture(eps["node1"].ns, "eth0", bpf="ip proto 4", count=2, timeout=5) as seen:
-        assert ping(eps["web-1"].ns, "10.244.2.1")
+        assert ping(eps["web-1"].ns, "10.244.0.65")
     outer = [p for p in seen.packets if p[IP].src == "192.168.1.11"]
     assert outer, "no IP-in-IP packet left node1"
     assert (outer[0][IP].dst, outer[0][IP].proto) == ("192.168.1.12", 4)
     inner = outer[0][IP].payload
-    assert (inner[IP].src, inner[IP].dst) == ("10.244.1.1", "10.244.2.1") and inner[ICMP].type == 8
+    assert (inner[IP].src, inner[IP].dst) == ("10.244.0.1", "10.244.0.65") and inner[ICMP].type == 8
     assert internet_sees(state, "web-1") == {"192.168.1.11"}
-    assert_df_limit(eps["web-1"].ns, "10.244.2.1", 1480)
+    assert_df_limit(eps["web-1"].ns, "10.244.0.65", 1480)
     assert mtu(eps["node1"].ns, "tunl0") == 1480
 
 
@@ -241,7 +250,7 @@ def test_calico_crosssubnet(ipip_loaded, lab_up) -> None:
     with capture(eps["node1"].ns, "eth0", bpf="icmp or ip proto 4", count=4, timeout=5) as seen:
         assert ping(eps["web-1"].ns, str(eps["web-2"].ip))  # same subnet: plain
         assert ping(eps["web-1"].ns, str(eps["web-3"].ip))  # other subnet: encapsulated
-    out = [p for p in seen.packets if p[IP].src in ("10.244.1.1", "192.168.1.11")]
+    out = [p for p in seen.packets if p[IP].src in (str(eps["web-1"].ip), "192.168.1.11")]
     plain = [p for p in out if p[IP].proto == 1 and p[IP].dst == str(eps["web-2"].ip)]
     tunnelled = [p for p in out if p[IP].proto == 4]
     assert plain, "same-subnet traffic must go unencapsulated"

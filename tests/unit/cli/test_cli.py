@@ -80,9 +80,9 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
 def test_not_implemented_cni_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datapaths, "DATAPATHS", {"docker0": datapaths.DATAPATHS["docker0"]})
     path = tmp_path / "later.yaml"
-    path.write_text("name: later\nnetwork: {cni: ipip}\nnodes: [{name: node1}]\n")
+    path.write_text("name: later\nnetwork: {cni: host-gw}\nnodes: [{name: node1}]\n")
     code, text = run("plan", str(path))
-    assert code == 2 and f"{path}: network.cni: cni 'ipip' is not implemented yet; implemented: docker0" in text
+    assert code == 2 and f"{path}: network.cni: cni 'host-gw' is not implemented yet; implemented: docker0" in text
 
 
 def test_exec_without_a_command_exits_2(as_root: None) -> None:

@@ -73,14 +73,14 @@ def test_tunl0_takes_the_first_address_of_the_block_with_ipip() -> None:
     assert [str(op.address) for op in tunnel] == ["10.244.0.0/32"]
     assert any(isinstance(op, SetTunnel) and op.mtu == 1480 for op in plan.operations)
     assert {h.name: str(h.ip) for h in plan.hosts}["a0"] == "10.244.0.1"
-    assert plan.requires == ("ipip",)
+    assert plan.requires == ("ipip", "ipset")
 
 
 def test_bgp_only_has_no_tunnel_and_needs_no_ipip() -> None:
     plan = make_plan(topo("Never"))
     assert not [op for op in plan.operations if isinstance(op, SetTunnel)]
     assert {h.name: str(h.ip) for h in plan.hosts}["a0"] == "10.244.0.0"
-    assert plan.requires == ()
+    assert plan.requires == ("ipset",)
     # no static route to another node's block: BGP brings those
     assert not [op for op in plan.operations if isinstance(op, AddRoute) and op.dst is not None and op.dst.prefixlen == 26]
 
@@ -197,7 +197,7 @@ def test_calico_bgp_topology_file_is_bgp_only() -> None:
 def test_vxlan_is_felixs_device_and_routes() -> None:
     t = topo("Never", subnets=2, vxlan="CrossSubnet")
     plan = make_plan(t)
-    assert plan.requires == ("vxlan",)
+    assert plan.requires == ("vxlan", "ipset")
     node1 = [op for op in plan.operations if getattr(op, "ns", "") == "pcb-u-node1"]
     vx = [op for op in node1 if isinstance(op, AddVxlan)]
     assert [(op.name, op.vni, op.port, op.mtu, op.learning, str(op.local)) for op in vx] == [
@@ -226,4 +226,20 @@ def test_felix_masquerades_the_nodes_own_traffic_into_the_tunnel(ipip: str, vxla
     rules = nat_rules(topo(ipip, vxlan=vxlan))
     rule = f"-A cali-POSTROUTING -o {device} -m addrtype ! --src-type LOCAL --limit-iface-out -m addrtype --src-type LOCAL"
     assert (rule in rules) == (device is not None)
-    assert "-s 10.244.0.0/16 ! -d 10.244.0.0/16" in rules and rules.endswith("COMMIT\n")
+    felix = "-m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully"
+    assert felix in rules and rules.endswith("COMMIT\n")
+
+
+def test_nat_outgoing_ipsets_hold_the_pool_and_exist_before_the_rule() -> None:
+    """felix rules/nat.go: -A cali-nat-outgoing -m set --match-set cali40masq-ipam-pools src
+    -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE; both sets hash:net."""
+    from netlab.plan import AddIpset, LoadIptables
+
+    ops = list(make_plan(topo("Always")).operations)
+    ns = "pcb-u-node1"
+    sets = [op for op in ops if isinstance(op, AddIpset) and op.ns == ns]
+    assert [(op.name, op.entries) for op in sets] == [("cali40masq-ipam-pools", ("10.244.0.0/16",)), ("cali40all-ipam-pools", ("10.244.0.0/16",))]
+    load = next(i for i, op in enumerate(ops) if isinstance(op, LoadIptables) and op.ns == ns)
+    assert all(ops.index(op) < load for op in sets)
+    assert sets[0].render() == [f"ip netns exec {ns} ipset create cali40masq-ipam-pools hash:net family inet",
+                                f"ip netns exec {ns} ipset add cali40masq-ipam-pools 10.244.0.0/16"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from netlab.datapaths import make_plan, vpc
+from netlab.datapaths import bird, make_plan, vpc
 from netlab.errors import TopologyError
 from netlab.kernel.fake import RecordingBackend
 from netlab.model import load_topology, parse_topology
@@ -71,9 +73,29 @@ def test_vxlan_node_pieces_as_flannel_builds_them() -> None:
     assert "ip -n flannel-vxlan-web-1 addr add 10.244.1.2/24 dev eth0" in out
     assert "ip -n flannel-vxlan-client addr add 10.244.1.3/24 dev eth0" in out
     assert "ip -n flannel-vxlan-web-2 addr add 10.244.2.2/24 dev eth0" in out
-    assert "ip -n flannel-vxlan-web-1 route add default via 10.244.1.1" in out
+    # the Flannel CNI's delegated route to the cluster CIDR, and the bridge plugin's default route
+    i = out.index("ip -n flannel-vxlan-web-1 route add 10.244.0.0/16 via 10.244.1.1")
+    assert out[i + 1] == "ip -n flannel-vxlan-web-1 route add default via 10.244.1.1"
     veths = [op for op in plan_of("flannel-vxlan.yaml").operations if isinstance(op, AddVeth) and op.peer_ns.endswith("-web-1")]
-    assert veths[0].mtu == 1450 and veths[0].name.startswith("veth") and len(veths[0].name) == 11
+    assert veths[0].mtu == 1450 and re.fullmatch(r"veth[0-9a-f]{8}", veths[0].name)  # the bridge plugin's RandomVethName form
+
+
+@pytest.mark.parametrize(("first", "blocks"), [(1, ["10.244.1.0/24", "10.244.2.0/24"]), (0, ["10.244.0.0/24", "10.244.1.0/24"])])
+def test_first_pod_block_follows_netlab_or_the_range_allocator(first: int, blocks: list[str]) -> None:
+    data = yaml.safe_load((TOPOLOGIES / "flannel-vxlan.yaml").read_text())
+    data["network"]["firstPodBlock"] = first
+    topology = parse_topology(data)
+    assert [str(topology.pod_block(n)) for n in topology.nodes] == blocks
+    out = lines(make_plan(topology))
+    assert f"ip -n flannel-vxlan-node1 addr add {blocks[0][:-4]}1/24 dev cni0" in out
+
+
+def test_first_pod_block_0_gives_one_more_node_room() -> None:
+    data = {"name": "x", "network": {"cni": "host-gw", "podCIDR": "10.244.0.0/23"}, "nodes": [{"name": "a"}, {"name": "b"}]}
+    with pytest.raises(TopologyError):
+        parse_topology(data)
+    data["network"]["firstPodBlock"] = 0
+    assert [str(parse_topology(data).pod_block(n)) for n in parse_topology(data).nodes] == ["10.244.0.0/24", "10.244.1.0/24"]
 
 
 def _mac_tail(out: list[str], prefix: str, dev: str) -> str:
@@ -127,37 +149,56 @@ def test_host_gw_across_subnets_is_refused_with_the_reason() -> None:
     assert "no L2 adjacency" in err.value.message and err.value.exit_code == 2
 
 
-# ----------------------------------------------------------------------------- ipip
+# ----------------------------------------------------------------------------- ipip: Calico IP-in-IP
 def test_calico_ipip_always() -> None:
     plan = plan_of("calico-ipip.yaml")
     out = lines(plan)
     n1 = "ip -n calico-ipip-node1"
-    assert plan.requires == ("ipip",)
+    assert plan.requires == ("ipip", "ipset")
     assert f"{n1} link set tunl0 mtu 1480" in out
-    assert f"{n1} addr add 10.244.1.0/32 dev tunl0" in out and f"{n1} link set tunl0 up" in out
-    assert f"{n1} route add 10.244.2.0/24 via 192.168.1.12 dev tunl0 onlink" in out
+    assert f"{n1} addr add 10.244.0.0/32 dev tunl0" in out and f"{n1} link set tunl0 up" in out
+    assert not [line for line in out if " route add 10.244.0.64/26 " in line]  # BGP brings the peer's block, not the plan
+    text = plan.render() + bird.plan_text(parse_topology(yaml.safe_load((TOPOLOGIES / "calico-ipip.yaml").read_text())))
+    assert "#   10.244.0.64/26 via 192.168.1.12 dev tunl0 proto bird onlink" in text
     from netlab import names
 
-    cali = names.calico_veth("node1", "web-1")
+    cali = names.calico_workload_veth("default", "web-1")
     assert cali.startswith("cali") and len(cali) == 15
     assert f"{n1} link add {cali} address ee:ee:ee:ee:ee:ee mtu 1480 type veth" in " ".join(out)
-    assert f"{n1} route add 10.244.1.1/32 dev {cali} scope link" in out
+    assert f"{n1} route add 10.244.0.1/32 dev {cali} scope link" in out
     assert f"ip netns exec calico-ipip-node1 sysctl -qw net.ipv4.conf.{cali}.proxy_arp=1" in out
     assert f"ip netns exec calico-ipip-node1 sysctl -qw net.ipv4.neigh.{cali}.proxy_delay=0" in out
     pod = "ip -n calico-ipip-web-1"
     i = out.index(f"{pod} route add 169.254.1.1/32 dev eth0 scope link")
     assert out[i + 1] == f"{pod} route add default via 169.254.1.1 dev eth0"
-    assert f"{pod} addr add 10.244.1.1/32 dev eth0" in out
-    assert "ip -n calico-ipip-client addr add 10.244.1.2/32 dev eth0" in out
-    assert "-A cali-nat-outgoing -s 10.244.0.0/16 ! -d 10.244.0.0/16" in plan.render()
+    assert f"{pod} addr add 10.244.0.1/32 dev eth0" in out
+    assert "ip -n calico-ipip-client addr add 10.244.0.2/32 dev eth0" in out
+
+
+@pytest.mark.parametrize("mode", ["Always", "CrossSubnet"])
+def test_cni_ipip_is_calico_with_ipip_mode(mode: str) -> None:
+    """The older form ``cni: ipip`` + ``mode`` builds the same lab as ``cni: calico`` + ``ipipMode``."""
+    base = yaml.safe_load((TOPOLOGIES / "calico-ipip.yaml").read_text())
+    old = {**base, "network": {**{k: v for k, v in base["network"].items() if k != "calico"}, "cni": "ipip", "mode": mode}}
+    new = {**base, "network": {**base["network"], "calico": {"ipipMode": mode}}}
+    old_topology, new_topology = parse_topology(old), parse_topology(new)
+    assert old_topology.network.cni == "calico" and old_topology.network.calico.ipip_mode == mode
+    assert make_plan(old_topology) == make_plan(new_topology)
+
+
+def test_cni_ipip_with_a_different_ipip_mode_is_refused() -> None:
+    data = {"name": "x", "network": {"cni": "ipip", "mode": "Always", "calico": {"ipipMode": "Never"}}, "nodes": [{"name": "n1"}]}
+    with pytest.raises(TopologyError) as err:
+        parse_topology(data, "x.yaml")
+    assert err.value.exit_code == 2 and err.value.field.startswith("network") and "calico.ipipMode only" in err.value.message
 
 
 def test_calico_crosssubnet_encapsulates_only_between_subnets() -> None:
-    out = lines(plan_of("calico-crosssubnet.yaml"))
-    n1 = "ip -n calico-xsubnet-node1"
-    assert f"{n1} route add 10.244.2.0/24 via 192.168.1.12 dev eth0" in out  # same subnet: plain
-    assert f"{n1} route add 10.244.3.0/24 via 192.168.2.11 dev tunl0 onlink" in out  # other subnet: IP-in-IP
-    assert "ip -n calico-xsubnet-node3 route add 10.244.1.0/24 via 192.168.1.11 dev tunl0 onlink" in out
+    topology = parse_topology(yaml.safe_load((TOPOLOGIES / "calico-crosssubnet.yaml").read_text()))
+    node1, _node2, node3 = topology.nodes
+    assert "10.244.0.64/26 via 192.168.1.12 dev eth0 proto bird" in bird.expected_routes(topology, node1)  # same subnet: plain
+    assert "10.244.0.128/26 via 192.168.2.11 dev tunl0 proto bird onlink" in bird.expected_routes(topology, node1)  # IP-in-IP
+    assert "10.244.0.0/26 via 192.168.1.11 dev tunl0 proto bird onlink" in bird.expected_routes(topology, node3)
 
 
 # ----------------------------------------------------------------------------- vpc-native

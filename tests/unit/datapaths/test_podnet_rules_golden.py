@@ -53,8 +53,8 @@ CASES = {
         calico_ipip,
         f"Calico {versions.component('Calico').version} felix nat rules for an IPPool with natOutgoing and ipipMode Always\n"
         "(topologies/calico-bgp.yaml with ipipMode: Always). Upstream: projectcalico/calico felix/rules/nat.go\n"
-        "(StaticNATPostroutingChains, cali-nat-outgoing); felix matches the ipsets cali40masq-ipam-pools\n"
-        "and cali40all-ipam-pools where netlab writes the pool's CIDR.",
+        "(StaticNATPostroutingChains, cali-nat-outgoing), with its ipsets cali40masq-ipam-pools and\n"
+        "cali40all-ipam-pools (netlab fills them over netlink, as felix's ipsets manager does).",
     ),
     "vpc-native-node1.rules": (
         vpc_native,
