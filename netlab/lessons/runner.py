@@ -129,9 +129,9 @@ def _alias(name: str, taken: set[str]) -> str:
             return alias
 
 
-def check(lesson: Lesson, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+def check(lesson: Lesson, on_result: Callable[[Result], None] | None = None, session: Session | None = None) -> list[Result]:
     """Run every command of a lesson unattended, under other lab names; take its labs down at the end."""
-    session = Session(repository(lesson), rename=True)
+    session = session or Session(repository(lesson), rename=True)
     results = []
     try:
         for command in lesson.commands:

@@ -1,0 +1,48 @@
+"""Every lesson (docs/lessons/NN-*.md) run against a real lab, its outputs compared with the
+lesson's console blocks: a lesson whose output drifts from the code fails here.
+
+Why not a Markdown test plugin: pytest-markdown-docs, phmdoctest and mktestdocs run Python (or
+shell) code blocks and do not compare a command's printed output with the block;
+cram-style tools (prysk, pytest-cram) compare output, but in their own indented ``.t`` format,
+not in the Markdown a learner reads. So the lessons are read with markdown-it-py (the CommonMark
+parser rich uses), and :mod:`netlab.lessons.expect` does the comparison with placeholders; the
+same machinery is ``netlab lesson N --check``.
+
+Each lesson runs under lab names of its own (``les`` + hex digits, see
+:mod:`netlab.lessons.runner`), so it never touches a lab a person has up. A lesson that needs a
+kernel feature (``<!-- requires: ipip -->``) is marked so, and runs in the VM tier where this
+kernel lacks it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netlab.lessons import document, runner
+from tests.conftest import lab_leftovers
+
+
+def _params() -> list[object]:
+    params = []
+    for path in document.all_lessons():
+        lesson = document.load(path)
+        marks = [pytest.mark.requires(*lesson.requires)] if lesson.requires else []
+        params.append(pytest.param(path, marks=marks, id=path.stem))
+    return params
+
+
+@pytest.mark.parametrize("path", _params())
+def test_lesson_outputs_match(path: Path, root: None, host_guard: None) -> None:
+    lesson = document.load(path)
+    session = runner.Session(runner.repository(lesson), rename=True)
+    results = runner.check(lesson, session=session)
+    failures = [
+        f"{path.name} line {r.command.line}: $ netlab {' '.join(r.command.args)}\n{r.problem}\n--- real output:\n{r.output}"
+        for r in results if r.problem is not None
+    ]
+    assert not failures, "\n\n".join(failures)
+    assert len(results) == len(lesson.commands)
+    for alias in session.aliases.values():
+        assert lab_leftovers(alias) == [], f"lab {alias} left things behind"
