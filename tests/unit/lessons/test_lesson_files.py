@@ -80,10 +80,10 @@ def test_every_lesson_reads_and_runs_only_netlab_commands() -> None:
     for path in paths:
         lesson = document.load(path)
         assert lesson.title.startswith(f"Lesson {int(path.name[:2])}:"), path
-        assert lesson.commands[0].args[0] == "up", f"{path}: a lesson builds its lab first"
         ups = sum(1 for c in lesson.commands if c.args[0] == "up")
         downs = sum(1 for c in lesson.commands if c.args[0] == "down")
-        assert ups == downs, f"{path}: a lesson takes down every lab it builds"
+        assert ups >= 1 and ups == downs, f"{path}: a lesson builds its lab and takes down every lab it builds"
+        assert lesson.commands[-1].args[0] == "down", f"{path}: a lesson ends by taking its lab down"
         assert "Try this" in lesson.outro, f"{path}: a lesson ends with 'Try this' variations"
 
 
