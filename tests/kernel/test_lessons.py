@@ -46,3 +46,22 @@ def test_lesson_outputs_match(path: Path, root: None, host_guard: None) -> None:
     assert len(results) == len(lesson.commands)
     for alias in session.aliases.values():
         assert lab_leftovers(alias) == [], f"lab {alias} left things behind"
+
+
+def test_a_drifted_output_fails_and_the_lab_is_still_taken_down(root: None, host_guard: None, tmp_path: Path) -> None:
+    lesson_file = tmp_path / "01-drift.md"
+    lesson_file.write_text(
+        "# Lesson 1: drift\n\n```console\n"
+        "$ netlab up topologies/docker0.yaml\n...\n"
+        "$ netlab exec docker0 host1 -- iptables -t nat -S POSTROUTING\n"
+        "-P POSTROUTING ACCEPT\n-A POSTROUTING -s 172.18.0.0/16 ! -o docker0 -j MASQUERADE\n"
+        "```\n"  # no `down`: the session takes the lab down itself
+    )
+    lesson = document.load(lesson_file)
+    session = runner.Session(Path(__file__).resolve().parents[2], rename=True)
+    up, rules = runner.check(lesson, session=session)
+    assert up.problem is None
+    assert rules.problem is not None and "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE" in rules.problem
+    assert session.up == []
+    (alias,) = session.aliases.values()
+    assert lab_leftovers(alias) == []

@@ -83,7 +83,6 @@ def test_every_lesson_reads_and_runs_only_netlab_commands() -> None:
         ups = sum(1 for c in lesson.commands if c.args[0] == "up")
         downs = sum(1 for c in lesson.commands if c.args[0] == "down")
         assert ups >= 1 and ups == downs, f"{path}: a lesson builds its lab and takes down every lab it builds"
-        assert lesson.commands[-1].args[0] == "down", f"{path}: a lesson ends by taking its lab down"
         assert "Try this" in lesson.outro, f"{path}: a lesson ends with 'Try this' variations"
 
 
