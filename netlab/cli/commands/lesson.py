@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
 
-from netlab.lessons import document, runner
+from netlab.lessons import document, expect, runner
 
 
 def read_lesson(args: argparse.Namespace) -> None:
@@ -52,7 +52,7 @@ def _walk(lesson: document.Lesson, out: Console, pause: bool) -> int:
                 if pause and input("  (Enter runs it, q quits) ").strip().lower() == "q":
                     return 0
                 code = session.stream(command)
-                want = runner.expect.expected(command.expected).exit_code
+                want = expect.expected(command.expected).exit_code
                 if code != want:
                     out.print(f"[red]this command exited {code}; the lesson expects {want}[/]: stopping here")
                     return 1

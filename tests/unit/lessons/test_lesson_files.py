@@ -135,3 +135,29 @@ def test_lesson_command_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     code, _ = run("lesson", "1", "--check")
     assert code == 3
+
+
+def test_walking_shows_each_step_runs_its_commands_and_takes_the_lab_down(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    lesson_file = tmp_path / "09-a-test.md"
+    lesson_file.write_text(LESSON)
+    ran: list[tuple[str, ...]] = []
+    closed: list[bool] = []
+    monkeypatch.setattr(runner.Session, "stream", lambda self, command: ran.append(command.args) or 0)
+    monkeypatch.setattr(runner.Session, "close", lambda self: closed.append(True) or ["docker0"])
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    code, out = run("lesson", str(lesson_file), "--no-pause")
+    assert code == 0
+    assert [a[0] for a in ran] == ["up", "exec", "down"]
+    assert "step 1 of 2" in out and "Some prose." in out and "$ netlab down docker0" in out and "Try this" in out
+    assert closed == [True] and "lab docker0 taken down" in out
+
+
+def test_walking_stops_when_a_command_fails_and_still_takes_the_lab_down(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    lesson_file = tmp_path / "09-a-test.md"
+    lesson_file.write_text(LESSON)
+    monkeypatch.setattr(runner.Session, "stream", lambda self, command: 1 if command.args[0] == "exec" else 0)
+    closed: list[bool] = []
+    monkeypatch.setattr(runner.Session, "close", lambda self: closed.append(True) or [])
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    code, out = run("lesson", str(lesson_file), "--no-pause")
+    assert code == 1 and "exited 1; the lesson expects 0" in out and closed == [True]
