@@ -27,6 +27,7 @@ from netlab.model import load_topology
 
 TIMEOUT = 180.0  # seconds one command may take (a lab with nginx and DNS builds in a few)
 WIDTH = "100"  # the terminal width outputs are checked at
+Execute = Callable[[list[str], Path], tuple[int, str]]  # (netlab's arguments, working directory) -> (exit code, output)
 LAB_FIRST = {"down", "status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests"}
 
 
@@ -49,9 +50,10 @@ def repository(lesson: Lesson) -> Path:
 class Session:
     """The labs of one lesson run; ``close()`` takes down what is still up."""
 
-    def __init__(self, cwd: Path, rename: bool) -> None:
+    def __init__(self, cwd: Path, rename: bool, execute: Execute | None = None) -> None:
         self.cwd = cwd
         self.rename = rename
+        self.execute = execute or self._subprocess
         self.aliases: dict[str, str] = {}  # lesson's lab name -> the name it runs under
         self.up: list[str] = []  # names (as run) of labs this session built and has not taken down
 
@@ -80,15 +82,20 @@ class Session:
     def run(self, command: Command) -> Result:
         """Run a command, capture its output, compare it with the lesson's."""
         argv = self.argv(command)
-        try:
-            done = subprocess.run(argv, cwd=self.cwd, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, timeout=TIMEOUT, check=False)
-            code, output = done.returncode, done.stdout
-        except subprocess.TimeoutExpired as exc:
-            code, output = -1, f"{exc.output or ''}\n(timed out after {TIMEOUT:.0f} s)"
+        code, output = self.execute(argv[3:], self.cwd)
         self._track(argv, code)
         output = self._as_lesson(output)
         return Result(command, code, output, expect.mismatch(command.expected, output, code))
+
+    def _subprocess(self, args: list[str], cwd: Path) -> tuple[int, str]:
+        """Run ``netlab ARGS`` as its own process; its exit code and output (stdout and stderr together)."""
+        try:
+            done = subprocess.run([sys.executable, "-m", "netlab.cli", *args], cwd=cwd, env=self.env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT, check=False)
+            return done.returncode, done.stdout
+        except subprocess.TimeoutExpired as exc:
+            partial = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output or ""
+            return -1, f"{partial}\n(timed out after {TIMEOUT:.0f} s)"
 
     def stream(self, command: Command) -> int:
         """Run a command with its output going straight to this terminal (a person following along)."""
@@ -101,8 +108,7 @@ class Session:
         """Take down every lab this session built and left up; the names taken down."""
         done = []
         for name in list(self.up):
-            argv = [sys.executable, "-m", "netlab.cli", "down", name]
-            subprocess.run(argv, cwd=self.cwd, env=self.env(), capture_output=True, timeout=TIMEOUT, check=False)
+            self.execute(["down", name], self.cwd)
             self.up.remove(name)
             done.append(name)
         return done
@@ -130,7 +136,10 @@ def _alias(name: str, taken: set[str]) -> str:
 
 
 def check(lesson: Lesson, on_result: Callable[[Result], None] | None = None, session: Session | None = None) -> list[Result]:
-    """Run every command of a lesson unattended, under other lab names; take its labs down at the end."""
+    """Run every command of a lesson unattended, under other lab names; take its labs down at the end.
+
+    ``session`` (optional) runs the commands, e.g. in this process (``netlab lesson --check``
+    does: a ``netlab`` process per command costs its start-up time each time)."""
     session = session or Session(repository(lesson), rename=True)
     results = []
     try:
