@@ -7,7 +7,7 @@ cram-style tools (prysk, pytest-cram) compare output, but in their own indented 
 not in the Markdown a learner reads. So the lessons are read with markdown-it-py (the CommonMark
 parser rich uses), and :mod:`netlab.lessons.expect` does the comparison with placeholders; the
 same machinery is ``netlab lesson N --check``. The commands run in this process
-(:func:`netlab.cli.commands.lesson.in_process`): a ``netlab`` process per command would cost
+(:func:`netlab.cli.app.run_captured`): a ``netlab`` process per command would cost
 its start-up each time.
 
 Each lesson runs under lab names of its own (``les`` + hex digits, see
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab.cli.commands.lesson import in_process
+from netlab.cli.app import run_captured
 from netlab.lessons import document, runner
 from tests.conftest import lab_leftovers
 
@@ -39,7 +39,7 @@ def _params() -> list[object]:
 @pytest.mark.parametrize("path", _params())
 def test_lesson_outputs_match(path: Path, root: None, host_guard: None) -> None:
     lesson = document.load(path)
-    session = runner.Session(runner.repository(lesson), rename=True, execute=in_process)
+    session = runner.Session(runner.repository(lesson), rename=True, execute=run_captured)
     results = runner.check(lesson, session=session)
     failures = [
         f"{path.name} line {r.command.line}: $ netlab {' '.join(r.command.args)}\n{r.problem}\n--- real output:\n{r.output}"
@@ -61,7 +61,7 @@ def test_a_drifted_output_fails_and_the_lab_is_still_taken_down(root: None, host
         "```\n"  # no `down`: the session takes the lab down itself
     )
     lesson = document.load(lesson_file)
-    session = runner.Session(Path(__file__).resolve().parents[2], rename=True, execute=in_process)
+    session = runner.Session(Path(__file__).resolve().parents[2], rename=True, execute=run_captured)
     up, rules = runner.check(lesson, session=session)
     assert up.problem is None
     assert rules.problem is not None and "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE" in rules.problem

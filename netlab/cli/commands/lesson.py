@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
-import traceback
-from pathlib import Path
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -39,7 +34,9 @@ def _check(lesson: document.Lesson, out: Console) -> int:
         else:
             out.print(f"[red]differs[/] {where}\n{escape(result.problem)}", highlight=False)
 
-    results = runner.check(lesson, show, runner.Session(runner.repository(lesson), rename=True, execute=in_process))
+    # a netlab process per command, as a person runs them (tests/kernel/test_lessons.py runs them in
+    # its own process with netlab.cli.app.run_captured: this handler cannot import app, which imports it)
+    results = runner.check(lesson, show)
     failed = sum(1 for r in results if r.problem is not None)
     verdict = "[green]every output matches[/]" if not failed else f"[red]{failed} of {len(results)} outputs differ[/]"
     out.print(f"{len(results)} commands: {verdict}")
@@ -69,38 +66,3 @@ def _walk(lesson: document.Lesson, out: Console, pause: bool) -> int:
         for name in session.close():
             out.print(f"lab {name} taken down")
 
-
-def in_process(args: list[str], cwd: Path) -> tuple[int, str]:
-    """Run ``netlab ARGS`` in this process, as a terminal of the checked width would show it.
-
-    Its output and that of the processes it starts (``exec``'s command) are captured together
-    at the file descriptors, in the order they were written. Saves a Python start-up a command.
-    """
-    from netlab.cli import app  # the command table imports this module
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved, here = (os.dup(1), os.dup(2)), os.getcwd()
-    with tempfile.TemporaryFile() as capture:
-        try:
-            os.dup2(capture.fileno(), 1)
-            os.dup2(capture.fileno(), 2)
-            os.chdir(cwd)
-            with open(os.dup(1), "w", encoding="utf-8") as stream, \
-                    contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-                console = Console(file=stream, width=int(runner.WIDTH), no_color=True)
-                try:
-                    code = app.main(args, console=console)
-                except SystemExit as exc:  # argparse's own errors
-                    code = exc.code if isinstance(exc.code, int) else 2
-                except Exception:  # a crash is a lesson failure to show, not the end of the check
-                    stream.write(traceback.format_exc())
-                    code = 1
-                stream.flush()
-        finally:
-            os.chdir(here)
-            for fd, copy in zip((1, 2), saved, strict=True):
-                os.dup2(copy, fd)
-                os.close(copy)
-        capture.seek(0)
-        return code, capture.read().decode(errors="replace")
