@@ -7,8 +7,13 @@ Exit codes: 0 ok, 1 a check failed, 2 bad input, 3 environment (not root, missin
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +21,7 @@ from rich.markup import escape
 from netlab import lab, locks
 from netlab.cli.parser import COMMAND, Command, build_parser
 from netlab.errors import NetlabError
+from netlab.lessons.runner import WIDTH
 
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
@@ -66,3 +72,37 @@ def _handle(command: Command, args: argparse.Namespace, out: Console) -> int:
 def main_entry() -> None:
     """The ``netlab`` console script."""
     sys.exit(main())
+
+
+def run_captured(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``netlab ARGS`` in this process, as a terminal of the checked width would show it.
+
+    Its output and that of the processes it starts (``exec``'s command) are captured together
+    at the file descriptors, in the order they were written. Saves a Python start-up a command.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved, here = (os.dup(1), os.dup(2)), os.getcwd()
+    with tempfile.TemporaryFile() as capture:
+        try:
+            os.dup2(capture.fileno(), 1)
+            os.dup2(capture.fileno(), 2)
+            os.chdir(cwd)
+            with open(os.dup(1), "w", encoding="utf-8") as stream, \
+                    contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+                console = Console(file=stream, width=int(WIDTH), no_color=True)
+                try:
+                    code = main(args, console=console)
+                except SystemExit as exc:  # argparse's own errors
+                    code = exc.code if isinstance(exc.code, int) else 2
+                except Exception:  # a crash is a lesson failure to show, not the end of the check
+                    stream.write(traceback.format_exc())
+                    code = 1
+                stream.flush()
+        finally:
+            os.chdir(here)
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+        capture.seek(0)
+        return code, capture.read().decode(errors="replace")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab import names
-from netlab.cli.commands import lab, observe, services, tools
+from netlab.cli.commands import lab, lesson, observe, services, tools
 
 DESCRIPTION = "Kubernetes and container networking, built for real in network namespaces."
 COMMAND = "_netlab_command"  # where the parser leaves the chosen Command in the parsed args
@@ -108,7 +108,8 @@ WAIT = arg("--wait", action="store_true", help="if another netlab command is cha
 
 COMMANDS: tuple[Command, ...] = (
     Command(
-        "up", lab.cmd_up, "build a lab from a topology file", (arg("file"), WAIT),
+        "up", lab.cmd_up, "build a lab from a topology file",
+        (arg("file"), arg("--name", type=lab_name, help="build it under this lab name instead of the file's"), WAIT),
         needs_root=True, changes_lab=True, prepare=lab.read_topology,
     ),
     Command("down", lab.cmd_down, "tear a lab down (no topology file needed)", (LAB, WAIT), needs_root=True, changes_lab=True),
@@ -134,6 +135,15 @@ COMMANDS: tuple[Command, ...] = (
         "plan", lab.cmd_plan, "print the kernel operations a topology takes, as ip/iptables commands",
         (arg("file"), arg("--services", action="store_true",
                           help="instead: its Services as up makes them (load-balancer addresses and leaders, DNS, kube-proxy's rules per node)")),
+    ),
+    Command(
+        "lesson", lesson.cmd_lesson, "walk through a lesson (docs/lessons/) step by step; --check: run it unattended and compare outputs",
+        (
+            arg("lesson", metavar="N|FILE", help="a lesson's number, or a lesson file"),
+            arg("--check", action="store_true", help="run every command unattended (under other lab names) and compare its output with the lesson's"),
+            arg("--no-pause", action="store_true", help="do not wait for Enter between commands"),
+        ),
+        needs_root=True, prepare=lesson.read_lesson,
     ),
     Command(
         "run", tools.cmd_run, "run a scenario: build its labs, run its steps, report, tear down",

@@ -28,6 +28,7 @@ EXAMPLES: dict[str, list[str]] = {
     "exec": ["exec", "nope", "web", "--", "true"],
     "plan": ["plan", str(TOPOLOGIES / "docker0.yaml")],
     "run": ["run", "scenario.yaml"],
+    "lesson": ["lesson", "1", "--check"],
     "capture": ["capture", "nope", "web:eth0"],
     "trace": ["trace", "nope", "web", "internet"],
     "graph": ["graph", "topologies/flannel-vxlan.yaml", "-o", "lab.svg"],
@@ -42,7 +43,7 @@ EXAMPLES: dict[str, list[str]] = {
     "versions": ["versions", "--json"],
     "vm": ["vm", "--", "netlab", "doctor"],
 }
-NEEDS_ROOT = {"up", "down", "status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests", "clean", "node"}
+NEEDS_ROOT = {"up", "down", "status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests", "clean", "node", "lesson"}
 NEEDS_LAB = {"status", "exec", "capture", "trace", "check", "apply", "delete", "scale", "requests", "node"}
 
 
