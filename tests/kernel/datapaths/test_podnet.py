@@ -186,14 +186,14 @@ def test_vpc_maxpods(lab_up) -> None:
     assert len(pods) == 17 and sum(e.host_network for e in pods) == 2
     assert "web-16" not in eps and not exists("t3-maxpods-web-16") and exists("t3-maxpods-web-15")
     assert any("17 of 18 pods running" in n and "3 ENIs × (6 − 1) + 2 = 17" in n for n in state.notes)
-    assert any(n.startswith("pod web-16 on node1 is Pending: no free IP") for n in state.notes)
+    assert any(n.startswith("pod web-16 on node1 is Pending: Too many pods") for n in state.notes)
     # the last pod sits on ENI eth2 and still reaches everything
     assert "from 192.168.1.28 lookup 3" in ns_run(eps["node1"].ns, "ip", "rule", "show").stdout
     assert str(eps["web-15"].ip) == "192.168.1.28"
     assert ping(eps["web-15"].ns, "203.0.113.1") and ping(eps["web-15"].ns, str(eps["web-1"].ip))
     console = Console(file=io.StringIO(), width=300)
     assert main(["status", "t3-maxpods"], console=console) == 0
-    assert "web-16 on node1 is Pending: no free IP" in console.file.getvalue()
+    assert "web-16 on node1 is Pending: Too many pods" in console.file.getvalue()
 
 
 # ----------------------------------------------------------------------------- Calico IP-in-IP
