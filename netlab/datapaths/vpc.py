@@ -126,7 +126,7 @@ class NodeAllocation:
     @property
     def prefix_mode(self) -> bool:
         """ENABLE_PREFIX_DELEGATION on a Nitro instance (ipamd falls back to secondary IPs elsewhere)."""
-        return self.settings.prefix_delegation and INSTANCE_TYPES[self.instance_type].nitro
+        return self.settings.prefix_delegation and INSTANCE_TYPES[self.instance_type].prefix_delegation
 
     @property
     def max_pods(self) -> int:

@@ -7,8 +7,9 @@ It is loaded once and validated: a row that does not parse, or whose published m
 not ENIs x (IPv4 per ENI - 1) + 2, stops the import with the line it is on.
 
 Max pods with prefix delegation follows amazon-eks-ami's ``files/max-pods-calculator.sh``:
-ENIs x ((IPv4 per ENI - 1) x 16) + 2 on Nitro instances (prefix delegation needs Nitro;
-other hypervisors keep the secondary-IP formula), then capped at 110 for instances with at
+ENIs x ((IPv4 per ENI - 1) x 16) + 2 where ipamd delegates prefixes (Nitro; netlab also
+counts bare metal, as ipamd does, where the calculator asks for Nitro only; other hypervisors
+keep the secondary-IP formula), then capped at 110 for instances with at
 most 30 vCPUs and 250 above. The published table has no vCPU count, so netlab reads it from
 the size (:func:`vcpus`: ``xlarge`` = 4, ``Nxlarge`` = 4N, smaller sizes at most 2, ``metal``
 as the largest size of its family), which is how EC2 sizes its general-purpose families.
@@ -39,8 +40,10 @@ class InstanceType:
     max_pods: int  # as AWS publishes it (secondary-IP mode, no ceiling)
 
     @property
-    def nitro(self) -> bool:
-        return self.hypervisor == "nitro"
+    def prefix_delegation(self) -> bool:
+        """ipamd assigns /28 prefixes only on Nitro or bare-metal instances and falls back to
+        secondary IPs elsewhere (pkg/awsutils/awsutils.go ``IsPrefixDelegationSupported``)."""
+        return self.hypervisor == "nitro" or self.bare_metal
 
 
 def _parse(text: str) -> dict[str, InstanceType]:
@@ -93,7 +96,7 @@ def max_pods(kind: InstanceType, prefix_delegation: bool = False) -> tuple[int, 
     """Max pods and the formula as text: the published value, or with prefix delegation the
     calculator's (Nitro only), capped at 110/250 by vCPUs as ``max-pods-calculator.sh`` does."""
     secondary = kind.ipv4_per_eni - 1
-    if not (prefix_delegation and kind.nitro):
+    if not (prefix_delegation and kind.prefix_delegation):
         return kind.max_pods, f"{kind.enis} ENIs × ({kind.ipv4_per_eni} − 1) + 2 = {kind.max_pods}"
     value = kind.enis * secondary * IPS_PER_PREFIX + 2
     cpus = vcpus(kind.name)

@@ -94,7 +94,7 @@ def pod_limit(
         row = INSTANCE_TYPES[kind]
         enis, ips = row.enis, row.ipv4_per_eni
         value, formula = max_pods(kind, prefix_delegation)
-        if prefix_delegation and row.nitro:
+        if prefix_delegation and row.prefix_delegation:
             addresses = enis * (ips - 1) * instances.IPS_PER_PREFIX
             how = f"{enis} × {ips - 1} /28 prefixes = {addresses} addresses"
         else:

@@ -121,11 +121,14 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
     peers = _bgp_peers(state)
     if args.json:
         bgp = {"bgp": [dataclasses.asdict(p) for p in peers]} if state.cni == "calico" else {}
-        out.print_json(json.dumps({**status.as_json(state, views), **bgp, **_services_json(state)}, default=str))
+        enis = {"enis": [dataclasses.asdict(e) for e in status.enis(state)]} if state.cni == "vpc-native" else {}
+        out.print_json(json.dumps({**status.as_json(state, views), **bgp, **enis, **_services_json(state)}, default=str))
         return 0
     render_status.print_lab(out, state, views)
     if state.cni == "calico":
         out.print(render_status.bgp_table(peers))
+    if state.cni == "vpc-native":
+        out.print(render_status.eni_table(status.enis(state)))
     if records.has_services(state):
         from netlab.services import cluster
 
