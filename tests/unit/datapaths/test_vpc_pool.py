@@ -189,3 +189,21 @@ def test_bad_pool_settings_are_refused_naming_the_field(settings: dict[str, Any]
     with pytest.raises(TopologyError) as err:
         parse_topology(lab("t3.small", 0, **settings), "x.yaml")
     assert err.value.field.startswith(field)
+
+
+def test_status_eni_table_shows_addresses_assignments_and_free() -> None:
+    import io
+
+    from rich.console import Console
+
+    from netlab.cli.render.status import eni_table
+    from netlab.observe.status import EniView
+
+    view = EniView("node1", "eth1", "192.168.1.18", "02:00:00:00:00:01", ["192.168.1.19/32", "192.168.1.20/32"],
+                   {"192.168.1.19": "web-6"}, ["192.168.1.20"])
+    console = Console(file=io.StringIO(), width=200)
+    console.print(eni_table([view]))
+    text = console.file.getvalue()
+    assert "ENIs (ipamd's warm pool)" in text
+    row = next(line for line in text.splitlines() if "eth1" in line)
+    assert "192.168.1.18" in row and "192.168.1.19 192.168.1.20" in row and "192.168.1.19 web-6" in row and row.rstrip(" │").endswith("1")
