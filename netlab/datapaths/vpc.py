@@ -156,6 +156,7 @@ class _SubnetPool:
         self.last = subnet.cidr.broadcast_address - 1  # AWS reserves the last address
         self.taken: set[ipaddress.IPv4Address] = set()
         self.next = self.first
+        self.prefix_next = (int(self.first) + PREFIX_SIZE - 1) // PREFIX_SIZE * PREFIX_SIZE  # the first aligned /28
 
     def take(self) -> ipaddress.IPv4Address | None:
         while self.next <= self.last and self.next in self.taken:
@@ -166,12 +167,14 @@ class _SubnetPool:
         return self.next
 
     def take_prefix(self) -> ipaddress.IPv4Network | None:
-        start = (int(self.first) + PREFIX_SIZE - 1) // PREFIX_SIZE * PREFIX_SIZE
-        for base in range(start, int(self.last) + 2 - PREFIX_SIZE, PREFIX_SIZE):
+        # blocks below the cursor had a taken address when it passed them, and addresses are never given back
+        for base in range(self.prefix_next, int(self.last) + 2 - PREFIX_SIZE, PREFIX_SIZE):
             block = ipaddress.IPv4Network((base, PREFIX_LEN))
             if not any(ip in self.taken for ip in block):
                 self.taken.update(block)
+                self.prefix_next = base + PREFIX_SIZE
                 return block
+        self.prefix_next = int(self.last) + 1
         return None
 
     @property
