@@ -214,6 +214,8 @@ def status(state: LabState, views: list[Any] | None = None) -> dict[str, Any]:
         from netlab.services import bird
 
         data["bgp"] = [dataclasses.asdict(p) for p in bird.peers(state)]
+    if state.cni == "vpc-native":
+        data["enis"] = [dataclasses.asdict(e) for e in observe_status.enis(state)]
     if records.has_services(state):
         data["services"] = cluster.describe_services(state)
         data["externalDNS"] = cluster.describe_dns(state)

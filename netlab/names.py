@@ -5,7 +5,8 @@
 - Interface names never carry the lab name. Inside a node they are the real ones
   (``eth0``, ``docker0``, ``cni0``, ``flannel.1``, ``tunl0``); host ends of pod veths are
   named the way each runtime names them, from a hash of the pod's name:
-  Docker ``veth`` + 7 hex, Calico ``cali`` + 11 hex, AWS VPC CNI ``eni`` + 11 hex.
+  Docker ``veth`` + 7 hex, Calico and the AWS VPC CNI ``cali``/``eni`` + 11 hex of
+  the SHA-1 of ``<namespace>.<pod>``.
 - In the underlay namespace, a node's port is ``<node>-eth0``; the gateway's is ``gw-<subnet>``.
 - A lab's own names (lab, nodes, subnets, pods) are DNS-1035 labels: lowercase letters, digits
   and ``-``, starting with a letter, not ending with ``-`` (:func:`name_problem`). A lab name
@@ -65,8 +66,12 @@ def calico_veth(node: str, pod: str) -> str:
     return "cali" + _hex(node, pod, length=11)
 
 
-def eni_veth(node: str, pod: str) -> str:
-    return "eni" + _hex(node, pod, length=11)
+def eni_veth(namespace: str, pod: str) -> str:
+    """The AWS VPC CNI's host-side name for a pod's veth: ``eni`` (AWS_VPC_K8S_CNI_VETHPREFIX's
+    default) + the first 11 hex digits of the SHA-1 of ``<namespace>.<pod>``
+    (amazon-vpc-cni-k8s ``pkg/networkutils/names.go`` ``GeneratePodHostVethName``; the same
+    suffix Calico computes, so its policy finds the interface)."""
+    return "eni" + hashlib.sha1(f"{namespace}.{pod}".encode()).hexdigest()[:11]
 
 
 def mac(*parts: str, prefix: str = "02") -> str:

@@ -87,9 +87,10 @@ COMPONENTS: tuple[Component, ...] = (
         "AWS VPC CNI",
         "v1.23.0",
         "aws/amazon-vpc-cni-k8s v1.23.0 (ipamd, cmd/routed-eni-cni-plugin)",
-        "ENIs and secondary IPs per instance type, max pods, per-pod routes and rules (512/1536), "
-        "AWS-SNAT-CHAIN-0 and the connmark rules (golden file), externalSNAT",
-        "prefix delegation, security groups for pods, custom networking, warm pools",
+        "ENIs and secondary IPs per instance type (the whole published table), max pods, ipamd's warm pool "
+        "(WARM_ENI_TARGET, WARM_IP_TARGET, MINIMUM_IP_TARGET), prefix delegation (/28), MTU 9001, eni<sha1> names, "
+        "per-pod routes and rules (512/1536), AWS-SNAT-CHAIN-0 and the connmark rules (golden file), externalSNAT",
+        "security groups for pods, custom networking, a pool that shrinks, EC2's choice of free addresses",
         r"(?:VPC CNI|amazon-vpc-cni-k8s) (v\d+\.\d+\.\d+)",
     ),
     Component(

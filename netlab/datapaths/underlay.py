@@ -82,7 +82,7 @@ class Builder:
         underlay = self.namespace(names.UNDERLAY, "underlay")
         self.hosts.append(Host(names.UNDERLAY, "underlay", underlay))
         for subnet in net.subnets:
-            self.add(AddBridge(underlay, subnet.name, net.mtu), LinkUp(underlay, subnet.name))
+            self.add(AddBridge(underlay, subnet.name, net.underlay_mtu), LinkUp(underlay, subnet.name))
         for node in topo.nodes:
             self.node(node)
         if topo.needs_gateway:
@@ -93,7 +93,7 @@ class Builder:
         subnet = topo.subnet_of(node)
         ns = self.namespace(node.name, "node", forwarding=True)
         ip = topo.node_ip(node)
-        self.veth(ns, "eth0", self.ns(names.UNDERLAY), f"{node.name}-eth0", net.mtu)
+        self.veth(ns, "eth0", self.ns(names.UNDERLAY), f"{node.name}-eth0", net.underlay_mtu)
         self.add(
             SetMaster(self.ns(names.UNDERLAY), f"{node.name}-eth0", subnet.name),
             AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{ip}/{subnet.cidr.prefixlen}")),
@@ -107,7 +107,7 @@ class Builder:
         gw = self.namespace(names.GATEWAY, "gateway", forwarding=True)
         self.hosts.append(Host(names.GATEWAY, "gateway", gw, net.subnets[0].gateway, iface=net.subnets[0].name))
         for subnet in net.subnets:
-            self.veth(gw, subnet.name, self.ns(names.UNDERLAY), f"gw-{subnet.name}", net.mtu)
+            self.veth(gw, subnet.name, self.ns(names.UNDERLAY), f"gw-{subnet.name}", net.underlay_mtu)
             self.add(
                 SetMaster(self.ns(names.UNDERLAY), f"gw-{subnet.name}", subnet.name),
                 AddAddress(gw, subnet.name, ipaddress.IPv4Interface(f"{subnet.gateway}/{subnet.cidr.prefixlen}")),
@@ -115,7 +115,7 @@ class Builder:
         if net.internet is not None:
             assert net.internet_host is not None and net.internet_gateway is not None
             inet = self.namespace(names.INTERNET, "internet")
-            self.veth(inet, "eth0", gw, names.INTERNET, net.mtu)
+            self.veth(inet, "eth0", gw, names.INTERNET, net.mtu)  # vpc-native: the internet gateway's 1500
             prefix = net.internet.prefixlen
             self.add(
                 AddAddress(inet, "eth0", ipaddress.IPv4Interface(f"{net.internet_host}/{prefix}")),

@@ -2,19 +2,30 @@
 
 What aws-node (ipamd) and the CNI plugin build, per node:
 
-- ENIs ``eth0``, ``eth1``, ... up to the instance type's limit (:data:`netlab.model.INSTANCE_TYPES`;
-  a node without ``instanceType`` is a t3.medium). ``eth0`` is the node's own interface; each
-  further ENI is another port on the subnet's underlay bridge with its own primary address
-  (added ``noprefixroute``: aws-vpc-cni removes that connected route from main). Like ipamd
-  without a warm target, an ENI is attached when the previous one's addresses are used up,
-  and each attached ENI holds (addresses per ENI - 1) secondary IPs for pods. Addresses come
-  from the subnet in order after the nodes' own (.11, .12, ...).
+- ENIs ``eth0``, ``eth1``, ... up to the instance type's limit (:data:`netlab.model.INSTANCE_TYPES`,
+  the whole published table; a node without ``instanceType`` is a t3.medium). ``eth0`` is the
+  node's own interface; each further ENI is another port on the subnet's underlay bridge with
+  its own primary address (added ``noprefixroute``: aws-vpc-cni removes that connected route
+  from main). ENIs and addresses appear as ipamd's warm pool requires (:func:`pool_short`,
+  pkg/ipamd/ipamd.go ``isDatastorePoolTooLow``/``datastoreTargetState``): by default
+  WARM_ENI_TARGET=1, a whole ENI's worth of free secondary IPs is kept, so the next ENI is
+  attached when the first pod takes an address; WARM_IP_TARGET/MINIMUM_IP_TARGET allocate
+  single IPs instead; with ENABLE_PREFIX_DELEGATION each of an ENI's (IPv4 per ENI - 1) slots
+  holds a /28 prefix (16 pod addresses) and WARM_PREFIX_TARGET=1 keeps 16 free. Addresses come
+  from the subnet lowest first after the nodes' own (.11, .12, ...), prefixes aligned /28s.
+- MTU: AWS_VPC_ENI_MTU (default 9001) on every ENI and, as POD_MTU's default, on the pod's
+  ``eth0`` and its host end; the subnets (bridges, nodes' eth0, the gateway's subnet side) carry
+  9001-byte frames as the VPC does, and the gateway's internet side is 1500 (``network.mtu``),
+  the internet gateway's limit: a larger packet is fragmented there, or dropped with ICMP
+  "fragmentation needed" (mtu 1500) when it has DF set, as EC2's network_mtu documentation says.
 - Each pod: ``eth0`` <secondary IP>/32, ``169.254.1.1 dev eth0 scope link``, ``default via
   169.254.1.1 dev eth0`` and a permanent neighbour 169.254.1.1 -> the host end's MAC; the host
-  end ``eni<11 hex>``, with ``<pod IP> dev eni... scope link`` in main and a rule ``to <pod IP>
+  end ``eni`` + 11 hex of sha1("<namespace>.<pod>") (:func:`netlab.names.eni_veth`), with ``<pod IP> dev eni... scope link`` in main and a rule ``to <pod IP>
   lookup main`` (priority 512). A pod on ENI ``ethK`` (K > 0) also gets ``from <pod IP> lookup
   K+1`` (priority 1536), and table K+1 holds ``default via <subnet gateway> dev ethK``.
-- Max pods = ENIs x (addresses per ENI - 1) + 2; hostNetwork pods count. A pod that finds no
+- Max pods = ENIs x (addresses per ENI - 1) + 2 as AWS publishes it (misc/eni-max-pods.txt),
+  with prefix delegation as amazon-eks-ami's max-pods-calculator.sh gives it (110/250 caps);
+  hostNetwork pods count. A pod that finds no
   free secondary IP, or no room under max pods, is not started: it is reported Pending in the
   plan's notes (shown by ``up`` and ``status``).
 - SNAT: ``AWS-SNAT-CHAIN-0`` SNATs traffic not destined to the VPC (every subnet) to the node's
@@ -40,6 +51,7 @@ from netlab.datapaths import k8s
 from netlab.datapaths.underlay import Builder
 from netlab.model import DEFAULT_INSTANCE_TYPE, FIRST_NODE_HOST, INSTANCE_TYPES, Node, Pod, Subnet, Topology
 from netlab.model.limits import max_pods
+from netlab.model.topology import VpcCni
 from netlab.plan import (
     AddAddress,
     AddNeighbour,
@@ -60,15 +72,20 @@ FROM_POD_PRIORITY = 1536
 MAIN_TABLE = 254
 CONNMARK = 0x80  # aws-vpc-cni's AWS_VPC_K8S_CNI_CONNMARK default
 CONNMARK_PRIORITY = 1024
+POD_NAMESPACE = "default"  # the Kubernetes namespace of the topology file's pods (as for Calico)
+PREFIX_LEN = 28
+PREFIX_SIZE = 16  # a /28 (pkg/ipamd/datastore: GetPrefixDelegationDefaults, 16 IPs per prefix)
 
 
 @dataclass
 class Eni:
+    """One attached ENI: its primary address and the secondary IPs (or /28 prefixes) ipamd holds on it."""
+
     number: int  # device number: eth<number>, route table number + 1
     primary: ipaddress.IPv4Address
-    secondaries: list[ipaddress.IPv4Address]
     mac: str
-    used: int = 0
+    cidrs: list[ipaddress.IPv4Network] = field(default_factory=list)  # /32 secondary IPs, or /28 prefixes
+    assigned: dict[ipaddress.IPv4Address, str] = field(default_factory=dict)  # address -> pod
 
     @property
     def device(self) -> str:
@@ -77,6 +94,14 @@ class Eni:
     @property
     def table(self) -> int:
         return self.number + 1
+
+    @property
+    def addresses(self) -> list[ipaddress.IPv4Address]:
+        """Every address ipamd can give a pod here (all 16 of a /28 prefix: pods are /32 routes)."""
+        return [ip for cidr in self.cidrs for ip in cidr]
+
+    def free(self) -> list[ipaddress.IPv4Address]:
+        return [ip for ip in self.addresses if ip not in self.assigned]
 
 
 @dataclass
@@ -92,92 +117,188 @@ class NodeAllocation:
     instance_type: str
     max_enis: int
     ips_per_eni: int
+    settings: VpcCni = field(default_factory=VpcCni)
     enis: list[Eni] = field(default_factory=list)
     running: list[PodSlot] = field(default_factory=list)
     host_network: list[Pod] = field(default_factory=list)
     pending: list[tuple[Pod, str]] = field(default_factory=list)
 
     @property
+    def prefix_mode(self) -> bool:
+        """ENABLE_PREFIX_DELEGATION on a Nitro instance (ipamd falls back to secondary IPs elsewhere)."""
+        return self.settings.prefix_delegation and INSTANCE_TYPES[self.instance_type].prefix_delegation
+
+    @property
     def max_pods(self) -> int:
-        return max_pods(self.max_enis, self.ips_per_eni)[0]
+        return max_pods(self.instance_type, self.prefix_mode)[0]
 
     @property
     def formula(self) -> str:
-        return max_pods(self.max_enis, self.ips_per_eni)[1]
+        return max_pods(self.instance_type, self.prefix_mode)[1]
+
+    @property
+    def total(self) -> int:
+        return sum(len(e.addresses) for e in self.enis)
+
+    @property
+    def available(self) -> int:
+        return self.total - len(self.running)
 
 
 class _SubnetPool:
-    """Free addresses of one subnet, handed out in order after the nodes' own."""
+    """Free addresses of one subnet, handed out lowest first after the nodes' own; /28 prefixes
+    are aligned blocks of 16 free addresses (EC2 carves prefixes out of the subnet the same way)."""
 
     def __init__(self, topology: Topology, subnet: Subnet) -> None:
         members = sum(1 for n in topology.nodes if topology.subnet_of(n) == subnet)
         self.subnet = subnet
-        self.next = subnet.cidr.network_address + FIRST_NODE_HOST + members
-        self.last = subnet.cidr.broadcast_address - 1
+        self.first = subnet.cidr.network_address + FIRST_NODE_HOST + members
+        self.last = subnet.cidr.broadcast_address - 1  # AWS reserves the last address
+        self.taken: set[ipaddress.IPv4Address] = set()
+        self.next = self.first
+        self.prefix_next = (int(self.first) + PREFIX_SIZE - 1) // PREFIX_SIZE * PREFIX_SIZE  # the first aligned /28
 
     def take(self) -> ipaddress.IPv4Address | None:
+        while self.next <= self.last and self.next in self.taken:
+            self.next += 1
         if self.next > self.last:
             return None
-        ip, self.next = self.next, self.next + 1
-        return ip
+        self.taken.add(self.next)
+        return self.next
+
+    def take_prefix(self) -> ipaddress.IPv4Network | None:
+        # blocks below the cursor had a taken address when it passed them, and addresses are never given back
+        for base in range(self.prefix_next, int(self.last) + 2 - PREFIX_SIZE, PREFIX_SIZE):
+            block = ipaddress.IPv4Network((base, PREFIX_LEN))
+            if not any(ip in self.taken for ip in block):
+                self.taken.update(block)
+                self.prefix_next = base + PREFIX_SIZE
+                return block
+        self.prefix_next = int(self.last) + 1
+        return None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.next > self.last
 
 
 def allocate(topology: Topology) -> dict[str, NodeAllocation]:
-    """ipamd's decisions for every node: ENIs attached, each pod's address or why it is Pending."""
+    """ipamd's decisions for every node: ENIs attached, each pod's address or why it is Pending.
+
+    Node by node in file order, pod by pod: the warm pool is filled before the first pod (as
+    ipamd does at start) and refilled after each pod takes an address, so a spare ENI (or IPs,
+    or prefixes) is there before a pod needs it.
+    """
     pools = {s.name: _SubnetPool(topology, s) for s in topology.network.subnets}
+    settings = topology.network.vpc
     out: dict[str, NodeAllocation] = {}
     for node in topology.nodes:
         kind = node.instance_type or DEFAULT_INSTANCE_TYPE
-        max_enis, ips = INSTANCE_TYPES[kind]
-        alloc = out[node.name] = NodeAllocation(node, kind, max_enis, ips)
+        row = INSTANCE_TYPES[kind]
+        alloc = out[node.name] = NodeAllocation(node, kind, row.enis, row.ipv4_per_eni, settings)
         pool = pools[topology.subnet_of(node).name]
+        alloc.enis.append(Eni(0, topology.node_ip(node), eni_mac(node, 0)))  # eth0, attached at launch
+        _replenish(alloc, pool)
         for pod in node.pods:
-            if pod.host_network:
-                if len(alloc.running) + len(alloc.host_network) >= alloc.max_pods:
-                    alloc.pending.append((pod, f"Too many pods: {kind} allows max pods {alloc.formula}"))
-                else:
-                    alloc.host_network.append(pod)
-                continue
-            eni = _eni_with_room(topology, alloc, pool)
-            if eni is None:
-                used = sum(len(e.secondaries) for e in alloc.enis)
-                why = (
-                    f"no free IP: subnet {pool.subnet.name} ({pool.subnet.cidr}) has no address left"
-                    if len(alloc.enis) < max_enis and pool.next > pool.last
-                    else f"no free IP: all {used} secondary IPs of {len(alloc.enis)} ENIs are in use "
-                    f"({kind}: {max_enis} ENIs × {ips - 1} secondary IPs; max pods {alloc.formula})"
-                )
-                alloc.pending.append((pod, why))
-            elif len(alloc.running) + len(alloc.host_network) >= alloc.max_pods:
+            if len(alloc.running) + len(alloc.host_network) >= alloc.max_pods:
                 alloc.pending.append((pod, f"Too many pods: {kind} allows max pods {alloc.formula}"))
-            else:
-                ip = eni.secondaries[eni.used]
-                eni.used += 1
-                alloc.running.append(PodSlot(pod, ip, eni))
+                continue
+            if pod.host_network:
+                alloc.host_network.append(pod)
+                continue
+            eni = next((e for e in alloc.enis if e.free()), None)
+            if eni is None:
+                alloc.pending.append((pod, _no_free_ip(alloc, pool)))
+                continue
+            ip = eni.free()[0]
+            eni.assigned[ip] = pod.name
+            alloc.running.append(PodSlot(pod, ip, eni))
+            _replenish(alloc, pool)
     return out
 
 
-def _eni_with_room(topology: Topology, alloc: NodeAllocation, pool: _SubnetPool) -> Eni | None:
-    for eni in alloc.enis:
-        if eni.used < len(eni.secondaries):
-            return eni
-    if len(alloc.enis) >= alloc.max_enis:
-        return None
-    number = len(alloc.enis)
-    primary = topology.node_ip(alloc.node) if number == 0 else pool.take()
-    if primary is None:
-        return None
-    secondaries = []
-    for _ in range(alloc.ips_per_eni - 1):
-        ip = pool.take()
-        if ip is None:
+def _no_free_ip(alloc: NodeAllocation, pool: _SubnetPool) -> str:
+    unit = "/28 prefixes" if alloc.prefix_mode else "secondary IPs"
+    if len(alloc.enis) < alloc.max_enis and pool.exhausted:
+        return f"no free IP: subnet {pool.subnet.name} ({pool.subnet.cidr}) has no address left"
+    return (
+        f"no free IP: all {alloc.total} addresses of {len(alloc.enis)} ENIs are in use "
+        f"({alloc.instance_type}: {alloc.max_enis} ENIs × {alloc.ips_per_eni - 1} {unit}; max pods {alloc.formula})"
+    )
+
+
+def pool_short(alloc: NodeAllocation) -> int:
+    """How many addresses ipamd's pool is short of its target (0: the pool is warm enough).
+
+    pkg/ipamd/ipamd.go: the pool is never grown past max pods (``isDatastorePoolTooLow``);
+    with WARM_IP_TARGET/MINIMUM_IP_TARGET set, short = max(WARM_IP_TARGET - available,
+    MINIMUM_IP_TARGET - total) (``datastoreTargetState``); else the pool is too low while
+    available < WARM_ENI_TARGET × (IPv4 per ENI - 1), or WARM_PREFIX_TARGET × 16 in prefix mode.
+    """
+    s = alloc.settings
+    if alloc.total >= alloc.max_pods:
+        return 0
+    if s.ip_targets:
+        return max((s.warm_ip_target or 0) - alloc.available, (s.minimum_ip_target or 0) - alloc.total, 0)
+    unit, target = (PREFIX_SIZE, s.warm_prefix_target) if alloc.prefix_mode else (alloc.ips_per_eni - 1, s.warm_eni_target)
+    if alloc.available < unit * target or (target == 0 and alloc.available == 0):
+        return max(unit * target - alloc.available, 1)
+    return 0
+
+
+def _replenish(alloc: NodeAllocation, pool: _SubnetPool) -> None:
+    """Grow the pool until it is warm enough, or no ENI, slot or subnet address is left."""
+    while (short := pool_short(alloc)) > 0:
+        if alloc.prefix_mode:
+            want = -(-short // PREFIX_SIZE)  # prefixes: datastore.DivCeil(short, 16)
+        elif alloc.settings.ip_targets:
+            want = short  # tryAssignIPs: toAllocate = short
+        else:
+            want = alloc.ips_per_eni - 1  # tryAssignIPs: a whole ENI's worth (maxIPsPerENI)
+        if not _grow(alloc, pool, want):
+            return
+
+
+def _grow(alloc: NodeAllocation, pool: _SubnetPool, want: int) -> bool:
+    """Add up to ``want`` secondary IPs (or prefixes) on the first ENI with room, else attach
+    the next ENI (tryAssignIPs / tryAssignPrefixes, then tryAllocateENI); False if nothing could be added."""
+    slots = alloc.ips_per_eni - 1  # the ENI's primary address takes one of its IPv4 slots
+    eni = next((e for e in alloc.enis if len(e.cidrs) < slots), None)
+    if eni is None:
+        if len(alloc.enis) >= alloc.max_enis:
+            return False
+        primary = pool.take()
+        if primary is None:
+            return False
+        eni = Eni(len(alloc.enis), primary, eni_mac(alloc.node, len(alloc.enis)))
+        alloc.enis.append(eni)
+        if not alloc.settings.ip_targets and not alloc.prefix_mode:
+            want = slots
+    added = 0
+    for _ in range(min(want, slots - len(eni.cidrs))):
+        cidr = pool.take_prefix() if alloc.prefix_mode else _host(pool.take())
+        if cidr is None:
             break
-        secondaries.append(ip)
-    if not secondaries:
-        return None
-    eni = Eni(number, primary, secondaries, eni_mac(alloc.node, number))
-    alloc.enis.append(eni)
-    return eni
+        eni.cidrs.append(cidr)
+        added += 1
+    return added > 0
+
+
+def _host(ip: ipaddress.IPv4Address | None) -> ipaddress.IPv4Network | None:
+    return None if ip is None else ipaddress.IPv4Network(f"{ip}/32")
+
+
+def pool_settings(topology: Topology) -> str:
+    """The warm pool's settings as aws-node's environment shows them."""
+    s = topology.network.vpc
+    if s.ip_targets:
+        warm = f"WARM_IP_TARGET={s.warm_ip_target or 0} MINIMUM_IP_TARGET={s.minimum_ip_target or 0}"
+    elif s.prefix_delegation:
+        warm = f"WARM_PREFIX_TARGET={s.warm_prefix_target}"
+    else:
+        warm = f"WARM_ENI_TARGET={s.warm_eni_target}"
+    mode = "ENABLE_PREFIX_DELEGATION=true" if s.prefix_delegation else "secondary IPs"
+    return f"aws-node: {mode}, {warm}, AWS_VPC_ENI_MTU={s.eni_mtu}, POD_MTU={s.pod_mtu or s.eni_mtu}"
 
 
 def eni_mac(node: Node, number: int) -> str:
@@ -199,10 +320,13 @@ def build(topology: Topology, b: Builder) -> None:
         )
         for pod, why in alloc.pending:
             b.notes.append(f"pod {pod.name} on {alloc.node.name} is Pending: {why}")
+    b.notes.append(pool_settings(topology))
 
 
 def _node(topology: Topology, b: Builder, alloc: NodeAllocation) -> None:
-    node, mtu = alloc.node, topology.network.mtu
+    node, settings = alloc.node, topology.network.vpc
+    mtu = settings.eni_mtu  # AWS_VPC_ENI_MTU (pkg/networkutils/network.go: default 9001)
+    pod_mtu = settings.pod_mtu or mtu  # POD_MTU, defaulting to AWS_VPC_ENI_MTU (networkutils.GetPodMTU)
     host = b.ns(node.name)
     subnet = topology.subnet_of(node)
     underlay = b.ns(names.UNDERLAY)
@@ -225,9 +349,9 @@ def _node(topology: Topology, b: Builder, alloc: NodeAllocation) -> None:
     for slot in alloc.running:
         pod_ip = ipaddress.IPv4Network(f"{slot.ip}/32")
         ns = b.namespace(slot.pod.name, "pod")
-        eni_veth = names.eni_veth(node.name, slot.pod.name)
+        eni_veth = names.eni_veth(POD_NAMESPACE, slot.pod.name)
         host_mac = names.mac(node.name, slot.pod.name, "eni")
-        b.veth(host, eni_veth, ns, "eth0", mtu, mac=host_mac, peer_mac=names.mac(node.name, slot.pod.name))
+        b.veth(host, eni_veth, ns, "eth0", pod_mtu, mac=host_mac, peer_mac=names.mac(node.name, slot.pod.name))
         b.add(
             AddAddress(ns, "eth0", ipaddress.IPv4Interface(f"{slot.ip}/32")),
             AddRoute(ns, ipaddress.IPv4Network(f"{POD_GATEWAY}/32"), dev="eth0", scope_link=True),

@@ -11,8 +11,9 @@ Each limit comes with where it comes from and what to do, so that validation (``
   nodes, the gateway, secondary ENIs).
 - **pod blocks**: a node's /24 of ``podCIDR`` holds 253 pods on ``cni0`` (.1 is the bridge's)
   and 255 with Calico (.0 is ``tunl0``'s); Docker's 172.17.0.0/16 holds 65533 containers.
-- **max pods**: the AWS VPC CNI's ENIs x (addresses per ENI - 1) + 2, hostNetwork pods
-  included. netlab models no kubelet ``--max-pods`` for the other pod networks.
+- **max pods**: the AWS VPC CNI's ENIs x (addresses per ENI - 1) + 2 as AWS publishes it
+  (``misc/eni-max-pods.txt``), hostNetwork pods included; with prefix delegation
+  ENIs x (addresses per ENI - 1) x 16 + 2 capped at 110/250 (:mod:`netlab.model.instances`). netlab models no kubelet ``--max-pods`` for the other pod networks.
 
 Pure: no kernel, no lab state.
 """
@@ -24,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from netlab.model import instances
+
 BR_MAX_PORTS = 1024  # 1 << BR_PORT_BITS, linux net/bridge/br_private.h
 BRIDGE_PORTS = BR_MAX_PORTS - 1  # port number 0 is reserved (net/bridge/br_if.c, find_portno)
 BRIDGE_WHY = (
@@ -31,11 +34,9 @@ BRIDGE_WHY = (
     "net/bridge/br_private.h, port 0 reserved; one more fails with 'Exchange full')"
 )
 CNI0_BLOCK_PODS = 253  # .2-.254 of a node's /24: .1 is cni0's
-# AWS instance types: (ENIs, IPv4 addresses per ENI), as in the EC2 docs (docs/experiments.md, experiment 6)
-INSTANCE_TYPES = {
-    "t3.nano": (2, 2), "t3.micro": (2, 2), "t3.small": (3, 4), "t3.medium": (3, 6),
-    "t3.large": (3, 12), "t3.xlarge": (4, 15), "t3.2xlarge": (4, 15),
-}
+# AWS instance types (ENIs, IPv4 addresses per ENI, published max pods): the whole published
+# table, loaded and validated from data/ec2-instance-limits.tsv (netlab/model/instances.py)
+INSTANCE_TYPES = instances.load()
 DEFAULT_INSTANCE_TYPE = "t3.medium"  # vpc-native nodes without instanceType
 
 
@@ -70,13 +71,14 @@ class _Pod(Protocol):
     def host_network(self) -> bool: ...
 
 
-def max_pods(enis: int, ips_per_eni: int) -> tuple[int, str]:
-    """The AWS VPC CNI's max pods for an instance type's ENIs and addresses per ENI, and the formula as text."""
-    value = enis * (ips_per_eni - 1) + 2
-    return value, f"{enis} ENIs × ({ips_per_eni} − 1) + 2 = {value}"
+def max_pods(kind: str, prefix_delegation: bool = False) -> tuple[int, str]:
+    """The AWS VPC CNI's max pods for an instance type, and the formula as text."""
+    return instances.max_pods(INSTANCE_TYPES[kind], prefix_delegation)
 
 
-def pod_limit(cni: str, block: ipaddress.IPv4Network | None, instance_type: str | None = None) -> PodLimit:
+def pod_limit(
+    cni: str, block: ipaddress.IPv4Network | None, instance_type: str | None = None, prefix_delegation: bool = False
+) -> PodLimit:
     """The most pods a node can run (the smallest limit that applies): ``cni`` is the pod network,
     ``block`` the node's /24 of podCIDR (vxlan, host-gw), ``instance_type`` its vpc-native instance type.
     :meth:`netlab.model.Topology.pod_limit` gives a node's."""
@@ -88,15 +90,21 @@ def pod_limit(cni: str, block: ipaddress.IPv4Network | None, instance_type: str 
         )
     if cni == "vpc-native":
         kind = instance_type or DEFAULT_INSTANCE_TYPE
-        enis, ips = INSTANCE_TYPES[kind]
-        value, formula = max_pods(enis, ips)
+        row = INSTANCE_TYPES[kind]
+        enis, ips = row.enis, row.ipv4_per_eni
+        value, formula = max_pods(kind, prefix_delegation)
+        if prefix_delegation and row.prefix_delegation:
+            addresses = enis * (ips - 1) * instances.IPS_PER_PREFIX
+            how = f"{enis} × {ips - 1} /28 prefixes = {addresses} addresses"
+        else:
+            addresses = enis * (ips - 1)
+            how = f"{enis} × {ips - 1} = {addresses} of them get a secondary IP"
         return PodLimit(
             value,
-            f"a {kind} allows max pods {formula} (AWS VPC CNI: ENIs × (IPv4 addresses per ENI − 1) + 2, hostNetwork "
-            f"pods included), and {enis} × {ips - 1} = {enis * (ips - 1)} of them get a secondary IP",
+            f"a {kind} allows max pods {formula} (AWS VPC CNI, hostNetwork pods included), and {how}",
             "use a larger instanceType or add nodes",
             host_network=True,
-            addresses=enis * (ips - 1),
+            addresses=addresses,
         )
     # cni0 is a bridge too, but its 1023 ports are more than the block's addresses
     return PodLimit(CNI0_BLOCK_PODS, f"its pod block {block} holds {CNI0_BLOCK_PODS} pods (.2-.254: .1 is cni0's)", _MORE_NODES)

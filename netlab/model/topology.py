@@ -34,6 +34,13 @@ _PORT_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp))?")
 _DOMAIN_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
+def _near(kind: str) -> list[str]:
+    """Instance types that look like ``kind`` (its family, else the t3 sizes), for an error message."""
+    family = kind.split(".")[0]
+    same = [k for k in INSTANCE_TYPES if k.split(".")[0] == family]
+    return (same or [k for k in INSTANCE_TYPES if k.startswith("t3.")])[:12]
+
+
 def _name(kind: str, max_len: int, why: str) -> Any:
     def check(value: str) -> str:
         problem = names.name_problem(kind, value, max_len, why)
@@ -154,6 +161,43 @@ class Calico(_Frozen):
     as_number: Annotated[int, Field(ge=1, le=4294967295)] = Field(64512, alias="asNumber")
 
 
+class VpcCni(_Frozen):
+    """The AWS VPC CNI's settings for ``cni: vpc-native`` (aws-node's environment variables).
+
+    ``warmENITarget`` WARM_ENI_TARGET (default 1), ``warmIPTarget`` WARM_IP_TARGET and
+    ``minimumIPTarget`` MINIMUM_IP_TARGET (unset by default; either one set replaces the warm
+    ENI or prefix target), ``enablePrefixDelegation`` ENABLE_PREFIX_DELEGATION,
+    ``warmPrefixTarget`` WARM_PREFIX_TARGET (default 1), ``eniMTU`` AWS_VPC_ENI_MTU and
+    ``podMTU`` POD_MTU (576-9001, default 9001; POD_MTU defaults to AWS_VPC_ENI_MTU).
+    Sources: amazon-vpc-cni-k8s README.md and docs/eni-and-ip-target.md,
+    docs/prefix-and-ip-target.md; pkg/networkutils/network.go (the MTU range and default).
+    """
+
+    warm_eni_target: Annotated[int, Field(ge=0, le=100)] = Field(1, alias="warmENITarget")
+    warm_ip_target: Annotated[int, Field(ge=0, le=100000)] | None = Field(None, alias="warmIPTarget")
+    minimum_ip_target: Annotated[int, Field(ge=0, le=100000)] | None = Field(None, alias="minimumIPTarget")
+    prefix_delegation: bool = Field(False, alias="enablePrefixDelegation")
+    warm_prefix_target: Annotated[int, Field(ge=0, le=100)] = Field(1, alias="warmPrefixTarget")
+    eni_mtu: Annotated[int, Field(ge=576, le=9001)] = Field(9001, alias="eniMTU")
+    pod_mtu: Annotated[int, Field(ge=576, le=9001)] | None = Field(None, alias="podMTU")
+
+    @property
+    def ip_targets(self) -> bool:
+        """WARM_IP_TARGET or MINIMUM_IP_TARGET set: they replace the warm ENI/prefix target."""
+        return bool(self.warm_ip_target) or bool(self.minimum_ip_target)
+
+    @model_validator(mode="after")
+    def _prefix_targets(self) -> VpcCni:
+        # docs/prefix-and-ip-target.md: "Setting either WARM_PREFIX_TARGET or both WARM_IP_TARGET and
+        # MINIMUM_IP_TARGET environment variables to zero is not supported with prefix delegation enabled"
+        if self.prefix_delegation and not self.ip_targets and self.warm_prefix_target == 0:
+            raise ValueError(
+                "warmPrefixTarget 0 with enablePrefixDelegation is not supported by the AWS VPC CNI: "
+                "set warmPrefixTarget >= 1, or warmIPTarget/minimumIPTarget"
+            )
+        return self
+
+
 class Network(_Frozen):
     cni: str = "docker0"
     mtu: Annotated[int, Field(ge=576, le=9000)] = 1500
@@ -167,6 +211,7 @@ class Network(_Frozen):
     first_pod_block: Literal[0, 1] = Field(1, alias="firstPodBlock")
     calico: Calico = Calico()  # cni calico only
     external_snat: bool = Field(False, alias="externalSNAT")
+    vpc: VpcCni = VpcCni()  # cni vpc-native only
     service_cidr: ipaddress.IPv4Network = Field(ipaddress.IPv4Network("10.96.0.0/12"), alias="serviceCIDR")
     proxy_mode: Literal["iptables", "ipvs", "nftables"] = Field("iptables", alias="proxyMode")
     ipvs_scheduler: str = Field("rr", alias="ipvsScheduler")
@@ -209,6 +254,12 @@ class Network(_Frozen):
         data["cni"] = "calico"
         data["calico"] = calico
         return data
+
+    @property
+    def underlay_mtu(self) -> int:
+        """The MTU of the subnets (nodes' eth0, the bridges, the gateway's subnet side): vpc-native's
+        ENI MTU (9001, the VPC's jumbo frames), else ``mtu``. The internet side keeps ``mtu``."""
+        return self.vpc.eni_mtu if self.cni == "vpc-native" else self.mtu
 
     @field_validator("cni")
     @classmethod
@@ -343,7 +394,7 @@ class Topology(_Frozen):
         block = None
         if self.network.cni in POD_CNIS:
             block = self.pod_block(node) if index is None else self._block(index)
-        return limits.pod_limit(self.network.cni, block, node.instance_type)
+        return limits.pod_limit(self.network.cni, block, node.instance_type, self.network.vpc.prefix_delegation)
 
     def pods(self) -> Iterator[tuple[Node, Pod]]:
         for node in self.nodes:
@@ -465,7 +516,8 @@ class Topology(_Frozen):
             if node.instance_type is not None and node.instance_type not in INSTANCE_TYPES:
                 raise Problem(
                     f"nodes[{i}].instanceType",
-                    f"unknown instance type {node.instance_type!r}; known: {', '.join(INSTANCE_TYPES)}",
+                    f"unknown instance type {node.instance_type!r}; the published table (netlab/model/data/"
+                    f"ec2-instance-limits.tsv) has {len(INSTANCE_TYPES)} types, e.g. {', '.join(_near(node.instance_type))}",
                 )
         if net.cni == "calico":
             self._check_calico(taken)

@@ -58,3 +58,37 @@ def as_json(state: LabState, views: list[NamespaceView]) -> dict[str, Any]:
         "endpoints": state.hosts,
         "namespaces": [asdict(v) for v in views],
     }
+
+
+@dataclass
+class EniView:
+    """One ENI of a vpc-native node as ipamd's datastore holds it (``/v1/enis`` on aws-node's
+    introspection port 61679 shows the same): its addresses or /28 prefixes, and which pod has each."""
+
+    node: str
+    device: str
+    primary: str
+    mac: str
+    cidrs: list[str]
+    assigned: dict[str, str]  # address -> pod
+    free: list[str]
+
+
+def enis(state: LabState) -> list[EniView]:
+    """The ENIs of a vpc-native lab's nodes as they are now (pods added by ``apply``/``scale``
+    included, a deleted pod's address free again); empty for other pod networks."""
+    if state.cni != "vpc-native":
+        return []
+    from netlab.datapaths import vpc
+    from netlab.services.records import ClusterRecord, topology_of
+
+    deleted = set(ClusterRecord.load(state).deleted_pods)
+    out = []
+    for alloc in vpc.allocate(topology_of(state)).values():
+        for eni in alloc.enis:
+            assigned = {str(ip): pod for ip, pod in eni.assigned.items() if pod not in deleted}
+            out.append(EniView(
+                alloc.node.name, eni.device, str(eni.primary), eni.mac, [str(c) for c in eni.cidrs], assigned,
+                [str(ip) for ip in eni.addresses if str(ip) not in assigned],
+            ))
+    return out

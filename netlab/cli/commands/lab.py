@@ -122,6 +122,8 @@ def cmd_status(args: argparse.Namespace, out: Console, state: LabState | None) -
     render_status.print_lab(out, state, views)
     if state.cni == "calico":
         out.print(render_status.bgp_table(peers))
+    if state.cni == "vpc-native":
+        out.print(render_status.eni_table(status.enis(state)))
     if records.has_services(state):
         from netlab.services import cluster
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from netlab.kernel.inspect import Interface
-    from netlab.observe.status import NamespaceView
+    from netlab.observe.status import EniView, NamespaceView
     from netlab.services.bird import Peer
     from netlab.state import LabState
 
@@ -118,4 +118,15 @@ def bgp_table(peers: Sequence[Peer]) -> Table:
     table = Table("NODE", "PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO", title="IPv4 BGP status (BIRD in each node)")
     for p in peers:
         table.add_row(*(escape(text) for text in (p.node, p.address, p.kind, p.state, p.since, p.info)))
+    return table
+
+
+def eni_table(enis: Sequence[EniView]) -> Table:
+    """A vpc-native lab's ENIs per node: primary address, the secondary IPs or /28 prefixes
+    ipamd holds on each, which pod has which address, and how many are free (the warm pool)."""
+    table = Table("NODE", "ENI", "PRIMARY", "SECONDARY IPs / PREFIXES", "ASSIGNED", "FREE", title="ENIs (ipamd's warm pool)")
+    for e in enis:
+        cidrs = [c.removesuffix("/32") for c in e.cidrs]
+        assigned = ", ".join(f"{ip} {pod}" for ip, pod in e.assigned.items())
+        table.add_row(*(escape(text) for text in (e.node, e.device, e.primary, " ".join(cidrs) or "-", assigned or "-", str(len(e.free)))))
     return table

@@ -142,26 +142,26 @@ def test_vpc_native(lab_up) -> None:
 
     state = lab_up("vpc-native.yaml", name="t3-vpc")
     eps = endpoints(state)
-    assert str(eps["web-1"].ip) == "192.168.1.13" and str(eps["db"].ip) == "192.168.1.20"
+    assert str(eps["web-1"].ip) == "192.168.1.13" and str(eps["db"].ip) == "192.168.1.26"
     assert eps["aws-node-1"].ns == eps["node1"].ns and eps["aws-node-1"].host_network
     assert_check_green(state)
 
     # pod -> pod across nodes: the plain packet, pod address to pod address, no overlay
     with capture(eps["node1"].ns, "eth0", bpf="icmp", count=2, timeout=5) as seen:
-        assert ping(eps["web-1"].ns, "192.168.1.18")
+        assert ping(eps["web-1"].ns, "192.168.1.24")
     requests = icmp_requests(seen.packets)
-    assert requests and (requests[0][IP].src, requests[0][IP].dst) == ("192.168.1.13", "192.168.1.18")
+    assert requests and (requests[0][IP].src, requests[0][IP].dst) == ("192.168.1.13", "192.168.1.24")
     assert not [p for p in seen.packets if UDP in p or p[IP].proto == 4]
 
     # the pod address shows up as a /32 route on its node; db (eth1) has policy routing
     routes = ns_run(eps["node2"].ns, "ip", "route", "show").stdout
-    assert re.search(r"^192\.168\.1\.20 dev eni[0-9a-f]{11} (proto \w+ )?scope link", routes, re.M), routes
-    assert "from 192.168.1.20 lookup 2" in ns_run(eps["node2"].ns, "ip", "rule", "show").stdout
+    assert re.search(r"^192\.168\.1\.26 dev eni[0-9a-f]{11} (proto \w+ )?scope link", routes, re.M), routes
+    assert "from 192.168.1.26 lookup 2" in ns_run(eps["node2"].ns, "ip", "rule", "show").stdout
 
     # inside the VPC, db (a secondary IP of ENI eth1) sends through eth1, unchanged
     with capture(eps["node2"].ns, "eth1", bpf="icmp", count=2, timeout=5) as on_eth1:
         assert ping(eps["db"].ns, "192.168.1.13")
-    assert [(p[IP].src, p[IP].dst) for p in icmp_requests(on_eth1.packets)] == [("192.168.1.20", "192.168.1.13")]
+    assert [(p[IP].src, p[IP].dst) for p in icmp_requests(on_eth1.packets)] == [("192.168.1.26", "192.168.1.13")]
 
     # to the internet: SNAT to the node's primary address, and (connmark 0x80) out through eth0
     assert internet_sees(state, "web-1") == {"192.168.1.11"}
@@ -169,7 +169,7 @@ def test_vpc_native(lab_up) -> None:
         assert internet_sees(state, "db") == {"192.168.1.12"}
     out = [p for p in icmp_requests(on_eth0.packets) if p[IP].dst == "203.0.113.1"]
     assert out and out[0][IP].src == "192.168.1.12", "db's SNATed traffic must leave through eth0"
-    assert_df_limit(eps["web-1"].ns, "192.168.1.18", 1500)
+    assert_df_limit(eps["web-1"].ns, "192.168.1.24", 9001)  # AWS_VPC_ENI_MTU: jumbo frames across the VPC
 
 
 def test_vpc_native_external_snat_keeps_the_pod_address(lab_up) -> None:
@@ -180,7 +180,7 @@ def test_vpc_native_external_snat_keeps_the_pod_address(lab_up) -> None:
     state = lab_up(topology, name="t3-vpcx")
     assert_check_green(state)
     assert internet_sees(state, "web-1") == {"192.168.1.13"}
-    assert internet_sees(state, "db") == {"192.168.1.20"}
+    assert internet_sees(state, "db") == {"192.168.1.26"}
 
 
 def test_vpc_maxpods(lab_up) -> None:
@@ -193,14 +193,92 @@ def test_vpc_maxpods(lab_up) -> None:
     assert len(pods) == 17 and sum(e.host_network for e in pods) == 2
     assert "web-16" not in eps and not exists("t3-maxpods-web-16") and exists("t3-maxpods-web-15")
     assert any("17 of 18 pods running" in n and "3 ENIs × (6 − 1) + 2 = 17" in n for n in state.notes)
-    assert any(n.startswith("pod web-16 on node1 is Pending: no free IP") for n in state.notes)
+    assert any(n.startswith("pod web-16 on node1 is Pending: Too many pods") for n in state.notes)
     # the last pod sits on ENI eth2 and still reaches everything
     assert "from 192.168.1.28 lookup 3" in ns_run(eps["node1"].ns, "ip", "rule", "show").stdout
     assert str(eps["web-15"].ip) == "192.168.1.28"
     assert ping(eps["web-15"].ns, "203.0.113.1") and ping(eps["web-15"].ns, str(eps["web-1"].ip))
     console = Console(file=io.StringIO(), width=300)
     assert main(["status", "t3-maxpods"], console=console) == 0
-    assert "web-16 on node1 is Pending: no free IP" in console.file.getvalue()
+    assert "web-16 on node1 is Pending: Too many pods" in console.file.getvalue()
+
+
+def vpc_lab(name: str, **vpc_settings: object):
+    from netlab.model import parse_topology
+
+    return parse_topology({
+        "name": name,
+        "network": {"cni": "vpc-native", "subnets": [{"name": "a", "cidr": "192.168.1.0/24"}],
+                    "internet": "203.0.113.0/24", "vpc": vpc_settings},
+        "nodes": [
+            {"name": "node1", "subnet": "a", "instanceType": "t3.micro", "pods": [{"name": "db"}]},
+            {"name": "node2", "subnet": "a", "instanceType": "t3.medium", "pods": [{"name": "web-1"}]},
+        ],
+    })
+
+
+def test_vpc_warm_eni_is_attached_before_a_pod_needs_it(lab_up) -> None:
+    from netlab.observe import status
+    from netlab.services import pods
+    from netlab.state import LabState
+
+    state = lab_up(vpc_lab("paw-warm"))
+    eps = endpoints(state)
+    # node2 (t3.medium) runs one pod on eth0; WARM_ENI_TARGET=1 already attached eth1 with 5 free IPs
+    addrs = ns_run(eps["node2"].ns, "ip", "-o", "-4", "addr", "show", "dev", "eth1").stdout
+    assert "192.168.1.21/24" in addrs and mtu(eps["node2"].ns, "eth1") == 9001
+    enis = {(e.node, e.device): e for e in status.enis(state)}
+    assert enis[("node2", "eth0")].assigned == {"192.168.1.16": "web-1"} and len(enis[("node2", "eth0")].free) == 4
+    assert enis[("node2", "eth1")].primary == "192.168.1.21" and not enis[("node2", "eth1")].assigned
+    assert len(enis[("node2", "eth1")].free) == 5 and ("node2", "eth2") not in enis
+    # five more pods (as `scale` adds them): the sixth address leaves 4 free, so eth2 appears
+    added = pods.add(state, [("node2", {"name": f"web-{i}"}) for i in range(2, 7)])
+    state = LabState.load("paw-warm")
+    assert [str(h.ip) for h in added] == ["192.168.1.17", "192.168.1.18", "192.168.1.19", "192.168.1.20", "192.168.1.22"]
+    assert "192.168.1.27/24" in ns_run(eps["node2"].ns, "ip", "-o", "-4", "addr", "show", "dev", "eth2").stdout
+    assert ping(endpoints(state)["web-6"].ns, str(eps["db"].ip))  # web-6 is on eth1: policy routing
+    enis = {(e.node, e.device): e for e in status.enis(state)}
+    assert len(enis[("node2", "eth2")].free) == 5 and enis[("node2", "eth1")].assigned == {"192.168.1.22": "web-6"}
+
+
+def test_vpc_prefix_delegation_pods_in_prefix_ranges(lab_up) -> None:
+    state = lab_up(vpc_lab("paw-prefix", enablePrefixDelegation=True))
+    eps = endpoints(state)
+    # node1 .11, node2 .12: node1's first /28 is .16/28, its second (13 free < 16) .32/28; node2's .48/28 ...
+    assert str(eps["db"].ip) == "192.168.1.16" and str(eps["web-1"].ip) == "192.168.1.48"
+    assert any("max pods 2 ENIs × (2 − 1) × 16 + 2 = 34" in n for n in state.notes)
+    assert any("max pods 3 ENIs × (6 − 1) × 16 + 2 = 242, capped at 110" in n for n in state.notes)
+    assert ping(eps["db"].ns, str(eps["web-1"].ip)) and ping(eps["web-1"].ns, "203.0.113.1")
+
+
+def test_vpc_jumbo_frames_in_the_vpc_1500_to_the_internet(lab_up) -> None:
+    from scapy.layers.inet import ICMP, IP
+
+    from netlab.observe.capture import capture
+
+    state = lab_up(vpc_lab("paw-mtu"))
+    eps = endpoints(state)
+    web = eps["web-1"].ns
+    assert mtu(web) == 9001 and mtu(eps["node2"].ns) == 9001 and mtu(eps["node2"].ns, "eth1") == 9001
+    assert mtu(eps["internet"].ns) == 1500
+    assert_df_limit(web, str(eps["db"].ip), 9001)  # pod -> pod across nodes: 9001 end to end
+
+    # without DF, a 3028-byte packet crosses the VPC whole and the gateway fragments it to 1500
+    with capture(eps["node2"].ns, "eth0", bpf="icmp or (ip[6:2] & 0x1fff != 0)", count=1, timeout=5) as vpc_side, \
+            capture(eps["internet"].ns, "eth0", bpf="ip src 192.168.1.12", count=3, timeout=5) as inet_side:
+        assert ping(web, "203.0.113.1", "-M", "dont", "-s", "3000")
+    whole = [p for p in vpc_side.packets if IP in p and p[IP].dst == "203.0.113.1"]
+    assert whole and whole[0][IP].len == 3028 and whole[0][IP].src == "192.168.1.12"  # SNATed, unfragmented
+    fragments = [p for p in inet_side.packets if IP in p]
+    assert len(fragments) >= 3 and all(p[IP].len <= 1500 for p in fragments)
+    assert fragments[0][IP].flags.MF and fragments[-1][IP].frag > 0
+
+    # with DF, the gateway drops it and says "fragmentation needed, mtu 1500"; the pod learns the path MTU
+    with capture(web, "eth0", bpf="icmp[0] == 3", count=1, timeout=5) as back:
+        assert not ping(web, "203.0.113.1", "-M", "do", "-s", "3000")
+    need = [p for p in back.packets if ICMP in p and p[ICMP].type == 3 and p[ICMP].code == 4]
+    assert need and need[0][ICMP].nexthopmtu == 1500 and need[0][IP].dst == str(eps["web-1"].ip)
+    assert " mtu 1500" in ns_run(web, "ip", "route", "get", "203.0.113.1").stdout
 
 
 # ----------------------------------------------------------------------------- Calico IP-in-IP

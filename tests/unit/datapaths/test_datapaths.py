@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -207,30 +208,33 @@ def test_vpc_native_pods_take_secondary_ips_of_the_node_subnet() -> None:
     out = lines(plan)
     eps = {e.name: e for e in plan.hosts}
     assert {n: str(eps[n].ip) for n in ("web-1", "client", "web-2", "db")} == {
-        "web-1": "192.168.1.13", "client": "192.168.1.14", "web-2": "192.168.1.18", "db": "192.168.1.20",
+        "web-1": "192.168.1.13", "client": "192.168.1.14", "web-2": "192.168.1.24", "db": "192.168.1.26",
     }
     assert eps["aws-node-1"].host_network and eps["aws-node-1"].ns == "vpc-native-node1"
     from netlab import names
 
-    eni = names.eni_veth("node1", "web-1")
-    assert eni.startswith("eni") and len(eni) == 14
+    eni = names.eni_veth("default", "web-1")
+    assert eni == "eni" + hashlib.sha1(b"default.web-1").hexdigest()[:11]
     assert f"ip -n vpc-native-node1 route add 192.168.1.13/32 dev {eni} scope link" in out
     assert "ip -n vpc-native-node1 rule add to 192.168.1.13/32 lookup main priority 512" in out
     web = "ip -n vpc-native-web-1"
     assert f"{web} addr add 192.168.1.13/32 dev eth0" in out
     assert f"{web} route add default via 169.254.1.1 dev eth0" in out
     assert any(line.startswith(f"{web} neigh add 169.254.1.1 lladdr ") for line in out)
+    # WARM_ENI_TARGET=1: node1's first pod leaves 4 free IPs (< 5, a t3.medium ENI's worth), so
+    # ipamd attaches eth1 (.18, secondaries .19-.23) before a pod needs it
+    assert "ip -n vpc-native-node1 addr add 192.168.1.18/24 dev eth1 noprefixroute" in out
     # node2 is a t3.micro: one secondary IP per ENI, so db lands on eth1 with policy routing
     n2 = "ip -n vpc-native-node2"
-    assert f"{n2} addr add 192.168.1.19/24 dev eth1 noprefixroute" in out
+    assert f"{n2} addr add 192.168.1.25/24 dev eth1 noprefixroute" in out
     assert f"{n2} route add default via 192.168.1.1 dev eth1 table 2" in out
     assert f"{n2} route add 192.168.1.1/32 dev eth1 scope link table 2" in out
-    assert f"{n2} rule add from 192.168.1.20/32 lookup 2 priority 1536" in out
-    assert not any("rule add from 192.168.1.18" in line for line in out)  # web-2 is on eth0: main table
+    assert f"{n2} rule add from 192.168.1.26/32 lookup 2 priority 1536" in out
+    assert not any("rule add from 192.168.1.24" in line for line in out)  # web-2 is on eth0: main table
     # the VPC fabric delivers each pod address to the ENI that owns it
     mac_eth1 = vpc.eni_mac(load_topology(TOPOLOGIES / "vpc-native.yaml").node("node2"), 1)
-    assert f"ip -n vpc-native-gateway neigh add 192.168.1.20 lladdr {mac_eth1} dev a nud permanent" in out
-    assert f"ip -n vpc-native-node1 neigh add 192.168.1.20 lladdr {mac_eth1} dev eth0 nud permanent" in out
+    assert f"ip -n vpc-native-gateway neigh add 192.168.1.26 lladdr {mac_eth1} dev a nud permanent" in out
+    assert f"ip -n vpc-native-node1 neigh add 192.168.1.26 lladdr {mac_eth1} dev eth0 nud permanent" in out
     rules = next(op.rules for op in plan.operations if isinstance(op, LoadIptables) and op.ns == "vpc-native-node1")
     assert "-A AWS-SNAT-CHAIN-0 -d 192.168.1.0/24" in rules and "-j SNAT --to-source 192.168.1.11" in rules
     assert "-j CONNMARK --set-xmark 0x80/0x80" in rules and "*mangle" in rules
@@ -249,10 +253,11 @@ def test_vpc_maxpods_t3_medium_runs_17_of_18() -> None:
     alloc = vpc.allocate(topology)["node1"]
     assert alloc.max_pods == 17 and len(alloc.enis) == 3
     assert len(alloc.running) == 15 and len(alloc.host_network) == 2
-    assert [(p.name, why.split(":")[0]) for p, why in alloc.pending] == [("web-16", "no free IP")]
+    # the 18th pod exceeds max pods (hostNetwork pods count): the scheduler's "Too many pods"
+    assert [(p.name, why.split(":")[0]) for p, why in alloc.pending] == [("web-16", "Too many pods")]
     plan = make_plan(topology)
     assert any("17 of 18 pods running" in note for note in plan.notes)
-    assert any(note.startswith("pod web-16 on node1 is Pending: no free IP") for note in plan.notes)
+    assert any(note.startswith("pod web-16 on node1 is Pending: Too many pods") for note in plan.notes)
     assert "vpc-maxpods-web-16" not in plan.namespaces and "vpc-maxpods-web-15" in plan.namespaces
     assert {e.name for e in plan.hosts if e.kind == "pod"} == {f"web-{i}" for i in range(1, 16)} | {"aws-node", "kube-proxy"}
     # ENIs eth1 and eth2, 5 pods each, tables 2 and 3
@@ -279,7 +284,7 @@ def test_unknown_instance_type_lists_known_ones() -> None:
     with pytest.raises(TopologyError) as err:
         parse_topology(data, "x.yaml")
     assert err.value.field == "nodes[0].instanceType"
-    assert "m5.huge" in err.value.message and "t3.nano" in err.value.message and "t3.2xlarge" in err.value.message
+    assert "m5.huge" in err.value.message and "m5.large" in err.value.message and "ec2-instance-limits.tsv" in err.value.message
 
 
 # ----------------------------------------------------------------------------- validation

@@ -66,13 +66,13 @@ def test_host_network_pods_take_no_address_of_the_block() -> None:
 
 
 def test_vpc_native_max_pods_is_the_datapaths_and_pods_beyond_it_are_pending() -> None:
-    for kind, (enis, ips) in INSTANCE_TYPES.items():
+    for kind, row in INSTANCE_TYPES.items():
         data = lab("vpc-native", [0])
         data["nodes"][0]["instanceType"] = kind
         topology = parse_topology(data)
         limit = topology.pod_limit(topology.nodes[0])
         alloc = vpc.allocate(topology)["n0"]
-        assert limit.count == alloc.max_pods == enis * (ips - 1) + 2, kind
+        assert limit.count == alloc.max_pods == row.max_pods == row.enis * (row.ipv4_per_eni - 1) + 2, kind
         assert alloc.formula in limit.why and limit.host_network
     maxpods = load_topology(Path(__file__).resolve().parents[3] / "topologies" / "vpc-maxpods.yaml")  # 18 on a t3.medium
     assert maxpods.pod_limit(maxpods.nodes[0]).count == 17  # valid: the 18th is Pending, as on EKS
