@@ -95,6 +95,15 @@ def host_guard(root: None) -> Iterator[None]:
     assert_host_unchanged(before)
 
 
+def interruptible() -> None:
+    """``preexec_fn`` for a CLI a test stops with SIGINT: SIGINT back to its default, so the
+    child gets KeyboardInterrupt even when the suite itself was started with SIGINT ignored
+    (``cmd &`` in a non-interactive shell, nohup), which a child would inherit."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ns_run(ns: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     """Run a command inside a namespace (a test helper; netlab's own code uses argv too)."""
     return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout)

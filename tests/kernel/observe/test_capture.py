@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, ns_run
+from tests.conftest import ROOT, interruptible, ns_run
 
 
 def fds() -> frozenset[str]:
@@ -105,7 +105,8 @@ def test_netlab_capture_cli_stops_cleanly_on_sigint(lab_up, tmp_path: Path) -> N
 
     running = [p for ns in state.namespaces for p in netns.pids_in(ns)]  # the lab's own (docker-proxy)
     argv = [sys.executable, "-m", "netlab.cli", "capture", state.lab, "host1:eth0", "--filter", "icmp", "-w", str(pcap)]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, COLUMNS="200"))
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, COLUMNS="200"),
+                            preexec_fn=interruptible)
     try:
         assert proc.stdout is not None
         assert "capturing on host1:eth0" in proc.stdout.readline()

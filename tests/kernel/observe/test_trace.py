@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TOPOLOGIES
+from tests.conftest import TOPOLOGIES, interruptible
 from tests.kernel.observe.test_capture import fds, lab_view, leaked
 
 
@@ -138,7 +138,7 @@ def test_netlab_trace_cli_sigint_while_waiting_for_a_reply(lab_up) -> None:
     assert ns_run(eps["internet"].ns, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9999", "-j", "DROP").returncode == 0
     running = [p for ns in state.namespaces for p in netns.pids_in(ns)]  # the lab's own (docker-proxy)
     argv = [sys.executable, "-m", "netlab.cli", "trace", state.lab, "client", "internet", "--proto", "udp", "--port", "9999", "--timeout", "30"]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     try:
         assert proc.stdout is not None and "capturing on" in proc.stdout.readline()
         time.sleep(1.0)

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from netlab import cli
 from netlab.kernel import netns
-from tests.conftest import ROOT, assert_host_unchanged, host_snapshot, lab_leftovers
+from tests.conftest import ROOT, assert_host_unchanged, host_snapshot, interruptible, lab_leftovers
 
 
 def scenario(tmp_path: Path, lab: str, steps: str) -> Path:
@@ -90,7 +90,8 @@ def test_ctrl_c_during_a_run_tears_every_lab_down(root: None, tmp_path: Path) ->
     steps = "  - rtt: {from: web1, to: host2, samples: 100000, interval: 0.001}\n"
     path = scenario(tmp_path, "t5-int", steps)
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-m", "netlab.cli", "run", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "netlab.cli", "run", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=interruptible)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(n.startswith("t5-int-") for n in netns.list_names()):
         time.sleep(0.1)
