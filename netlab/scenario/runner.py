@@ -21,11 +21,13 @@ from typing import Any
 from netlab import build, doctor, lab
 from netlab.errors import EnvironmentProblem, NetlabError, UsageError
 from netlab.kernel import cgroup, netns, tc
-from netlab.kernel.inspect import inspect_namespace
+from netlab.kernel.inspect import Inspector, inspect_namespace
 from netlab.observe import expect
+from netlab.observe.capture import Capture
 from netlab.observe.graph import dot, live
 from netlab.plan import Host
 from netlab.scenario import http_paths, measure, plots
+from netlab.scenario import outage as outage_capture
 from netlab.scenario.results import LabOutcome, ScenarioReport, StepResult
 from netlab.scenario.spec import (
     BgpOutageStep,
@@ -357,31 +359,57 @@ class Runner:
             state = self.up[name]
             src, dst = self._ep(name, spec.src), self._ep(name, spec.dst)
             marks: dict[str, float] = {}
+            wall: dict[str, float] = {}
+            node = src if src.kind == "node" else self._ep(name, src.node or spec.src)
+            cap = Capture(node.ns, "eth0", f"icmp and host {dst.ip}", None, down + 30)
             with measure.OutageProbe(src.ns, str(dst.ip), interval) as probe:
-                time.sleep(0.5)  # answered probes before the outage
-                marks["stop"] = time.monotonic()
-                bird.stop_node(state, spec.node)
-                marks["withdrawn"] = time.monotonic()
-                time.sleep(down)
-                marks["start"] = time.monotonic()
-                bird.start_node(state, spec.node)
-                marks["relearned"] = time.monotonic()
-                time.sleep(0.5)  # answered probes after it
+                cap.start()
+                try:
+                    time.sleep(0.5)  # answered probes before the outage
+                    marks["stop"], wall["stop"] = time.monotonic(), time.time()
+                    bird.stop_node(state, spec.node)
+                    marks["withdrawn"] = time.monotonic()
+                    time.sleep(down)
+                    marks["start"] = time.monotonic()
+                    bird.start_node(state, spec.node)
+                    marks["relearned"], wall["relearned"] = time.monotonic(), time.time()
+                    time.sleep(0.5)  # answered probes after it
+                finally:
+                    cap.stop()
             outage = probe.result()
+            seen = outage_capture.summarize(cap.frames, wall["stop"], wall["relearned"], self._macs(name))
+            if self.out_dir is not None:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                cap.write(str(self.out_dir / f"step{index + 1}-{name}-{node.name}-eth0.pcap"))
             t0 = probe.sent[0] if probe.sent else marks["stop"]
             data = {
                 "outage_s": outage.seconds, "sent": outage.sent, "lost": outage.lost, "interval_s": interval,
                 "first_lost_s": outage.first_lost, "recovered_s": outage.recovered,
                 **{f"{k}_s": v - t0 for k, v in marks.items()},
+                "capture": {"at": f"{node.name}:eth0", **seen},
             }
             title = f"bgp_outage {spec.src} -> {spec.dst} ({dst.ip}) while {spec.node}'s BIRD is stopped in {name}"
             detail = (
                 f"traffic failed for {outage.seconds:.3f} s ({outage.lost} of {outage.sent} probes lost, {spec.interval} apart); "
                 f"BIRD stopped {spec.down}: routes withdrawn {marks['withdrawn'] - marks['stop']:.3f} s after the stop, "
-                f"relearned {marks['relearned'] - marks['start']:.3f} s after the start"
+                f"relearned {marks['relearned'] - marks['start']:.3f} s after the start; "
+                + outage_capture.describe(seen, f"{node.name}:eth0")
             )
             out.append(StepResult(index, "bgp_outage", name, title, "pass", detail, data))
         return out
+
+    def _macs(self, lab_name: str) -> dict[str, str]:
+        """MAC address -> the lab host whose interface has it (to name a frame's next hop)."""
+        state = self.up[lab_name]
+        kernel = Inspector()
+        owners: dict[str, str] = {}
+        for host in state.host_objects():
+            if host.host_network:
+                continue
+            for link in kernel.links(host.ns):
+                if link.mac:
+                    owners.setdefault(link.mac.lower(), host.name)
+        return owners
 
     def _step_impair(self, index: int, spec: ImpairStep, targets: list[str]) -> list[StepResult]:
         out = []

@@ -43,3 +43,34 @@ def test_bgp_outage_on_a_lab_without_calico_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as err:
         load_scenario(path)
     assert err.value.field == "steps[0].bgp_outage.labs" and "needs cni calico" in err.value.message
+
+
+def test_the_capture_during_an_outage_is_sorted_into_phases_by_next_hop() -> None:
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import Ether
+
+    from netlab.observe.capture import Seen
+    from netlab.scenario import outage
+
+    node2, gateway, node1 = "02:00:00:00:00:02", "02:00:00:00:00:01", "02:00:00:00:00:0b"
+    owners = {node2: "node2", gateway: "gateway", node1: "node1"}
+
+    def frame(t: float, out: bool, kind: int, dst_mac: str, src: str = "10.244.1.2") -> Seen:
+        return Seen(Ether(src=node1, dst=dst_mac) / IP(src=src, dst="10.244.2.2") / ICMP(type=kind), t, out)
+
+    frames = [
+        frame(1.0, True, 8, node2), frame(1.001, False, 0, node1),      # before: to node2, answered
+        frame(2.5, True, 8, gateway), frame(2.6, True, 8, gateway),       # during: only the default route
+        frame(2.601, False, 3, node1, src="192.168.1.1"),                 # the gateway: unreachable
+        frame(5.0, True, 8, node2), frame(5.001, False, 0, node1),      # after: node2 again
+    ]
+    summary = outage.summarize(frames, stop=2.0, relearned=4.0, owners=owners)
+    assert summary == {
+        "before": {"requests to node2": 1, "replies": 1},
+        "during": {"requests to gateway": 2, "unreachable from 192.168.1.1": 1},
+        "after": {"requests to node2": 1, "replies": 1},
+    }
+    assert outage.describe(summary, "node1:eth0") == (
+        "at node1:eth0: before: 1 requests to node2, 1 replies; during: 2 requests to gateway, "
+        "1 unreachable from 192.168.1.1; after: 1 requests to node2, 1 replies"
+    )
