@@ -29,7 +29,8 @@ from netlab.state import LabState
 PODNETS: dict[str, dict[str, Any]] = {
     "host-gw": {"cni": "host-gw", "podCIDR": "10.244.0.0/16"},
     "vxlan": {"cni": "vxlan", "podCIDR": "10.244.0.0/16"},
-    "ipip": {"cni": "ipip", "mode": "Always", "podCIDR": "10.244.0.0/16"},
+    # Calico's hairpin does not depend on its encapsulation: BGP-only runs without the ipip module
+    "calico": {"cni": "calico", "calico": {"ipipMode": "Never"}, "podCIDR": "10.244.0.0/16"},
     "vpc-native": {"cni": "vpc-native", "externalSNAT": False},
 }
 
@@ -73,10 +74,10 @@ def ns_of(state: LabState, name: str) -> str:
 def _hairpin(lab_up: Any, name: str, cni: str, mode: str) -> None:
     state = lab_up(topology(name, cni, mode))
     web1 = ns_of(state, "web-1")
-    seen = requests(web1, "http://web", 300)
+    seen = requests(web1, "http://web", 100)
     assert seen["errors"] == 0, seen  # no request to itself timed out
     assert set(seen["answers"]) == {"web-1", "web-2"}, seen
-    assert seen["answers"]["web-1"] >= 90, seen  # about half: kube-proxy picked the caller itself
+    assert seen["answers"]["web-1"] >= 25, seen  # about half (binomial(100, 1/2) < 25: p < 1e-6): the caller itself
 
 
 @pytest.mark.parametrize("cni", ["host-gw", "vxlan", "vpc-native"])
@@ -84,9 +85,8 @@ def test_a_pod_reaches_itself_through_its_service(lab_up: Any, cni: str) -> None
     _hairpin(lab_up, f"fkp-hp-{cni.replace('-', '')[:6]}", cni, "iptables")
 
 
-@pytest.mark.requires("ipip")
 def test_a_pod_reaches_itself_through_its_service_on_calico(lab_up: Any) -> None:
-    _hairpin(lab_up, "fkp-hp-ipip", "ipip", "iptables")
+    _hairpin(lab_up, "fkp-hp-calico", "calico", "iptables")
 
 
 @pytest.mark.requires("ipvs")
@@ -103,9 +103,9 @@ def test_a_pod_reaches_itself_through_its_service_in_ipvs_mode(lab_up: Any, cni:
     assert "--match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE" in run(node1, "iptables-save", "-t", "nat")
 
 
-@pytest.mark.requires("ipip", "ipvs")
+@pytest.mark.requires("ipvs")
 def test_a_pod_reaches_itself_through_its_service_on_calico_in_ipvs_mode(lab_up: Any) -> None:
-    _hairpin(lab_up, "fkp-hv-ipip", "ipip", "ipvs")
+    _hairpin(lab_up, "fkp-hv-calico", "calico", "ipvs")
 
 
 def _loop_back_has(ns: str, ip: str) -> bool:
