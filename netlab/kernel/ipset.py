@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2.ipset import IPSet, PortEntry
 from pyroute2.netlink.exceptions import NetlinkError
@@ -62,14 +63,11 @@ def entries(ns: str, name: str) -> list[IpPortIp]:
 
     def inside() -> list[IpPortIp]:
         out = []
-        with IPSet() as ipset:
-            for message in ipset.list(name):
-                adt = message.get_attr("IPSET_ATTR_ADT")
-                for data in adt.get_attrs("IPSET_ATTR_DATA") if adt is not None else []:
-                    ip = data.get_attr("IPSET_ATTR_IP_FROM").get_attr("IPSET_ATTR_IPADDR_IPV4")
-                    ip2 = data.get_attr("IPSET_ATTR_IP2").get_attr("IPSET_ATTR_IPADDR_IPV4")
-                    protocol = NAMES.get(data.get_attr("IPSET_ATTR_PROTO"), str(data.get_attr("IPSET_ATTR_PROTO")))
-                    out.append(IpPortIp(ip, protocol, data.get_attr("IPSET_ATTR_PORT_FROM"), ip2))
+        for data in _members(name):
+            ip = data.get_attr("IPSET_ATTR_IP_FROM").get_attr("IPSET_ATTR_IPADDR_IPV4")
+            ip2 = data.get_attr("IPSET_ATTR_IP2").get_attr("IPSET_ATTR_IPADDR_IPV4")
+            protocol = NAMES.get(data.get_attr("IPSET_ATTR_PROTO"), str(data.get_attr("IPSET_ATTR_PROTO")))
+            out.append(IpPortIp(ip, protocol, data.get_attr("IPSET_ATTR_PORT_FROM"), ip2))
         return sorted(out)
 
     return netns.run_in(ns, inside)
@@ -100,12 +98,18 @@ def nets(ns: str, name: str) -> list[str]:
 
     def inside() -> list[str]:
         out = []
-        with IPSet() as ipset:
-            for message in ipset.list(name):
-                adt = message.get_attr("IPSET_ATTR_ADT")
-                for data in adt.get_attrs("IPSET_ATTR_DATA") if adt is not None else []:
-                    ip = data.get_attr("IPSET_ATTR_IP_FROM").get_attr("IPSET_ATTR_IPADDR_IPV4")
-                    out.append(f"{ip}/{data.get_attr('IPSET_ATTR_CIDR')}")
+        for data in _members(name):
+            ip = data.get_attr("IPSET_ATTR_IP_FROM").get_attr("IPSET_ATTR_IPADDR_IPV4")
+            out.append(f"{ip}/{data.get_attr('IPSET_ATTR_CIDR')}")
         return sorted(out)
 
     return netns.run_in(ns, inside)
+
+
+def _members(name: str) -> list[Any]:
+    """The IPSET_ATTR_DATA of every member of set ``name`` (``ipset list``), in the calling
+    thread's namespace."""
+    with IPSet() as ipset:
+        return [data for message in ipset.list(name)
+                for adt in [message.get_attr("IPSET_ATTR_ADT")] if adt is not None
+                for data in adt.get_attrs("IPSET_ATTR_DATA")]
